@@ -1,0 +1,35 @@
+# The two commands a newcomer runs: `make run` (serve the small real model on 127.0.0.1:8000)
+# and `make test` (install what the tests need, then run every test).
+SHELL := /bin/bash
+MODEL := models/SmolLM2-135M-Instruct.Q4_1.gguf
+HOST ?= 127.0.0.1
+PORT ?= 8000
+THREADS ?= $(shell nproc)
+
+.PHONY: model run test test-deps build bench crds fmt lint
+
+model:
+	./scripts/fetch-model.sh
+
+build:
+	cargo build --release -p deepseek-runtime
+
+run: model build
+	./target/release/deepseek-runtime serve --model $(MODEL) --host $(HOST) --port $(PORT) \
+		--served-model-name smollm2-135m-instruct --threads $(THREADS)
+
+test-deps: model
+	./scripts/test-deps.sh
+
+test: test-deps
+	cargo test --workspace --all-targets
+
+crds:
+	cargo run -q -p deepseek-crds --bin crdgen > crds/deepseek.ai_deepseekdeployments.yaml
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,1 @@
+//! DeepSeekDeployment custom resource types (filled in by the crds work).

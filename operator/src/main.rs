@@ -1,0 +1,2 @@
+//! `deepseek-operator`: run | crd | render | manifests.
+fn main() {}
