@@ -47,21 +47,36 @@ pub async fn install_crd(client: &Client) -> anyhow::Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = deepseek_crds::crd::crd();
     let name = format!("{}.{}", deepseek_crds::PLURAL, deepseek_crds::GROUP);
-    api.patch(&name, &PatchParams::apply("deepseek-e2e").force(), &Patch::Apply(&crd)).await?;
+    api.patch(
+        &name,
+        &PatchParams::apply("deepseek-e2e").force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
     eventually("CRD established", || async {
         let c = api.get(&name).await.ok()?;
         let conds = c.status?.conditions?;
-        conds.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
+        conds
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+            .then_some(())
     })
     .await
 }
 
 /// A fresh namespace for one test; `cleanup` deletes it.
 pub async fn namespace(client: &Client, prefix: &str) -> anyhow::Result<String> {
-    let suffix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() % 1_000_000;
+    let suffix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis()
+        % 1_000_000;
     let name = format!("{prefix}-{suffix}");
     let api: Api<Namespace> = Api::all(client.clone());
-    api.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}}))?).await?;
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": name}}))?,
+    )
+    .await?;
     Ok(name)
 }
 
@@ -93,7 +108,12 @@ impl Operator {
 pub const LEASE: &str = "deepseek-operator-e2e";
 
 /// Runs the real operator in-process, scoped to `namespace` (its Lease lives there too).
-pub fn start_operator(client: &Client, namespace: &str, identity: &str, leader_election: bool) -> anyhow::Result<Operator> {
+pub fn start_operator(
+    client: &Client,
+    namespace: &str,
+    identity: &str,
+    leader_election: bool,
+) -> anyhow::Result<Operator> {
     let metrics = Metrics::new()?;
     let cfg = RunConfig {
         metrics_addr: ([127, 0, 0, 1], 0).into(),
@@ -109,7 +129,10 @@ pub fn start_operator(client: &Client, namespace: &str, identity: &str, leader_e
         renew_deadline: Duration::from_secs(3),
         retry_period: Duration::from_millis(500),
     };
-    let opts = RunOptions { metrics: metrics.clone(), lease_timing: timing };
+    let opts = RunOptions {
+        metrics: metrics.clone(),
+        lease_timing: timing,
+    };
     let (tx, rx) = oneshot::channel::<()>();
     let client = client.clone();
     let task = tokio::spawn(async move {
@@ -118,7 +141,11 @@ pub fn start_operator(client: &Client, namespace: &str, identity: &str, leader_e
         })
         .await
     });
-    Ok(Operator { metrics, stop: Some(tx), task })
+    Ok(Operator {
+        metrics,
+        stop: Some(tx),
+        task,
+    })
 }
 
 pub fn dsd(name: &str, namespace: &str) -> anyhow::Result<DeepSeekDeployment> {

@@ -65,7 +65,10 @@ pub fn apply(live: Option<&Value>, req: &ApplyRequest<'_>) -> Result<Value, ApiE
             manager: req.manager.to_string(),
             operation: "Apply".into(),
             subresource: sub,
-            api_version: req.config["apiVersion"].as_str().unwrap_or_default().to_string(),
+            api_version: req.config["apiVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             time: req.now.to_string(),
             fields: applied,
         },

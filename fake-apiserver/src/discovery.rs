@@ -30,7 +30,11 @@ pub fn handle(path: &str, shared: &Shared) -> Option<Response> {
 }
 
 fn groups(defs: &[ResourceDef]) -> Vec<String> {
-    let mut gs: Vec<String> = defs.iter().filter(|d| !d.group.is_empty()).map(|d| d.group.clone()).collect();
+    let mut gs: Vec<String> = defs
+        .iter()
+        .filter(|d| !d.group.is_empty())
+        .map(|d| d.group.clone())
+        .collect();
     gs.sort();
     gs.dedup();
     gs
@@ -48,16 +52,33 @@ fn group(g: &str, defs: &[ResourceDef]) -> Value {
 }
 
 fn resource_list(g: &str, v: &str, defs: &[ResourceDef]) -> Value {
-    let verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+    let verbs = [
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
+    ];
     let mut resources = Vec::new();
     for d in defs.iter().filter(|d| d.group == g && d.version == v) {
-        resources.push(json!({"name": d.plural, "singularName": d.kind.to_lowercase(),
-            "namespaced": d.namespaced, "kind": d.kind, "verbs": verbs}));
+        resources.push(
+            json!({"name": d.plural, "singularName": d.kind.to_lowercase(),
+            "namespaced": d.namespaced, "kind": d.kind, "verbs": verbs}),
+        );
         if d.has_status {
-            resources.push(json!({"name": format!("{}/status", d.plural), "singularName": "",
-                "namespaced": d.namespaced, "kind": d.kind, "verbs": ["get", "patch", "update"]}));
+            resources.push(
+                json!({"name": format!("{}/status", d.plural), "singularName": "",
+                "namespaced": d.namespaced, "kind": d.kind, "verbs": ["get", "patch", "update"]}),
+            );
         }
     }
-    let gv = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
+    let gv = if g.is_empty() {
+        v.to_string()
+    } else {
+        format!("{g}/{v}")
+    };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
 }

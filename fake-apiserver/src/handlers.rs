@@ -34,7 +34,11 @@ pub async fn handle(
         return resp;
     }
     let Some(target) = path::parse(uri.path()) else {
-        return ApiError::NotFound(format!("the server could not find the requested resource ({})", uri.path())).into_response();
+        return ApiError::NotFound(format!(
+            "the server could not find the requested resource ({})",
+            uri.path()
+        ))
+        .into_response();
     };
     let verb = classify(&method, &target, &q);
     let content_type = headers
@@ -42,7 +46,13 @@ pub async fn handle(
         .and_then(|v| v.to_str().ok())
         .map(|s| s.split(';').next().unwrap_or_default().trim().to_string());
     let manager = field_manager(&q, &headers);
-    let req = Request { target: &target, q: &q, body: &body, content_type: content_type.as_deref(), manager: &manager };
+    let req = Request {
+        target: &target,
+        q: &q,
+        body: &body,
+        content_type: content_type.as_deref(),
+        manager: &manager,
+    };
     let resp = match dispatch(&shared, verb, &req) {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -104,9 +114,13 @@ fn dispatch(shared: &Arc<Shared>, verb: Verb, r: &Request<'_>) -> Result<Respons
         .store()
         .find_def(&t.group, &t.plural)
         .filter(|d| d.version == t.version)
-        .ok_or_else(|| ApiError::NotFound("the server could not find the requested resource".into()))?;
+        .ok_or_else(|| {
+            ApiError::NotFound("the server could not find the requested resource".into())
+        })?;
     let scope = match t.subresource.as_deref() {
-        None => Scope::Main { has_status: def.has_status },
+        None => Scope::Main {
+            has_status: def.has_status,
+        },
         Some("status") if def.has_status => Scope::Status,
         Some(s) => return Err(ApiError::NotFound(format!("subresource {s} not found"))),
     };
@@ -117,42 +131,64 @@ fn dispatch(shared: &Arc<Shared>, verb: Verb, r: &Request<'_>) -> Result<Respons
             store::qualified(&def)
         )));
     }
-    let key = t.name.as_ref().map(|n| ObjKey::new(&def, t.namespace.as_deref().unwrap_or(""), n));
+    let key = t
+        .name
+        .as_ref()
+        .map(|n| ObjKey::new(&def, t.namespace.as_deref().unwrap_or(""), n));
     match (verb, key) {
         (Verb::Watch, _) => watch::start(shared.clone(), &def, t, r.q),
         (Verb::List, _) => list(shared, &def, t, r.q),
         (Verb::Get, Some(k)) => {
-            let obj = shared.store().get(&k).cloned().ok_or_else(|| store::not_found(&def, &k.name))?;
+            let obj = shared
+                .store()
+                .get(&k)
+                .cloned()
+                .ok_or_else(|| store::not_found(&def, &k.name))?;
             Ok(Json(obj).into_response())
         }
         (Verb::Create, None) => create(shared, &def, r),
         (Verb::Update, Some(k)) => update(shared, &def, &k, scope, r),
         (Verb::Patch, Some(k)) => patch(shared, &def, &k, scope, r),
         (Verb::Delete, Some(k)) => {
-            let orphan = body_json(r.body).ok().is_some_and(|b| b["propagationPolicy"] == "Orphan");
+            let orphan = body_json(r.body)
+                .ok()
+                .is_some_and(|b| b["propagationPolicy"] == "Orphan");
             Ok(Json(shared.store().delete(&def, &k, orphan)?).into_response())
         }
         (Verb::DeleteCollection, None) => delete_collection(shared, &def, t, r.q),
-        _ => Err(ApiError::MethodNotAllowed("method not allowed on this path".into())),
+        _ => Err(ApiError::MethodNotAllowed(
+            "method not allowed on this path".into(),
+        )),
     }
 }
 
 fn body_json(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 fn list(shared: &Shared, def: &ResourceDef, t: &Target, q: &Params) -> Result<Response, ApiError> {
-    let sel = Selector::parse(q.get("labelSelector").map(String::as_str), q.get("fieldSelector").map(String::as_str))?;
+    let sel = Selector::parse(
+        q.get("labelSelector").map(String::as_str),
+        q.get("fieldSelector").map(String::as_str),
+    )?;
     let store = shared.store();
     let items = store.list(def, t.namespace.as_deref(), &sel);
     let start: usize = q.get("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
-    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let limit: usize = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
     let end = start.saturating_add(limit).min(items.len());
     let mut meta = json!({"resourceVersion": store.current_rv().to_string()});
     if end < items.len() {
         meta["continue"] = json!(end.to_string());
     }
-    let page: Vec<Value> = items.get(start..end).map(<[Value]>::to_vec).unwrap_or_default();
+    let page: Vec<Value> = items
+        .get(start..end)
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
     Ok(Json(json!({
         "apiVersion": def.api_version(),
         "kind": format!("{}List", def.kind),
@@ -166,50 +202,94 @@ fn create(shared: &Shared, def: &ResourceDef, r: &Request<'_>) -> Result<Respons
     let mut obj = body_json(r.body)?;
     let ns = r.target.namespace.clone().unwrap_or_default();
     if def.namespaced && ns.is_empty() {
-        return Err(ApiError::BadRequest("a namespaced resource must be created in a namespace".into()));
+        return Err(ApiError::BadRequest(
+            "a namespaced resource must be created in a namespace".into(),
+        ));
     }
     let body_ns = obj["metadata"]["namespace"].as_str().unwrap_or_default();
     if def.namespaced && !body_ns.is_empty() && body_ns != ns {
-        return Err(ApiError::BadRequest("the namespace of the object does not match the namespace on the request".into()));
+        return Err(ApiError::BadRequest(
+            "the namespace of the object does not match the namespace on the request".into(),
+        ));
     }
-    managed::record_update(None, &mut obj, r.manager, Scope::Main { has_status: def.has_status }, &store::now());
+    managed::record_update(
+        None,
+        &mut obj,
+        r.manager,
+        Scope::Main {
+            has_status: def.has_status,
+        },
+        &store::now(),
+    );
     let created = shared.store().create(def, &ns, obj)?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-fn update(shared: &Shared, def: &ResourceDef, key: &ObjKey, scope: Scope, r: &Request<'_>) -> Result<Response, ApiError> {
+fn update(
+    shared: &Shared,
+    def: &ResourceDef,
+    key: &ObjKey,
+    scope: Scope,
+    r: &Request<'_>,
+) -> Result<Response, ApiError> {
     let mut obj = body_json(r.body)?;
     if obj["metadata"]["name"].as_str() != Some(key.name.as_str()) {
-        return Err(ApiError::BadRequest("the name of the object does not match the name on the URL".into()));
+        return Err(ApiError::BadRequest(
+            "the name of the object does not match the name on the URL".into(),
+        ));
     }
     let mut store = shared.store();
-    let old = store.get(key).cloned().ok_or_else(|| store::not_found(def, &key.name))?;
+    let old = store
+        .get(key)
+        .cloned()
+        .ok_or_else(|| store::not_found(def, &key.name))?;
     managed::record_update(Some(&old), &mut obj, r.manager, scope, &store::now());
     Ok(Json(store.replace(def, key, obj, scope)?).into_response())
 }
 
-fn patch(shared: &Shared, def: &ResourceDef, key: &ObjKey, scope: Scope, r: &Request<'_>) -> Result<Response, ApiError> {
+fn patch(
+    shared: &Shared,
+    def: &ResourceDef,
+    key: &ObjKey,
+    scope: Scope,
+    r: &Request<'_>,
+) -> Result<Response, ApiError> {
     let mut store = shared.store();
     let old = store.get(key).cloned();
     let now = store::now();
     if r.content_type == Some("application/apply-patch+yaml") {
-        let mut config: Value = serde_yaml::from_slice(r.body).map_err(|e| ApiError::BadRequest(format!("invalid apply body: {e}")))?;
+        let mut config: Value = serde_yaml::from_slice(r.body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid apply body: {e}")))?;
         if config["metadata"]["name"].is_null() {
             config["metadata"]["name"] = json!(key.name);
         }
         if !r.q.contains_key("fieldManager") {
-            return Err(ApiError::BadRequest("fieldManager is required for apply requests".into()));
+            return Err(ApiError::BadRequest(
+                "fieldManager is required for apply requests".into(),
+            ));
         }
         let name = config["metadata"]["name"].as_str().unwrap_or_default();
         if name != key.name {
-            return Err(ApiError::BadRequest("the name of the object does not match the name on the URL".into()));
+            return Err(ApiError::BadRequest(
+                "the name of the object does not match the name on the URL".into(),
+            ));
         }
         let force = r.q.get("force").is_some_and(|f| f == "true");
-        let req = ApplyRequest { config: &config, manager: r.manager, force, scope, now: &now };
+        let req = ApplyRequest {
+            config: &config,
+            manager: r.manager,
+            force,
+            scope,
+            now: &now,
+        };
         let new = apply::apply(old.as_ref(), &req)?;
         return match old {
             None if scope == Scope::Status => Err(store::not_found(def, &key.name)),
-            None => Ok((StatusCode::CREATED, Json(store.create(def, &key.namespace, new)?)).into_response()),
+            None => Ok((
+                StatusCode::CREATED,
+                Json(store.create(def, &key.namespace, new)?),
+            )
+                .into_response()),
             Some(_) => Ok(Json(store.replace(def, key, new, scope)?).into_response()),
         };
     }
@@ -220,23 +300,43 @@ fn patch(shared: &Shared, def: &ResourceDef, key: &ObjKey, scope: Scope, r: &Req
             json_patch::merge(&mut new, &body_json(r.body)?);
         }
         Some("application/json-patch+json") => {
-            let ops: json_patch::Patch = serde_json::from_slice(r.body).map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?;
-            json_patch::patch(&mut new, &ops).map_err(|e| ApiError::Invalid(format!("JSON patch failed: {e}")))?;
+            let ops: json_patch::Patch = serde_json::from_slice(r.body)
+                .map_err(|e| ApiError::BadRequest(format!("invalid JSON patch: {e}")))?;
+            json_patch::patch(&mut new, &ops)
+                .map_err(|e| ApiError::Invalid(format!("JSON patch failed: {e}")))?;
         }
-        other => return Err(ApiError::UnsupportedMediaType(format!("unsupported patch type {other:?}"))),
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "unsupported patch type {other:?}"
+            )))
+        }
     }
     managed::record_update(Some(&old), &mut new, r.manager, scope, &now);
     Ok(Json(store.replace(def, key, new, scope)?).into_response())
 }
 
-fn delete_collection(shared: &Shared, def: &ResourceDef, t: &Target, q: &Params) -> Result<Response, ApiError> {
-    let sel = Selector::parse(q.get("labelSelector").map(String::as_str), q.get("fieldSelector").map(String::as_str))?;
+fn delete_collection(
+    shared: &Shared,
+    def: &ResourceDef,
+    t: &Target,
+    q: &Params,
+) -> Result<Response, ApiError> {
+    let sel = Selector::parse(
+        q.get("labelSelector").map(String::as_str),
+        q.get("fieldSelector").map(String::as_str),
+    )?;
     let mut store = shared.store();
     let victims = store.list(def, t.namespace.as_deref(), &sel);
     let mut deleted = Vec::new();
     for v in victims {
-        let ns = v["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
-        let name = v["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let ns = v["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let name = v["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         if let Ok(d) = store.delete(def, &ObjKey::new(def, &ns, &name), false) {
             deleted.push(d);
         }

@@ -107,18 +107,29 @@ impl FakeApiServer {
         store.get(&ObjKey::new(&def, namespace, name)).cloned()
     }
 
-    pub fn get<K: Resource<DynamicType = ()> + DeserializeOwned>(&self, namespace: &str, name: &str) -> Option<K> {
+    pub fn get<K: Resource<DynamicType = ()> + DeserializeOwned>(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<K> {
         let v = self.get_raw(&K::group(&()), &K::plural(&()), namespace, name)?;
         serde_json::from_value(v).ok()
     }
 
     /// All objects of a kind (in one namespace, or all with `None`), as stored.
     pub fn list_raw<K: Resource<DynamicType = ()>>(&self, namespace: Option<&str>) -> Vec<Value> {
-        let Ok(def) = self.def_of::<K>() else { return Vec::new() };
-        self.shared.store().list(&def, namespace, &selector::Selector::default())
+        let Ok(def) = self.def_of::<K>() else {
+            return Vec::new();
+        };
+        self.shared
+            .store()
+            .list(&def, namespace, &selector::Selector::default())
     }
 
-    pub fn list<K: Resource<DynamicType = ()> + DeserializeOwned>(&self, namespace: Option<&str>) -> Vec<K> {
+    pub fn list<K: Resource<DynamicType = ()> + DeserializeOwned>(
+        &self,
+        namespace: Option<&str>,
+    ) -> Vec<K> {
         self.list_raw::<K>(namespace)
             .into_iter()
             .filter_map(|v| serde_json::from_value(v).ok())
@@ -129,14 +140,28 @@ impl FakeApiServer {
     /// then written through the status subresource, as a controller would.
     pub fn create_raw(&self, obj: Value) -> Result<Value, ApiError> {
         let def = self.def_for_object(&obj)?;
-        let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let status = obj.get("status").cloned();
         let mut body = obj;
-        managed::record_update(None, &mut body, HOOK_MANAGER, Scope::Main { has_status: def.has_status }, &store::now());
+        managed::record_update(
+            None,
+            &mut body,
+            HOOK_MANAGER,
+            Scope::Main {
+                has_status: def.has_status,
+            },
+            &store::now(),
+        );
         let created = self.shared.store().create(&def, &ns, body)?;
         match status {
             Some(s) if def.has_status => {
-                let name = created["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                let name = created["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 self.write(&def, &ns, &name, Scope::Status, |o| o["status"] = s)
             }
             _ => Ok(created),
@@ -152,27 +177,61 @@ impl FakeApiServer {
             .iter()
             .find(|d| d.api_version() == api_version && d.kind == kind)
             .cloned()
-            .ok_or_else(|| ApiError::NotFound(format!("kind {api_version}/{kind} is not registered")))
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("kind {api_version}/{kind} is not registered"))
+            })
     }
 
     /// Replaces `.status` (status subresource semantics), like the deployment controller
     /// or the kubelet reporting on an object.
-    pub fn set_status<K: Resource<DynamicType = ()>>(&self, namespace: &str, name: &str, status: Value) -> Result<Value, ApiError> {
+    pub fn set_status<K: Resource<DynamicType = ()>>(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: Value,
+    ) -> Result<Value, ApiError> {
         let def = self.def_of::<K>()?;
-        let scope = if def.has_status { Scope::Status } else { Scope::Main { has_status: false } };
+        let scope = if def.has_status {
+            Scope::Status
+        } else {
+            Scope::Main { has_status: false }
+        };
         self.write(&def, namespace, name, scope, |o| o["status"] = status)
     }
 
     /// Edits the main resource in-process (status untouched for status-subresource kinds).
-    pub fn update<K: Resource<DynamicType = ()>>(&self, namespace: &str, name: &str, edit: impl FnOnce(&mut Value)) -> Result<Value, ApiError> {
+    pub fn update<K: Resource<DynamicType = ()>>(
+        &self,
+        namespace: &str,
+        name: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> Result<Value, ApiError> {
         let def = self.def_of::<K>()?;
-        self.write(&def, namespace, name, Scope::Main { has_status: def.has_status }, edit)
+        self.write(
+            &def,
+            namespace,
+            name,
+            Scope::Main {
+                has_status: def.has_status,
+            },
+            edit,
+        )
     }
 
-    fn write(&self, def: &ResourceDef, ns: &str, name: &str, scope: Scope, edit: impl FnOnce(&mut Value)) -> Result<Value, ApiError> {
+    fn write(
+        &self,
+        def: &ResourceDef,
+        ns: &str,
+        name: &str,
+        scope: Scope,
+        edit: impl FnOnce(&mut Value),
+    ) -> Result<Value, ApiError> {
         let key = ObjKey::new(def, ns, name);
         let mut store = self.shared.store();
-        let old = store.get(&key).cloned().ok_or_else(|| store::not_found(def, name))?;
+        let old = store
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| store::not_found(def, name))?;
         let mut new = old.clone();
         edit(&mut new);
         managed::record_update(Some(&old), &mut new, HOOK_MANAGER, scope, &store::now());
@@ -180,13 +239,23 @@ impl FakeApiServer {
     }
 
     /// Deletes in-process, with garbage collection of dependents.
-    pub fn delete<K: Resource<DynamicType = ()>>(&self, namespace: &str, name: &str) -> Result<Value, ApiError> {
+    pub fn delete<K: Resource<DynamicType = ()>>(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         let def = self.def_of::<K>()?;
-        self.shared.store().delete(&def, &ObjKey::new(&def, namespace, name), false)
+        self.shared
+            .store()
+            .delete(&def, &ObjKey::new(&def, namespace, name), false)
     }
 
     /// The next `n` writes to kind `K` (main resource, or the given subresource) get 409.
-    pub fn fail_next_writes<K: Resource<DynamicType = ()>>(&self, subresource: Option<&str>, n: u32) {
+    pub fn fail_next_writes<K: Resource<DynamicType = ()>>(
+        &self,
+        subresource: Option<&str>,
+        n: u32,
+    ) {
         self.shared.hooks().failures.push(FailRule {
             group: K::group(&()).to_string(),
             plural: K::plural(&()).to_string(),

@@ -50,7 +50,9 @@ pub fn in_scope(p: &FieldPath, scope: Scope) -> bool {
         Scope::Main { has_status } => match first {
             Some("apiVersion" | "kind") | None => false,
             Some("status") => !has_status,
-            Some("metadata") => p.get(1).is_some_and(|k| !SERVER_FIELDS.contains(&k.as_str())),
+            Some("metadata") => p
+                .get(1)
+                .is_some_and(|k| !SERVER_FIELDS.contains(&k.as_str())),
             Some(_) => true,
         },
     }
@@ -73,23 +75,35 @@ impl Managed {
 }
 
 pub fn read(obj: &Value) -> Vec<Managed> {
-    let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else {
+    let Some(list) = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
         return Vec::new();
     };
     list.iter()
         .map(|e| Managed {
             manager: str_of(e, "manager"),
             operation: str_of(e, "operation"),
-            subresource: e.get("subresource").and_then(Value::as_str).map(str::to_string),
+            subresource: e
+                .get("subresource")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             api_version: str_of(e, "apiVersion"),
             time: str_of(e, "time"),
-            fields: e.get("fieldsV1").map(fields::from_fields_v1).unwrap_or_default(),
+            fields: e
+                .get("fieldsV1")
+                .map(fields::from_fields_v1)
+                .unwrap_or_default(),
         })
         .collect()
 }
 
 fn str_of(v: &Value, k: &str) -> String {
-    v.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Writes `entries` back, dropping empty ones and paths the object no longer has.

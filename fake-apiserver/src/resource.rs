@@ -74,7 +74,9 @@ impl ResourceDef {
 pub fn builtin_defs() -> Vec<ResourceDef> {
     let core = |kind: &str, plural: &str| ResourceDef::new("", "v1", kind, plural);
     vec![
-        core("Namespace", "namespaces").cluster_scoped().with_status(),
+        core("Namespace", "namespaces")
+            .cluster_scoped()
+            .with_status(),
         core("Pod", "pods").with_status(),
         core("Service", "services").with_status(),
         core("ConfigMap", "configmaps"),
@@ -86,13 +88,23 @@ pub fn builtin_defs() -> Vec<ResourceDef> {
         ResourceDef::new("apps", "v1", "Deployment", "deployments").with_status(),
         ResourceDef::new("apps", "v1", "StatefulSet", "statefulsets").with_status(),
         ResourceDef::new("apps", "v1", "ReplicaSet", "replicasets").with_status(),
-        ResourceDef::new("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets")
-            .with_status(),
+        ResourceDef::new(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+        )
+        .with_status(),
         ResourceDef::new("batch", "v1", "CronJob", "cronjobs").with_status(),
         ResourceDef::new("batch", "v1", "Job", "jobs").with_status(),
         ResourceDef::new("coordination.k8s.io", "v1", "Lease", "leases"),
         ResourceDef::new("events.k8s.io", "v1", "Event", "events"),
-        ResourceDef::new("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies"),
+        ResourceDef::new(
+            "networking.k8s.io",
+            "v1",
+            "NetworkPolicy",
+            "networkpolicies",
+        ),
         ResourceDef::new(
             "apiextensions.k8s.io",
             "v1",
@@ -113,7 +125,10 @@ mod tests {
     #[test]
     fn typed_definition_reads_scope_from_the_type() {
         let d = ResourceDef::of::<Deployment>(true);
-        assert_eq!((d.group.as_str(), d.plural.as_str()), ("apps", "deployments"));
+        assert_eq!(
+            (d.group.as_str(), d.plural.as_str()),
+            ("apps", "deployments")
+        );
         assert!(d.namespaced);
         assert!(!ResourceDef::of::<Namespace>(true).namespaced);
     }

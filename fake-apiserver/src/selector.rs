@@ -34,7 +34,11 @@ impl Selector {
         for f in &fields {
             let key = match f {
                 Req::Eq(k, _) | Req::NotEq(k, _) => k,
-                _ => return Err(ApiError::BadRequest(format!("unsupported field selector {f:?}"))),
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "unsupported field selector {f:?}"
+                    )))
+                }
             };
             if key != "metadata.name" && key != "metadata.namespace" {
                 return Err(ApiError::BadRequest(format!(
@@ -107,10 +111,21 @@ fn parse_term(t: &str) -> Result<Req, ApiError> {
     }
     for (op, notin) in [(" notin ", true), (" in ", false)] {
         if let Some((k, rest)) = t.split_once(op) {
-            let inner = rest.trim().strip_prefix('(').and_then(|r| r.strip_suffix(')'));
-            let vals = inner.ok_or_else(bad)?.split(',').map(|v| v.trim().to_string()).collect();
+            let inner = rest
+                .trim()
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'));
+            let vals = inner
+                .ok_or_else(bad)?
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .collect();
             let k = k.trim().to_string();
-            return Ok(if notin { Req::NotIn(k, vals) } else { Req::In(k, vals) });
+            return Ok(if notin {
+                Req::NotIn(k, vals)
+            } else {
+                Req::In(k, vals)
+            });
         }
     }
     match t.strip_prefix('!') {

@@ -27,7 +27,11 @@ impl ObjKey {
         Self {
             group: def.group.clone(),
             plural: def.plural.clone(),
-            namespace: if def.namespaced { namespace.to_string() } else { String::new() },
+            namespace: if def.namespaced {
+                namespace.to_string()
+            } else {
+                String::new()
+            },
             name: name.to_string(),
         }
     }
@@ -95,7 +99,8 @@ impl Store {
     }
 
     pub fn register(&mut self, def: ResourceDef) {
-        self.defs.retain(|d| !(d.group == def.group && d.plural == def.plural));
+        self.defs
+            .retain(|d| !(d.group == def.group && d.plural == def.plural));
         self.defs.push(def);
     }
 
@@ -162,14 +167,24 @@ impl Store {
         let _ = self.tx.send(rec);
     }
 
-    pub fn create(&mut self, def: &ResourceDef, namespace: &str, mut obj: Value) -> Result<Value, ApiError> {
+    pub fn create(
+        &mut self,
+        def: &ResourceDef,
+        namespace: &str,
+        mut obj: Value,
+    ) -> Result<Value, ApiError> {
         let mut name = meta_str(&obj, "name");
         if name.is_empty() {
             let prefix = meta_str(&obj, "generateName");
             if prefix.is_empty() {
-                return Err(ApiError::Invalid("metadata.name: Required value: name or generateName is required".into()));
+                return Err(ApiError::Invalid(
+                    "metadata.name: Required value: name or generateName is required".into(),
+                ));
             }
-            name = format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..5]);
+            name = format!(
+                "{prefix}{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..5]
+            );
         }
         let key = ObjKey::new(def, namespace, &name);
         if self.objects.contains_key(&key) {
@@ -208,8 +223,18 @@ impl Store {
 
     /// Replaces an existing object within `scope`, enforcing a resourceVersion precondition
     /// when `new` carries one. Unchanged objects are not rewritten (no rv bump, no event).
-    pub fn replace(&mut self, def: &ResourceDef, key: &ObjKey, mut new: Value, scope: Scope) -> Result<Value, ApiError> {
-        let old = self.objects.get(key).cloned().ok_or_else(|| not_found(def, &key.name))?;
+    pub fn replace(
+        &mut self,
+        def: &ResourceDef,
+        key: &ObjKey,
+        mut new: Value,
+        scope: Scope,
+    ) -> Result<Value, ApiError> {
+        let old = self
+            .objects
+            .get(key)
+            .cloned()
+            .ok_or_else(|| not_found(def, &key.name))?;
         let want_rv = meta_str(&new, "resourceVersion");
         if !want_rv.is_empty() && want_rv != meta_str(&old, "resourceVersion") {
             return Err(ApiError::Conflict(format!(
@@ -235,7 +260,15 @@ impl Store {
                 m.remove("managedFields");
             }
         }
-        for k in ["uid", "creationTimestamp", "generation", "deletionTimestamp", "name", "namespace", "resourceVersion"] {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "deletionTimestamp",
+            "name",
+            "namespace",
+            "resourceVersion",
+        ] {
             set_or_remove(&mut new["metadata"], k, old["metadata"].get(k).cloned());
         }
         new["apiVersion"] = old["apiVersion"].clone();
@@ -257,8 +290,17 @@ impl Store {
     }
 
     /// Deletes (or, with finalizers, marks for deletion) and garbage-collects dependents.
-    pub fn delete(&mut self, def: &ResourceDef, key: &ObjKey, orphan: bool) -> Result<Value, ApiError> {
-        let mut obj = self.objects.get(key).cloned().ok_or_else(|| not_found(def, &key.name))?;
+    pub fn delete(
+        &mut self,
+        def: &ResourceDef,
+        key: &ObjKey,
+        orphan: bool,
+    ) -> Result<Value, ApiError> {
+        let mut obj = self
+            .objects
+            .get(key)
+            .cloned()
+            .ok_or_else(|| not_found(def, &key.name))?;
         if !finalizers_empty(&obj) {
             if obj["metadata"].get("deletionTimestamp").is_none() {
                 obj["metadata"]["deletionTimestamp"] = json!(now());
@@ -310,7 +352,9 @@ impl Store {
             .map(|(k, _)| k.clone())
             .collect();
         for k in keys {
-            let Some(mut v) = self.objects.get(&k).cloned() else { continue };
+            let Some(mut v) = self.objects.get(&k).cloned() else {
+                continue;
+            };
             if let Some(refs) = v["metadata"]["ownerReferences"].as_array_mut() {
                 refs.retain(|r| r["uid"].as_str() != Some(uid));
             }
@@ -321,7 +365,9 @@ impl Store {
     }
 
     fn uid_exists(&self, uid: &str) -> bool {
-        self.objects.values().any(|v| v["metadata"]["uid"].as_str() == Some(uid))
+        self.objects
+            .values()
+            .any(|v| v["metadata"]["uid"].as_str() == Some(uid))
     }
 }
 
@@ -340,12 +386,18 @@ pub fn not_found(def: &ResourceDef, name: &str) -> ApiError {
 fn owner_uids(v: &Value) -> Vec<String> {
     v["metadata"]["ownerReferences"]
         .as_array()
-        .map(|a| a.iter().filter_map(|r| r["uid"].as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["uid"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn finalizers_empty(v: &Value) -> bool {
-    v["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty)
+    v["metadata"]["finalizers"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
 }
 
 fn set_or_remove(obj: &mut Value, k: &str, v: Option<Value>) {

@@ -39,7 +39,8 @@ impl Filter {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj = json!({"kind": self.def.kind, "apiVersion": self.def.api_version(), "metadata": meta});
+        let obj =
+            json!({"kind": self.def.kind, "apiVersion": self.def.api_version(), "metadata": meta});
         line("BOOKMARK", &obj)
     }
 }
@@ -57,21 +58,40 @@ struct Plan {
     rx: broadcast::Receiver<Arc<WatchRecord>>,
 }
 
-pub fn start(shared: Arc<Shared>, def: &ResourceDef, t: &Target, q: &Params) -> Result<Response, ApiError> {
+pub fn start(
+    shared: Arc<Shared>,
+    def: &ResourceDef,
+    t: &Target,
+    q: &Params,
+) -> Result<Response, ApiError> {
     let filter = Filter {
         def: def.clone(),
         namespace: t.namespace.clone(),
-        sel: Selector::parse(q.get("labelSelector").map(String::as_str), q.get("fieldSelector").map(String::as_str))?,
+        sel: Selector::parse(
+            q.get("labelSelector").map(String::as_str),
+            q.get("fieldSelector").map(String::as_str),
+        )?,
     };
     let flag = |k: &str| q.get(k).is_some_and(|v| v == "true" || v == "1");
     let send_initial = flag("sendInitialEvents");
     let bookmarks = flag("allowWatchBookmarks");
-    let timeout = Duration::from_secs(q.get("timeoutSeconds").and_then(|s| s.parse().ok()).unwrap_or(1800));
+    let timeout = Duration::from_secs(
+        q.get("timeoutSeconds")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1800),
+    );
     let rv = q.get("resourceVersion").cloned().unwrap_or_default();
     let plan = plan(&shared, &filter, &rv, send_initial)?;
     let interval = shared.hooks().bookmark_interval;
     let (tx, body_rx) = mpsc::channel::<Result<Bytes, Infallible>>(1024);
-    tokio::spawn(pump(tx, plan, filter, send_initial, bookmarks.then_some(interval), timeout));
+    tokio::spawn(pump(
+        tx,
+        plan,
+        filter,
+        send_initial,
+        bookmarks.then_some(interval),
+        timeout,
+    ));
     Response::builder()
         .header("content-type", "application/json")
         .body(Body::from_stream(ReceiverStream::new(body_rx)))
@@ -87,13 +107,26 @@ fn plan(shared: &Shared, f: &Filter, rv: &str, send_initial: bool) -> Result<Pla
         let objs = store.list(&f.def, f.namespace.as_deref(), &f.sel);
         (objs.iter().map(|o| line("ADDED", o)).collect(), false)
     } else {
-        let from: u64 = rv.parse().map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}")))?;
+        let from: u64 = rv
+            .parse()
+            .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}")))?;
         match store.history_since(from) {
-            Ok(recs) => (recs.iter().filter(|r| f.matches(r)).map(|r| line(r.event_type, &r.object)).collect(), false),
+            Ok(recs) => (
+                recs.iter()
+                    .filter(|r| f.matches(r))
+                    .map(|r| line(r.event_type, &r.object))
+                    .collect(),
+                false,
+            ),
             Err(e) => (vec![line("ERROR", &e.status_body())], true),
         }
     };
-    Ok(Plan { initial, gone, start_rv, rx })
+    Ok(Plan {
+        initial,
+        gone,
+        start_rv,
+        rx,
+    })
 }
 
 async fn pump(

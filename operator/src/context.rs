@@ -28,12 +28,19 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 impl Context {
     pub fn new(client: Client, metrics: Metrics, reporter: Reporter, build: BuildConfig) -> Self {
-        Self { client, metrics, reporter, build, failures: Mutex::new(HashMap::new()) }
+        Self {
+            client,
+            metrics,
+            reporter,
+            build,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The children to apply, as JSON, and the revision they run.
     pub fn desired_objects(&self, dsd: &DeepSeekDeployment) -> Result<(Vec<Value>, RevisionRef)> {
-        let children = desired::build(dsd, &self.build).map_err(|e| Error::Desired(e.to_string()))?;
+        let children =
+            desired::build(dsd, &self.build).map_err(|e| Error::Desired(e.to_string()))?;
         let objects = children.into_iter().map(|c| c.object).collect();
         Ok((objects, naming::revision_ref(&dsd.spec, &self.build)))
     }
@@ -48,6 +55,9 @@ impl Context {
     }
 
     pub fn clear_failures(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 }

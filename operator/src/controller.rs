@@ -74,7 +74,10 @@ pub struct RunOptions {
 
 impl RunOptions {
     pub fn new() -> Result<Self, prometheus::Error> {
-        Ok(Self { metrics: Metrics::new()?, lease_timing: LeaseTiming::default() })
+        Ok(Self {
+            metrics: Metrics::new()?,
+            lease_timing: LeaseTiming::default(),
+        })
     }
 }
 
@@ -100,10 +103,22 @@ async fn shutdown_signal() {
 }
 
 /// Runs with a given client until `shutdown` completes (tests pass their own).
-pub async fn run_with(client: Client, cfg: RunConfig, opts: RunOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run_with(
+    client: Client,
+    cfg: RunConfig,
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let metrics = opts.metrics;
     let ready = Arc::new(AtomicBool::new(false));
-    let (addr, http_task) = http::serve(cfg.metrics_addr, HttpState { metrics: metrics.clone(), ready: ready.clone() }).await?;
+    let (addr, http_task) = http::serve(
+        cfg.metrics_addr,
+        HttpState {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        },
+    )
+    .await?;
     let http_task = AbortOnDrop(http_task);
     tracing::info!(%addr, identity = %cfg.identity, "serving /metrics, /healthz, /readyz");
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -113,8 +128,16 @@ pub async fn run_with(client: Client, cfg: RunConfig, opts: RunOptions, shutdown
     });
     client.apiserver_version().await?;
     ready.store(true, Ordering::Relaxed);
-    let reporter = Reporter { controller: "deepseek-operator".into(), instance: Some(cfg.identity.clone()) };
-    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), reporter, cfg.build.clone()));
+    let reporter = Reporter {
+        controller: "deepseek-operator".into(),
+        instance: Some(cfg.identity.clone()),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        reporter,
+        cfg.build.clone(),
+    ));
     if cfg.leader_election {
         let lease = LeaseSettings {
             name: cfg.lease_name.clone(),
@@ -145,7 +168,12 @@ async fn wait_true(mut rx: watch::Receiver<bool>) {
 
 /// Runs the controller only while this replica holds the Lease; stops it when leadership
 /// is lost and waits to regain it.
-async fn run_while_leading(ctx: Arc<Context>, cfg: &RunConfig, lease: LeaseSettings, stop: watch::Receiver<bool>) {
+async fn run_while_leading(
+    ctx: Arc<Context>,
+    cfg: &RunConfig,
+    lease: LeaseSettings,
+    stop: watch::Receiver<bool>,
+) {
     let (leading, task) = LeaderElector::new(ctx.client.clone(), lease.clone()).spawn();
     // Dropping this future (a crash, an abort) must stop renewing too: the lease then
     // expires and a standby takes over.
@@ -173,7 +201,10 @@ async fn run_while_leading(ctx: Arc<Context>, cfg: &RunConfig, lease: LeaseSetti
         }
     }
     drop(task);
-    if let Err(e) = LeaderElector::new(ctx.client.clone(), lease).release().await {
+    if let Err(e) = LeaderElector::new(ctx.client.clone(), lease)
+        .release()
+        .await
+    {
         tracing::warn!(error = %e, "could not release the lease");
     }
 }
@@ -188,23 +219,30 @@ where
     }
 }
 
-async fn run_controller(ctx: Arc<Context>, ns: Option<String>, stop: impl Future<Output = ()> + Send + Sync + 'static) {
+async fn run_controller(
+    ctx: Arc<Context>,
+    ns: Option<String>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels(&labels::managed_selector());
-    Controller::new(api::<DeepSeekDeployment>(&client, &ns), watcher::Config::default())
-        .owns(api::<Deployment>(&client, &ns), owned.clone())
-        .owns(api::<Service>(&client, &ns), owned.clone())
-        .owns(api::<ConfigMap>(&client, &ns), owned.clone())
-        .owns(api::<PodDisruptionBudget>(&client, &ns), owned.clone())
-        .watches(api::<Pod>(&client, &ns), owned, pod_owner)
-        .graceful_shutdown_on(stop)
-        .run(reconcile_one, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "controller event");
-            }
-        })
-        .await;
+    Controller::new(
+        api::<DeepSeekDeployment>(&client, &ns),
+        watcher::Config::default(),
+    )
+    .owns(api::<Deployment>(&client, &ns), owned.clone())
+    .owns(api::<Service>(&client, &ns), owned.clone())
+    .owns(api::<ConfigMap>(&client, &ns), owned.clone())
+    .owns(api::<PodDisruptionBudget>(&client, &ns), owned.clone())
+    .watches(api::<Pod>(&client, &ns), owned, pod_owner)
+    .graceful_shutdown_on(stop)
+    .run(reconcile_one, error_policy, ctx)
+    .for_each(|res| async move {
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "controller event");
+        }
+    })
+    .await;
 }
 
 /// Runtime pods carry their DeepSeekDeployment's name in a label.
@@ -220,16 +258,21 @@ fn key(dsd: &DeepSeekDeployment) -> String {
 async fn reconcile_one(dsd: Arc<DeepSeekDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let span = tracing::info_span!("reconcile", name = %dsd.name_any(), namespace = %dsd.namespace().unwrap_or_default(), generation = dsd.metadata.generation.unwrap_or(0));
     let start = Instant::now();
-    let result = reconcile::reconcile(&dsd, &ctx).instrument(span.clone()).await;
+    let result = reconcile::reconcile(&dsd, &ctx)
+        .instrument(span.clone())
+        .await;
     let took = start.elapsed();
-    ctx.metrics.observe(took, result.as_ref().err().map(Error::kind));
+    ctx.metrics
+        .observe(took, result.as_ref().err().map(Error::kind));
     let _guard = span.enter();
     match &result {
         Ok(action) => {
             ctx.clear_failures(&key(&dsd));
             tracing::info!(took_ms = took.as_millis() as u64, ?action, "reconciled");
         }
-        Err(e) => tracing::warn!(took_ms = took.as_millis() as u64, error = %e, kind = e.kind(), "reconcile failed"),
+        Err(e) => {
+            tracing::warn!(took_ms = took.as_millis() as u64, error = %e, kind = e.kind(), "reconcile failed")
+        }
     }
     result
 }

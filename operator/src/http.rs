@@ -27,7 +27,10 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn metrics(State(s): State<HttpState>) -> ([(&'static str, &'static str); 1], String) {
-    ([("content-type", "text/plain; version=0.0.4")], s.metrics.render())
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
 }
 
 async fn readyz(State(s): State<HttpState>) -> (StatusCode, &'static str) {
@@ -39,7 +42,10 @@ async fn readyz(State(s): State<HttpState>) -> (StatusCode, &'static str) {
 }
 
 /// Binds and serves in the background; returns the bound address (port 0 picks one).
-pub async fn serve(addr: SocketAddr, state: HttpState) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn serve(
+    addr: SocketAddr,
+    state: HttpState,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {

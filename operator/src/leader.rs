@@ -50,7 +50,10 @@ fn micro_now() -> MicroTime {
 
 impl LeaderElector {
     pub fn new(client: kube::Client, settings: LeaseSettings) -> Self {
-        Self { api: Api::namespaced(client, &settings.namespace), settings }
+        Self {
+            api: Api::namespaced(client, &settings.namespace),
+            settings,
+        }
     }
 
     /// One round: returns whether we hold the lease afterwards.
@@ -59,7 +62,10 @@ impl LeaderElector {
         let existing = self.api.get_opt(&self.settings.name).await?;
         let Some(mut lease) = existing else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.settings.name.clone()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(self.settings.name.clone()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(self.spec_for_new_holder(0)),
             };
             return conflict_is_false(self.api.create(&PostParams::default(), &lease).await);
@@ -77,12 +83,18 @@ impl LeaderElector {
         } else {
             return Ok(false);
         }
-        conflict_is_false(self.api.replace(&self.settings.name, &PostParams::default(), &lease).await)
+        conflict_is_false(
+            self.api
+                .replace(&self.settings.name, &PostParams::default(), &lease)
+                .await,
+        )
     }
 
     /// Gives the lease up (on graceful shutdown) so a standby takes over at once.
     pub async fn release(&self) -> Result<(), kube::Error> {
-        let Some(mut lease) = self.api.get_opt(&self.settings.name).await? else { return Ok(()) };
+        let Some(mut lease) = self.api.get_opt(&self.settings.name).await? else {
+            return Ok(());
+        };
         let mut spec = lease.spec.clone().unwrap_or_default();
         if spec.holder_identity.as_deref() != Some(self.settings.identity.as_str()) {
             return Ok(());
@@ -90,7 +102,10 @@ impl LeaderElector {
         spec.holder_identity = None;
         spec.renew_time = None;
         lease.spec = Some(spec);
-        self.api.replace(&self.settings.name, &PostParams::default(), &lease).await.map(|_| ())
+        self.api
+            .replace(&self.settings.name, &PostParams::default(), &lease)
+            .await
+            .map(|_| ())
     }
 
     fn duration_secs(&self) -> i32 {
@@ -122,9 +137,12 @@ impl LeaderElector {
             match self.try_acquire_or_renew().await {
                 Ok(true) => last_renew = Some(Instant::now()),
                 Ok(false) => last_renew = None,
-                Err(e) => tracing::warn!(error = %e, lease = %self.settings.name, "lease renewal failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, lease = %self.settings.name, "lease renewal failed")
+                }
             }
-            let leading = last_renew.is_some_and(|t| t.elapsed() < self.settings.timing.renew_deadline);
+            let leading =
+                last_renew.is_some_and(|t| t.elapsed() < self.settings.timing.renew_deadline);
             if *tx.borrow() != leading {
                 tracing::info!(identity = %self.settings.identity, leading, "leadership changed");
             }
@@ -139,7 +157,9 @@ impl LeaderElector {
 
 /// Whether a lease's holder stopped renewing for longer than its duration.
 fn expired(spec: &LeaseSpec) -> bool {
-    let Some(renew) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else { return true };
+    let Some(renew) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
+        return true;
+    };
     let secs = i64::from(spec.lease_duration_seconds.unwrap_or(0));
     renew.0 + SignedDuration::from_secs(secs) < Timestamp::now()
 }
@@ -159,10 +179,21 @@ mod tests {
     #[test]
     fn a_lease_renewed_long_ago_is_expired_and_a_fresh_one_is_not() {
         let old = Timestamp::now() - SignedDuration::from_secs(30);
-        let stale = LeaseSpec { renew_time: Some(MicroTime(old)), lease_duration_seconds: Some(15), ..LeaseSpec::default() };
-        let fresh = LeaseSpec { renew_time: Some(micro_now()), lease_duration_seconds: Some(15), ..LeaseSpec::default() };
+        let stale = LeaseSpec {
+            renew_time: Some(MicroTime(old)),
+            lease_duration_seconds: Some(15),
+            ..LeaseSpec::default()
+        };
+        let fresh = LeaseSpec {
+            renew_time: Some(micro_now()),
+            lease_duration_seconds: Some(15),
+            ..LeaseSpec::default()
+        };
         assert!(expired(&stale));
         assert!(!expired(&fresh));
-        assert!(expired(&LeaseSpec::default()), "a lease nobody ever renewed is free");
+        assert!(
+            expired(&LeaseSpec::default()),
+            "a lease nobody ever renewed is free"
+        );
     }
 }

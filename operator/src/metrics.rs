@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 pub const RECONCILIATIONS: &str = "deepseek_operator_reconciliations_total";
 pub const FAILURES: &str = "deepseek_operator_reconcile_failures_total";
@@ -12,7 +15,9 @@ pub const IS_LEADER: &str = "deepseek_operator_is_leader";
 /// Label on FAILURES: `Error::kind()`.
 pub const LABEL_ERROR: &str = "error";
 /// Reconciles are API round trips: milliseconds to a few seconds.
-pub const DURATION_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -27,16 +32,26 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let reconciliations = IntCounter::new(RECONCILIATIONS, "Reconciliations started")?;
-        let failures = IntCounterVec::new(Opts::new(FAILURES, "Reconciliations failed, by error kind"), &[LABEL_ERROR])?;
+        let failures = IntCounterVec::new(
+            Opts::new(FAILURES, "Reconciliations failed, by error kind"),
+            &[LABEL_ERROR],
+        )?;
         let duration = Histogram::with_opts(
-            HistogramOpts::new(DURATION, "Duration of one reconciliation").buckets(DURATION_BUCKETS.to_vec()),
+            HistogramOpts::new(DURATION, "Duration of one reconciliation")
+                .buckets(DURATION_BUCKETS.to_vec()),
         )?;
         let is_leader = IntGauge::new(IS_LEADER, "1 while this replica holds the leader lease")?;
         registry.register(Box::new(reconciliations.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(is_leader.clone()))?;
-        Ok(Self { registry, reconciliations, failures, duration, is_leader })
+        Ok(Self {
+            registry,
+            reconciliations,
+            failures,
+            duration,
+            is_leader,
+        })
     }
 
     pub fn observe(&self, took: Duration, error_kind: Option<&str>) {
@@ -50,7 +65,10 @@ impl Metrics {
     /// Text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        if TextEncoder::new().encode(&self.registry.gather(), &mut buf).is_err() {
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()

@@ -20,42 +20,80 @@ use serde_json::json;
 type TestResult = anyhow::Result<()>;
 
 fn revision(d: &Deployment) -> String {
-    d.labels().get(labels::REVISION).cloned().unwrap_or_default()
+    d.labels()
+        .get(labels::REVISION)
+        .cloned()
+        .unwrap_or_default()
 }
 
-async fn patch_spec(server: &fake_apiserver::FakeApiServer, name: &str, spec: serde_json::Value) -> anyhow::Result<()> {
+async fn patch_spec(
+    server: &fake_apiserver::FakeApiServer,
+    name: &str,
+    spec: serde_json::Value,
+) -> anyhow::Result<()> {
     let api: Api<DeepSeekDeployment> = Api::namespaced(server.client()?, NS);
-    api.patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": spec}))).await?;
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": spec})),
+    )
+    .await?;
     Ok(())
 }
 
 fn events_with_reason(server: &fake_apiserver::FakeApiServer, reason: &str) -> Vec<Event> {
-    server.list::<Event>(Some(NS)).into_iter().filter(|e| e.reason.as_deref() == Some(reason)).collect()
+    server
+        .list::<Event>(Some(NS))
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
 }
 
 #[tokio::test]
 async fn creating_a_resource_applies_owned_children_and_reports_progress() -> TestResult {
     let server = fake().await?;
     let op = start_operator(&server, "op-a", false).await?;
-    let uid = create(&server, dsd("chat")).await?.uid().unwrap_or_default();
-    let deps = eventually("a runtime Deployment", || async { Some(owned_deployments(&server, &uid)).filter(|d| !d.is_empty()) }).await?;
+    let uid = create(&server, dsd("chat"))
+        .await?
+        .uid()
+        .unwrap_or_default();
+    let deps = eventually("a runtime Deployment", || async {
+        Some(owned_deployments(&server, &uid)).filter(|d| !d.is_empty())
+    })
+    .await?;
     for d in &deps {
         let owner = d.owner_references().iter().find(|o| o.uid == uid).cloned();
         assert_eq!(owner.as_ref().and_then(|o| o.controller), Some(true));
-        let managers: Vec<_> = d.managed_fields().iter().map(|m| (m.manager.clone(), m.operation.clone())).collect();
-        assert!(managers.contains(&(Some(FIELD_MANAGER.into()), Some("Apply".into()))), "{managers:?}");
+        let managers: Vec<_> = d
+            .managed_fields()
+            .iter()
+            .map(|m| (m.manager.clone(), m.operation.clone()))
+            .collect();
+        assert!(
+            managers.contains(&(Some(FIELD_MANAGER.into()), Some("Apply".into()))),
+            "{managers:?}"
+        );
     }
     let services = server.list::<Service>(Some(NS));
-    assert!(services.iter().any(|s| s.owner_references().iter().any(|o| o.uid == uid)));
+    assert!(services
+        .iter()
+        .any(|s| s.owner_references().iter().any(|o| o.uid == uid)));
     let st = eventually("status reporting progress", || async {
-        get(&server, "chat").filter(|d| condition(d, ct::PROGRESSING).is_some_and(|c| c.0 == "True"))
+        get(&server, "chat")
+            .filter(|d| condition(d, ct::PROGRESSING).is_some_and(|c| c.0 == "True"))
     })
     .await?;
     let status = st.status.clone().unwrap_or_default();
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(status.phase, Some(Phase::Progressing));
-    assert_eq!(condition(&st, ct::READY).map(|c| (c.0, c.1)), Some(("False".into(), "ReplicasNotReady".into())));
-    assert_eq!(status.stable_revision.map(|r| r.hash), Some(revision(&deps[0])));
+    assert_eq!(
+        condition(&st, ct::READY).map(|c| (c.0, c.1)),
+        Some(("False".into(), "ReplicasNotReady".into()))
+    );
+    assert_eq!(
+        status.stable_revision.map(|r| r.hash),
+        Some(revision(&deps[0]))
+    );
     op.stop().await
 }
 
@@ -63,21 +101,45 @@ async fn creating_a_resource_applies_owned_children_and_reports_progress() -> Te
 async fn ready_pods_make_the_resource_ready_and_emit_an_event() -> TestResult {
     let server = fake().await?;
     let op = start_operator(&server, "op-a", false).await?;
-    let uid = create(&server, dsd("chat")).await?.uid().unwrap_or_default();
-    let deps = eventually("a runtime Deployment", || async { Some(owned_deployments(&server, &uid)).filter(|d| !d.is_empty()) }).await?;
+    let uid = create(&server, dsd("chat"))
+        .await?
+        .uid()
+        .unwrap_or_default();
+    let deps = eventually("a runtime Deployment", || async {
+        Some(owned_deployments(&server, &uid)).filter(|d| !d.is_empty())
+    })
+    .await?;
     for d in &deps {
-        server.set_status::<Deployment>(NS, &d.name_any(), json!({"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}))?;
+        server.set_status::<Deployment>(
+            NS,
+            &d.name_any(),
+            json!({"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}),
+        )?;
     }
     let st = eventually("Ready=True", || async {
         get(&server, "chat").filter(|d| condition(d, ct::READY).is_some_and(|c| c.0 == "True"))
     })
     .await?;
-    assert_eq!(st.status.as_ref().and_then(|s| s.phase), Some(Phase::Healthy));
-    assert_eq!(st.status.as_ref().and_then(|s| s.ready.clone()), Some("1/1".into()));
-    eventually("an AllReplicasReady event", || async { Some(events_with_reason(&server, "AllReplicasReady")).filter(|e| !e.is_empty()) }).await?;
+    assert_eq!(
+        st.status.as_ref().and_then(|s| s.phase),
+        Some(Phase::Healthy)
+    );
+    assert_eq!(
+        st.status.as_ref().and_then(|s| s.ready.clone()),
+        Some("1/1".into())
+    );
+    eventually("an AllReplicasReady event", || async {
+        Some(events_with_reason(&server, "AllReplicasReady")).filter(|e| !e.is_empty())
+    })
+    .await?;
     let metrics = http_get(op.http_addr, "/metrics").await?;
-    assert!(metrics.contains("deepseek_operator_reconciliations_total"), "{metrics}");
-    assert!(http_get(op.http_addr, "/readyz").await?.starts_with("HTTP/1.0 200"));
+    assert!(
+        metrics.contains("deepseek_operator_reconciliations_total"),
+        "{metrics}"
+    );
+    assert!(http_get(op.http_addr, "/readyz")
+        .await?
+        .starts_with("HTTP/1.0 200"));
     op.stop().await
 }
 
@@ -85,28 +147,55 @@ async fn ready_pods_make_the_resource_ready_and_emit_an_event() -> TestResult {
 async fn a_spec_change_rolls_out_a_new_revision_and_prunes_the_old_one_once_ready() -> TestResult {
     let server = fake().await?;
     let op = start_operator(&server, "op-a", false).await?;
-    let uid = create(&server, dsd("chat")).await?.uid().unwrap_or_default();
-    let first = eventually("first revision", || async { owned_deployments(&server, &uid).first().map(revision) }).await?;
-    patch_spec(&server, "chat", json!({"runtime": {"image": "ghcr.io/example/deepseek-runtime:v2"}})).await?;
-    assert_eq!(get(&server, "chat").and_then(|d| d.metadata.generation), Some(2));
+    let uid = create(&server, dsd("chat"))
+        .await?
+        .uid()
+        .unwrap_or_default();
+    let first = eventually("first revision", || async {
+        owned_deployments(&server, &uid).first().map(revision)
+    })
+    .await?;
+    patch_spec(
+        &server,
+        "chat",
+        json!({"runtime": {"image": "ghcr.io/example/deepseek-runtime:v2"}}),
+    )
+    .await?;
+    assert_eq!(
+        get(&server, "chat").and_then(|d| d.metadata.generation),
+        Some(2)
+    );
     let new = eventually("a second revision beside the serving one", || async {
         let deps = owned_deployments(&server, &uid);
         let revs: Vec<String> = deps.iter().map(revision).collect();
-        (revs.len() == 2 && revs.contains(&first)).then(|| deps.into_iter().find(|d| revision(d) != first))?
+        (revs.len() == 2 && revs.contains(&first))
+            .then(|| deps.into_iter().find(|d| revision(d) != first))?
     })
     .await?;
     let canary = eventually("the new revision reported as canary", || async {
-        get(&server, "chat").and_then(|d| d.status).and_then(|s| s.canary_revision).map(|r| r.hash)
+        get(&server, "chat")
+            .and_then(|d| d.status)
+            .and_then(|s| s.canary_revision)
+            .map(|r| r.hash)
     })
     .await?;
     assert_eq!(canary, revision(&new));
-    server.set_status::<Deployment>(NS, &new.name_any(), json!({"replicas": 1, "readyReplicas": 1}))?;
+    server.set_status::<Deployment>(
+        NS,
+        &new.name_any(),
+        json!({"replicas": 1, "readyReplicas": 1}),
+    )?;
     let only = eventually("only the new revision left", || async {
-        let revs: Vec<String> = owned_deployments(&server, &uid).iter().map(revision).collect();
+        let revs: Vec<String> = owned_deployments(&server, &uid)
+            .iter()
+            .map(revision)
+            .collect();
         (revs.len() == 1 && revs[0] != first).then(|| revs[0].clone())
     })
     .await?;
-    let status = get(&server, "chat").and_then(|d| d.status).unwrap_or_default();
+    let status = get(&server, "chat")
+        .and_then(|d| d.status)
+        .unwrap_or_default();
     assert_eq!(status.observed_generation, Some(2));
     assert_eq!(status.stable_revision.map(|r| r.hash), Some(only));
     assert_eq!(status.canary_revision, None);
@@ -118,27 +207,69 @@ async fn a_spec_change_rolls_out_a_new_revision_and_prunes_the_old_one_once_read
 async fn an_invalid_spec_is_reported_and_children_are_left_untouched() -> TestResult {
     let server = fake().await?;
     let op = start_operator(&server, "op-a", false).await?;
-    let uid = create(&server, dsd("chat")).await?.uid().unwrap_or_default();
-    let before = eventually("children", || async { Some(owned_deployments(&server, &uid)).filter(|d| !d.is_empty()) }).await?;
-    eventually("first status", || async { get(&server, "chat").filter(|d| d.status.is_some()) }).await?;
+    let uid = create(&server, dsd("chat"))
+        .await?
+        .uid()
+        .unwrap_or_default();
+    let before = eventually("children", || async {
+        Some(owned_deployments(&server, &uid)).filter(|d| !d.is_empty())
+    })
+    .await?;
+    eventually("first status", || async {
+        get(&server, "chat").filter(|d| d.status.is_some())
+    })
+    .await?;
     settle(&op).await?;
     server.clear_requests();
-    patch_spec(&server, "chat", json!({"runtime": {"gpuResourceName": "gpu"}})).await?;
+    patch_spec(
+        &server,
+        "chat",
+        json!({"runtime": {"gpuResourceName": "gpu"}}),
+    )
+    .await?;
     let st = eventually("InvalidSpec", || async {
-        get(&server, "chat").filter(|d| condition(d, ct::READY).is_some_and(|c| c.1 == "InvalidSpec"))
+        get(&server, "chat")
+            .filter(|d| condition(d, ct::READY).is_some_and(|c| c.1 == "InvalidSpec"))
     })
     .await?;
     let (_, _, message) = condition(&st, ct::READY).unwrap_or_default();
-    assert!(message.contains("spec.runtime.gpuResourceName"), "{message}");
-    eventually("an InvalidSpec event", || async { Some(events_with_reason(&server, "InvalidSpec")).filter(|e| !e.is_empty()) }).await?;
+    assert!(
+        message.contains("spec.runtime.gpuResourceName"),
+        "{message}"
+    );
+    eventually("an InvalidSpec event", || async {
+        Some(events_with_reason(&server, "InvalidSpec")).filter(|e| !e.is_empty())
+    })
+    .await?;
     let child_writes: Vec<_> = server
         .requests()
         .into_iter()
-        .filter(|r| r.is_write() && ["deployments", "services", "configmaps", "poddisruptionbudgets"].contains(&r.plural.as_str()))
+        .filter(|r| {
+            r.is_write()
+                && [
+                    "deployments",
+                    "services",
+                    "configmaps",
+                    "poddisruptionbudgets",
+                ]
+                .contains(&r.plural.as_str())
+        })
         .collect();
-    assert!(child_writes.is_empty(), "children were written: {child_writes:?}");
+    assert!(
+        child_writes.is_empty(),
+        "children were written: {child_writes:?}"
+    );
     let after = owned_deployments(&server, &uid);
-    assert_eq!(after.iter().map(|d| d.resource_version()).collect::<Vec<_>>(), before.iter().map(|d| d.resource_version()).collect::<Vec<_>>());
+    assert_eq!(
+        after
+            .iter()
+            .map(|d| d.resource_version())
+            .collect::<Vec<_>>(),
+        before
+            .iter()
+            .map(|d| d.resource_version())
+            .collect::<Vec<_>>()
+    );
     op.stop().await
 }
 
@@ -150,12 +281,22 @@ async fn an_invalid_spec_from_the_start_creates_no_children() -> TestResult {
     body["spec"]["runtime"] = json!({"gpuResourceName": "gpu"});
     create(&server, body).await?;
     eventually("InvalidSpec", || async {
-        get(&server, "chat").filter(|d| condition(d, ct::READY).is_some_and(|c| c.1 == "InvalidSpec"))
+        get(&server, "chat")
+            .filter(|d| condition(d, ct::READY).is_some_and(|c| c.1 == "InvalidSpec"))
     })
     .await?;
-    let writes = server.requests().into_iter().filter(|r| r.is_write() && r.plural == "deployments").count();
+    let writes = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_write() && r.plural == "deployments")
+        .count();
     assert_eq!(writes, 0);
-    assert_eq!(get(&server, "chat").and_then(|d| d.status).and_then(|s| s.phase), Some(Phase::Failed));
+    assert_eq!(
+        get(&server, "chat")
+            .and_then(|d| d.status)
+            .and_then(|s| s.phase),
+        Some(Phase::Failed)
+    );
     op.stop().await
 }
 
@@ -163,14 +304,28 @@ async fn an_invalid_spec_from_the_start_creates_no_children() -> TestResult {
 async fn deleting_the_resource_garbage_collects_its_children() -> TestResult {
     let server = fake().await?;
     let op = start_operator(&server, "op-a", false).await?;
-    let uid = create(&server, dsd("chat")).await?.uid().unwrap_or_default();
-    eventually("children", || async { Some(owned_deployments(&server, &uid)).filter(|d| !d.is_empty()) }).await?;
+    let uid = create(&server, dsd("chat"))
+        .await?
+        .uid()
+        .unwrap_or_default();
+    eventually("children", || async {
+        Some(owned_deployments(&server, &uid)).filter(|d| !d.is_empty())
+    })
+    .await?;
     let api: Api<DeepSeekDeployment> = Api::namespaced(server.client()?, NS);
     api.delete("chat", &DeleteParams::default()).await?;
     eventually("no children left", || async {
         let left = owned_deployments(&server, &uid).len()
-            + server.list::<Service>(Some(NS)).iter().filter(|s| s.owner_references().iter().any(|o| o.uid == uid)).count()
-            + server.list::<ConfigMap>(Some(NS)).iter().filter(|s| s.owner_references().iter().any(|o| o.uid == uid)).count();
+            + server
+                .list::<Service>(Some(NS))
+                .iter()
+                .filter(|s| s.owner_references().iter().any(|o| o.uid == uid))
+                .count()
+            + server
+                .list::<ConfigMap>(Some(NS))
+                .iter()
+                .filter(|s| s.owner_references().iter().any(|o| o.uid == uid))
+                .count();
         (left == 0).then_some(())
     })
     .await?;
@@ -183,11 +338,18 @@ async fn a_conflicting_status_write_is_retried() -> TestResult {
     server.fail_next_writes::<DeepSeekDeployment>(Some("status"), 2);
     let op = start_operator(&server, "op-a", false).await?;
     create(&server, dsd("chat")).await?;
-    eventually("status written", || async { get(&server, "chat").filter(|d| d.status.is_some()) }).await?;
+    eventually("status written", || async {
+        get(&server, "chat").filter(|d| d.status.is_some())
+    })
+    .await?;
     let codes: Vec<u16> = server
         .requests()
         .iter()
-        .filter(|r| r.plural == deepseek_crds::PLURAL && r.subresource.as_deref() == Some("status") && r.verb == Verb::Patch)
+        .filter(|r| {
+            r.plural == deepseek_crds::PLURAL
+                && r.subresource.as_deref() == Some("status")
+                && r.verb == Verb::Patch
+        })
         .map(|r| r.code)
         .take(3)
         .collect();
@@ -199,8 +361,14 @@ async fn a_conflicting_status_write_is_retried() -> TestResult {
 async fn a_failed_model_fetch_shows_as_model_verified_false_with_the_pods_reason() -> TestResult {
     let server = fake().await?;
     let op = start_operator(&server, "op-a", false).await?;
-    let uid = create(&server, dsd("chat")).await?.uid().unwrap_or_default();
-    let rev = eventually("a revision", || async { owned_deployments(&server, &uid).first().map(revision) }).await?;
+    let uid = create(&server, dsd("chat"))
+        .await?
+        .uid()
+        .unwrap_or_default();
+    let rev = eventually("a revision", || async {
+        owned_deployments(&server, &uid).first().map(revision)
+    })
+    .await?;
     server.create_raw(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": format!("chat-{rev}-x1"), "namespace": NS, "labels": {
@@ -211,7 +379,8 @@ async fn a_failed_model_fetch_shows_as_model_verified_false_with_the_pods_reason
             "message": "sha256 mismatch for SmolLM2-135M-Instruct.Q4_1.gguf"}}}]}
     }))?;
     let st = eventually("ModelVerified=False", || async {
-        get(&server, "chat").filter(|d| condition(d, ct::MODEL_VERIFIED).is_some_and(|c| c.0 == "False"))
+        get(&server, "chat")
+            .filter(|d| condition(d, ct::MODEL_VERIFIED).is_some_and(|c| c.0 == "False"))
     })
     .await?;
     let (_, reason, message) = condition(&st, ct::MODEL_VERIFIED).unwrap_or_default();
@@ -225,23 +394,31 @@ fn lease_holder(server: &fake_apiserver::FakeApiServer) -> Option<String> {
 }
 
 #[tokio::test]
-async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_stops_renewing() -> TestResult {
+async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_stops_renewing() -> TestResult
+{
     let server = fake().await?;
     let a = start_operator(&server, "op-a", true).await?;
     let leader = eventually("a leader", || async { lease_holder(&server) }).await?;
     let b = start_operator(&server, "op-b", true).await?;
     assert_eq!(leader, "op-a");
     create(&server, dsd("chat")).await?;
-    eventually("status from the leader", || async { get(&server, "chat").filter(|d| d.status.is_some()) }).await?;
+    eventually("status from the leader", || async {
+        get(&server, "chat").filter(|d| d.status.is_some())
+    })
+    .await?;
     assert!(a.reconciliations() > 0);
     assert_eq!(b.reconciliations(), 0, "the standby must not reconcile");
     assert_eq!(lease_holder(&server).as_deref(), Some("op-a"));
 
     a.abort();
-    eventually("op-b to take the lease", || async { lease_holder(&server).filter(|h| h == "op-b") }).await?;
+    eventually("op-b to take the lease", || async {
+        lease_holder(&server).filter(|h| h == "op-b")
+    })
+    .await?;
     patch_spec(&server, "chat", json!({"replicas": 2})).await?;
     eventually("generation 2 reconciled by op-b", || async {
-        get(&server, "chat").filter(|d| d.status.as_ref().and_then(|s| s.observed_generation) == Some(2))
+        get(&server, "chat")
+            .filter(|d| d.status.as_ref().and_then(|s| s.observed_generation) == Some(2))
     })
     .await?;
     assert!(b.reconciliations() > 0);

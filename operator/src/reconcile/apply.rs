@@ -27,14 +27,27 @@ pub struct ChildRef {
 impl ChildRef {
     pub fn of(obj: &Value) -> Result<Self> {
         let s = |v: &Value| v.as_str().map(str::to_string);
-        match (s(&obj["apiVersion"]), s(&obj["kind"]), s(&obj["metadata"]["name"])) {
-            (Some(api_version), Some(kind), Some(name)) => Ok(Self { api_version, kind, name }),
-            _ => Err(Error::Desired(format!("desired object lacks apiVersion/kind/name: {obj}"))),
+        match (
+            s(&obj["apiVersion"]),
+            s(&obj["kind"]),
+            s(&obj["metadata"]["name"]),
+        ) {
+            (Some(api_version), Some(kind), Some(name)) => Ok(Self {
+                api_version,
+                kind,
+                name,
+            }),
+            _ => Err(Error::Desired(format!(
+                "desired object lacks apiVersion/kind/name: {obj}"
+            ))),
         }
     }
 
     pub fn api_resource(&self) -> ApiResource {
-        let (group, version) = self.api_version.rsplit_once('/').unwrap_or(("", &self.api_version));
+        let (group, version) = self
+            .api_version
+            .rsplit_once('/')
+            .unwrap_or(("", &self.api_version));
         ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &self.kind))
     }
 }
@@ -45,12 +58,17 @@ pub struct ApplyOutcome {
     pub skipped_missing_api: BTreeSet<ChildRef>,
 }
 
-pub async fn apply_all(client: &Client, namespace: &str, objects: &[Value]) -> Result<ApplyOutcome> {
+pub async fn apply_all(
+    client: &Client,
+    namespace: &str,
+    objects: &[Value],
+) -> Result<ApplyOutcome> {
     let mut out = ApplyOutcome::default();
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     for obj in objects {
         let child = ChildRef::of(obj)?;
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &child.api_resource());
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), namespace, &child.api_resource());
         match api.patch(&child.name, &pp, &Patch::Apply(obj)).await {
             Ok(_) => {
                 out.applied.insert(child);
@@ -66,5 +84,7 @@ pub async fn apply_all(client: &Client, namespace: &str, objects: &[Value]) -> R
 }
 
 fn is_optional(c: &ChildRef) -> bool {
-    OPTIONAL_GROUPS.iter().any(|g| c.api_version.starts_with(&format!("{g}/")))
+    OPTIONAL_GROUPS
+        .iter()
+        .any(|g| c.api_version.starts_with(&format!("{g}/")))
 }

@@ -24,14 +24,28 @@ pub const PRUNABLE_KINDS: &[(&str, &str)] = &[
 ];
 
 /// Deletes owned children not in `keep`; returns what was deleted.
-pub async fn prune(client: &Client, namespace: &str, owner_name: &str, owner_uid: &str, keep: &BTreeSet<ChildRef>) -> Result<Vec<ChildRef>> {
-    let mut kinds: BTreeSet<(String, String)> = PRUNABLE_KINDS.iter().map(|(a, k)| (a.to_string(), k.to_string())).collect();
+pub async fn prune(
+    client: &Client,
+    namespace: &str,
+    owner_name: &str,
+    owner_uid: &str,
+    keep: &BTreeSet<ChildRef>,
+) -> Result<Vec<ChildRef>> {
+    let mut kinds: BTreeSet<(String, String)> = PRUNABLE_KINDS
+        .iter()
+        .map(|(a, k)| (a.to_string(), k.to_string()))
+        .collect();
     kinds.extend(keep.iter().map(|c| (c.api_version.clone(), c.kind.clone())));
     let lp = ListParams::default().labels(&labels::selector_for(owner_name));
     let mut deleted = Vec::new();
     for (api_version, kind) in kinds {
-        let probe = ChildRef { api_version, kind, name: String::new() };
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &probe.api_resource());
+        let probe = ChildRef {
+            api_version,
+            kind,
+            name: String::new(),
+        };
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), namespace, &probe.api_resource());
         let list = match api.list(&lp).await {
             Ok(l) => l,
             // The kind's API is not served: nothing of it can exist.
@@ -39,8 +53,14 @@ pub async fn prune(client: &Client, namespace: &str, owner_name: &str, owner_uid
             Err(e) => return Err(e.into()),
         };
         for obj in list.items {
-            let owned = obj.owner_references().iter().any(|o| o.uid == owner_uid && o.controller == Some(true));
-            let child = ChildRef { name: obj.name_any(), ..probe.clone() };
+            let owned = obj
+                .owner_references()
+                .iter()
+                .any(|o| o.uid == owner_uid && o.controller == Some(true));
+            let child = ChildRef {
+                name: obj.name_any(),
+                ..probe.clone()
+            };
             if !owned || keep.contains(&child) {
                 continue;
             }

@@ -51,14 +51,22 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
     let outcome = apply::apply_all(&ctx.client, &ns, &objects).await?;
     let mut keep = outcome.applied.clone();
     keep.extend(outcome.skipped_missing_api.iter().cloned());
-    keep.extend(status::kept_revisions(dsd, &revision).iter().flat_map(|hash| serving_children(&name, hash)));
+    keep.extend(
+        status::kept_revisions(dsd, &revision)
+            .iter()
+            .flat_map(|hash| serving_children(&name, hash)),
+    );
     let pruned = cleanup::prune(&ctx.client, &ns, &name, &uid, &keep).await?;
     let observed = observe::observe(&ctx.client, dsd).await?;
     tracing::debug!(applied = outcome.applied.len(), pruned = pruned.len(), revision = %revision.hash, "children applied");
     let st = status::compute(dsd, &revision, &observed, &now);
     let ready = st.condition(ct::READY).is_some_and(|c| c.status == "True");
     finish(dsd, ctx, &ns, st).await?;
-    Ok(Action::requeue(if ready { REQUEUE_SETTLED } else { REQUEUE_PROGRESSING }))
+    Ok(Action::requeue(if ready {
+        REQUEUE_SETTLED
+    } else {
+        REQUEUE_PROGRESSING
+    }))
 }
 
 /// Schema-valid but semantically wrong spec fields (crds validation).
@@ -67,12 +75,20 @@ fn spec_problems(dsd: &DeepSeekDeployment) -> Vec<SpecProblem> {
         Ok(()) => Vec::new(),
         Err(errors) => errors
             .iter()
-            .map(|e| SpecProblem { field: e.field().to_string(), message: e.to_string() })
+            .map(|e| SpecProblem {
+                field: e.field().to_string(),
+                message: e.to_string(),
+            })
             .collect(),
     }
 }
 
-async fn finish(dsd: &DeepSeekDeployment, ctx: &Context, ns: &str, st: DeepSeekDeploymentStatus) -> Result<()> {
+async fn finish(
+    dsd: &DeepSeekDeployment,
+    ctx: &Context,
+    ns: &str,
+    st: DeepSeekDeploymentStatus,
+) -> Result<()> {
     let old = dsd.status.clone().unwrap_or_default();
     let changes = status::transitions(&old.conditions, &st.conditions);
     if st != old {
@@ -84,7 +100,12 @@ async fn finish(dsd: &DeepSeekDeployment, ctx: &Context, ns: &str, st: DeepSeekD
 
 /// Server-side apply of the whole status through the status subresource; 409s (another
 /// writer raced us) are retried with a short backoff.
-pub async fn write_status(ctx: &Context, ns: &str, name: &str, st: &DeepSeekDeploymentStatus) -> Result<()> {
+pub async fn write_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    st: &DeepSeekDeploymentStatus,
+) -> Result<()> {
     let api: Api<DeepSeekDeployment> = Api::namespaced(ctx.client.clone(), ns);
     let body: Value = json!({
         "apiVersion": deepseek_crds::API_VERSION,
@@ -103,7 +124,10 @@ pub async fn write_status(ctx: &Context, ns: &str, name: &str, st: &DeepSeekDepl
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Error::StatusConflict { name: name.to_string(), attempts: STATUS_ATTEMPTS })
+    Err(Error::StatusConflict {
+        name: name.to_string(),
+        attempts: STATUS_ATTEMPTS,
+    })
 }
 
 /// One Event per condition transition; failures to publish are logged, never fatal.
@@ -114,11 +138,19 @@ async fn publish(dsd: &DeepSeekDeployment, ctx: &Context, changes: &[Transition]
     let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
     let reference = dsd.object_ref(&());
     for t in changes {
-        let warning = t.status == "False" && (t.type_ == ct::READY || t.type_ == ct::MODEL_VERIFIED);
+        let warning =
+            t.status == "False" && (t.type_ == ct::READY || t.type_ == ct::MODEL_VERIFIED);
         let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: t.reason.clone(),
-            note: Some(truncate(&format!("{} is {}: {}", t.type_, t.status, t.message), 1000)),
+            note: Some(truncate(
+                &format!("{} is {}: {}", t.type_, t.status, t.message),
+                1000,
+            )),
             action: "Reconcile".into(),
             secondary: None,
         };
@@ -138,6 +170,10 @@ fn truncate(s: &str, max: usize) -> String {
 /// The per-revision children of a revision that still serves (kept until its successor is ready).
 fn serving_children(name: &str, hash: &str) -> [apply::ChildRef; 2] {
     let object_name = naming::revision_object_name(name, hash);
-    let child = |kind: ChildKind| apply::ChildRef { api_version: kind.api_version().into(), kind: kind.kind().into(), name: object_name.clone() };
+    let child = |kind: ChildKind| apply::ChildRef {
+        api_version: kind.api_version().into(),
+        kind: kind.kind().into(),
+        name: object_name.clone(),
+    };
     [child(ChildKind::Deployment), child(ChildKind::ConfigMap)]
 }

@@ -47,7 +47,9 @@ pub async fn fake() -> anyhow::Result<FakeApiServer> {
 
 pub async fn create(server: &FakeApiServer, body: Value) -> anyhow::Result<DeepSeekDeployment> {
     let api: Api<DeepSeekDeployment> = Api::namespaced(server.client()?, NS);
-    Ok(api.create(&PostParams::default(), &serde_json::from_value(body)?).await?)
+    Ok(api
+        .create(&PostParams::default(), &serde_json::from_value(body)?)
+        .await?)
 }
 
 /// A running operator; dropping `stop` shuts it down gracefully, `abort` kills it (no lease
@@ -94,7 +96,11 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(l.local_addr()?)
 }
 
-pub async fn start_operator(server: &FakeApiServer, identity: &str, leader_election: bool) -> anyhow::Result<Operator> {
+pub async fn start_operator(
+    server: &FakeApiServer,
+    identity: &str,
+    leader_election: bool,
+) -> anyhow::Result<Operator> {
     let metrics = Metrics::new()?;
     let http_addr = free_addr()?;
     let cfg = RunConfig {
@@ -106,7 +112,10 @@ pub async fn start_operator(server: &FakeApiServer, identity: &str, leader_elect
         watch_namespace: Some(NS.into()),
         ..RunConfig::default()
     };
-    let opts = RunOptions { metrics: metrics.clone(), lease_timing: fast_timing() };
+    let opts = RunOptions {
+        metrics: metrics.clone(),
+        lease_timing: fast_timing(),
+    };
     let (tx, rx) = oneshot::channel::<()>();
     let client = server.client()?;
     let task = tokio::spawn(async move {
@@ -115,7 +124,13 @@ pub async fn start_operator(server: &FakeApiServer, identity: &str, leader_elect
         })
         .await
     });
-    Ok(Operator { metrics, identity: identity.into(), http_addr, stop: Some(tx), task })
+    Ok(Operator {
+        metrics,
+        identity: identity.into(),
+        http_addr,
+        stop: Some(tx),
+        task,
+    })
 }
 
 /// Polls `probe` every 50 ms until it yields `Some`, failing after WAIT with `what`.
@@ -150,7 +165,13 @@ pub fn owned_deployments(server: &FakeApiServer, uid: &str) -> Vec<Deployment> {
     server
         .list::<Deployment>(Some(NS))
         .into_iter()
-        .filter(|d| d.metadata.owner_references.iter().flatten().any(|o| o.uid == uid))
+        .filter(|d| {
+            d.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == uid)
+        })
         .collect()
 }
 
@@ -158,7 +179,8 @@ pub fn owned_deployments(server: &FakeApiServer, uid: &str) -> Vec<Deployment> {
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await?;
     let mut out = String::new();
     s.read_to_string(&mut out).await?;
     Ok(out)
