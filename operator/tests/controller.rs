@@ -13,6 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::ResourceExt;
 use serde_json::json;
@@ -423,4 +424,67 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_stops_renew
     .await?;
     assert!(b.reconciliations() > 0);
     b.stop().await
+}
+
+#[tokio::test]
+async fn a_child_kind_no_longer_desired_is_pruned() -> TestResult {
+    let server = fake().await?;
+    let op = start_operator(&server, "op-a", false).await?;
+    let mut body = dsd("chat");
+    body["spec"]["replicas"] = json!(2);
+    let uid = create(&server, body).await?.uid().unwrap_or_default();
+    let pdbs = || {
+        server
+            .list::<PodDisruptionBudget>(Some(NS))
+            .into_iter()
+            .filter(|p| p.owner_references().iter().any(|o| o.uid == uid))
+            .count()
+    };
+    eventually("a PodDisruptionBudget for two replicas", || async {
+        (pdbs() == 1).then_some(())
+    })
+    .await?;
+    patch_spec(&server, "chat", json!({"replicas": 1})).await?;
+    eventually("the budget pruned at one replica", || async {
+        (pdbs() == 0).then_some(())
+    })
+    .await?;
+    assert_eq!(
+        owned_deployments(&server, &uid).len(),
+        1,
+        "the revision is unchanged"
+    );
+    op.stop().await
+}
+
+#[tokio::test]
+async fn a_missing_secret_reference_is_an_invalid_spec_until_the_secret_exists() -> TestResult {
+    let server = fake().await?;
+    let op = start_operator(&server, "op-a", false).await?;
+    let mut body = dsd("chat");
+    body["spec"]["auth"] = json!({"jwtSecretRef": {"name": "chat-jwt", "key": "secret"}});
+    let uid = create(&server, body).await?.uid().unwrap_or_default();
+    let st = eventually("InvalidSpec for the secret", || async {
+        get(&server, "chat")
+            .filter(|d| condition(d, ct::READY).is_some_and(|c| c.1 == "InvalidSpec"))
+    })
+    .await?;
+    let (_, _, message) = condition(&st, ct::READY).unwrap_or_default();
+    assert!(message.contains("spec.auth.jwtSecretRef.name"), "{message}");
+    assert!(owned_deployments(&server, &uid).is_empty());
+    server.create_raw(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "chat-jwt", "namespace": NS}, "data": {"secret": "c2VjcmV0"}}))?;
+    // Secrets are not watched: the periodic resync or any change picks it up; nudge with a label.
+    let api: Api<DeepSeekDeployment> = Api::namespaced(server.client()?, NS);
+    api.patch(
+        "chat",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"secret": "added"}}})),
+    )
+    .await?;
+    eventually("children once the secret exists", || async {
+        Some(owned_deployments(&server, &uid)).filter(|d| !d.is_empty())
+    })
+    .await?;
+    op.stop().await
 }

@@ -7,21 +7,10 @@ use std::collections::BTreeSet;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
 
+use crate::desired::ChildKind;
 use crate::error::Result;
 use crate::reconcile::apply::ChildRef;
 use crate::reconcile::labels;
-
-/// Every kind the operator may create, so a kind that stops being desired is still pruned.
-pub const PRUNABLE_KINDS: &[(&str, &str)] = &[
-    ("apps/v1", "Deployment"),
-    ("v1", "Service"),
-    ("v1", "ConfigMap"),
-    ("policy/v1", "PodDisruptionBudget"),
-    ("batch/v1", "CronJob"),
-    ("networking.k8s.io/v1", "NetworkPolicy"),
-    ("monitoring.coreos.com/v1", "PrometheusRule"),
-    ("monitoring.coreos.com/v1", "ServiceMonitor"),
-];
 
 /// Deletes owned children not in `keep`; returns what was deleted.
 pub async fn prune(
@@ -31,9 +20,11 @@ pub async fn prune(
     owner_uid: &str,
     keep: &BTreeSet<ChildRef>,
 ) -> Result<Vec<ChildRef>> {
-    let mut kinds: BTreeSet<(String, String)> = PRUNABLE_KINDS
+    // Every kind the builders can produce, so a kind that stops being desired is still pruned
+    // (and only those: the operator's RBAC covers exactly these).
+    let mut kinds: BTreeSet<(String, String)> = ChildKind::ALL
         .iter()
-        .map(|(a, k)| (a.to_string(), k.to_string()))
+        .map(|k| (k.api_version().to_string(), k.kind().to_string()))
         .collect();
     kinds.extend(keep.iter().map(|c| (c.api_version.clone(), c.kind.clone())));
     let lp = ListParams::default().labels(&labels::selector_for(owner_name));
