@@ -12,6 +12,7 @@ mod apply;
 mod discovery;
 mod error;
 mod fields;
+mod gc;
 mod handlers;
 mod managed;
 mod path;

@@ -50,7 +50,7 @@ pub struct WatchRecord {
 
 pub struct Store {
     pub defs: Vec<ResourceDef>,
-    objects: BTreeMap<ObjKey, Value>,
+    pub(crate) objects: BTreeMap<ObjKey, Value>,
     rv: u64,
     history: VecDeque<Arc<WatchRecord>>,
     compacted_rv: u64,
@@ -144,12 +144,12 @@ impl Store {
         self.history.clear();
     }
 
-    fn bump(&mut self) -> String {
+    pub(crate) fn bump(&mut self) -> String {
         self.rv += 1;
         self.rv.to_string()
     }
 
-    fn emit(&mut self, key: &ObjKey, event_type: &'static str, object: Value) {
+    pub(crate) fn emit(&mut self, key: &ObjKey, event_type: &'static str, object: Value) {
         let rec = Arc::new(WatchRecord {
             rv: self.rv,
             group: key.group.clone(),
@@ -218,6 +218,7 @@ impl Store {
         }
         self.objects.insert(key.clone(), obj.clone());
         self.emit(&key, "ADDED", obj.clone());
+        self.collect_if_orphaned(def, &key, &obj);
         Ok(obj)
     }
 
@@ -286,6 +287,7 @@ impl Store {
         }
         self.objects.insert(key.clone(), new.clone());
         self.emit(key, "MODIFIED", new.clone());
+        self.collect_if_orphaned(def, key, &new);
         Ok(new)
     }
 
@@ -320,54 +322,12 @@ impl Store {
         Ok(self.remove(key, obj))
     }
 
-    fn remove(&mut self, key: &ObjKey, obj: Value) -> Value {
+    pub(crate) fn remove(&mut self, key: &ObjKey, obj: Value) -> Value {
         self.objects.remove(key);
         self.emit(key, "DELETED", obj.clone());
         let uid = meta_str(&obj, "uid");
         self.collect_garbage(&uid);
         obj
-    }
-
-    /// Background cascading deletion: dependents whose owners are all gone are deleted.
-    fn collect_garbage(&mut self, uid: &str) {
-        let dependents: Vec<ObjKey> = self
-            .objects
-            .iter()
-            .filter(|(_, v)| owner_uids(v).iter().any(|u| u == uid))
-            .filter(|(_, v)| owner_uids(v).iter().all(|u| !self.uid_exists(u)))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in dependents {
-            if let Some(def) = self.find_def(&k.group, &k.plural) {
-                let _ = self.delete(&def, &k, false);
-            }
-        }
-    }
-
-    fn orphan(&mut self, uid: &str) {
-        let keys: Vec<ObjKey> = self
-            .objects
-            .iter()
-            .filter(|(_, v)| owner_uids(v).iter().any(|u| u == uid))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in keys {
-            let Some(mut v) = self.objects.get(&k).cloned() else {
-                continue;
-            };
-            if let Some(refs) = v["metadata"]["ownerReferences"].as_array_mut() {
-                refs.retain(|r| r["uid"].as_str() != Some(uid));
-            }
-            v["metadata"]["resourceVersion"] = json!(self.bump());
-            self.objects.insert(k.clone(), v.clone());
-            self.emit(&k, "MODIFIED", v);
-        }
-    }
-
-    fn uid_exists(&self, uid: &str) -> bool {
-        self.objects
-            .values()
-            .any(|v| v["metadata"]["uid"].as_str() == Some(uid))
     }
 }
 
@@ -381,17 +341,6 @@ pub fn qualified(def: &ResourceDef) -> String {
 
 pub fn not_found(def: &ResourceDef, name: &str) -> ApiError {
     ApiError::NotFound(format!("{} \"{name}\" not found", qualified(def)))
-}
-
-fn owner_uids(v: &Value) -> Vec<String> {
-    v["metadata"]["ownerReferences"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| r["uid"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn finalizers_empty(v: &Value) -> bool {

@@ -439,3 +439,15 @@ async fn discovery_lists_builtin_and_registered_groups() -> TestResult {
     assert!(discovery.has_group("coordination.k8s.io"));
     Ok(())
 }
+
+#[tokio::test]
+async fn an_object_written_with_only_missing_owners_is_garbage_collected() -> TestResult {
+    let (server, client) = start().await?;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let mut c = cm("late", json!({}))?;
+    c.metadata.owner_references = Some(vec![serde_json::from_value(json!({"apiVersion": "v1",
+        "kind": "ConfigMap", "name": "gone", "uid": "00000000-0000-0000-0000-000000000000"}))?]);
+    api.create(&PostParams::default(), &c).await?;
+    assert!(server.list::<ConfigMap>(Some("default")).is_empty());
+    Ok(())
+}
