@@ -46,6 +46,9 @@ pub struct WatchRecord {
     pub namespace: String,
     pub event_type: &'static str,
     pub object: Value,
+    /// The object before a MODIFIED change, so selector watches can turn a change that
+    /// leaves (enters) the selection into DELETED (ADDED).
+    pub old: Option<Value>,
 }
 
 pub struct Store {
@@ -150,6 +153,16 @@ impl Store {
     }
 
     pub(crate) fn emit(&mut self, key: &ObjKey, event_type: &'static str, object: Value) {
+        self.emit_change(key, event_type, object, None);
+    }
+
+    fn emit_change(
+        &mut self,
+        key: &ObjKey,
+        event_type: &'static str,
+        object: Value,
+        old: Option<Value>,
+    ) {
         let rec = Arc::new(WatchRecord {
             rv: self.rv,
             group: key.group.clone(),
@@ -157,6 +170,7 @@ impl Store {
             namespace: key.namespace.clone(),
             event_type,
             object,
+            old,
         });
         self.history.push_back(rec.clone());
         while self.history.len() > self.history_limit {
@@ -286,7 +300,7 @@ impl Store {
             return Ok(self.remove(key, new));
         }
         self.objects.insert(key.clone(), new.clone());
-        self.emit(key, "MODIFIED", new.clone());
+        self.emit_change(key, "MODIFIED", new.clone(), Some(old));
         self.collect_if_orphaned(def, key, &new);
         Ok(new)
     }

@@ -27,11 +27,23 @@ struct Filter {
 }
 
 impl Filter {
-    fn matches(&self, r: &WatchRecord) -> bool {
-        r.group == self.def.group
+    /// The event type this watcher sees for `r`, if any: a change moving an object out of
+    /// (into) the selection is a DELETED (ADDED), as the real API server reports it.
+    fn event_type(&self, r: &WatchRecord) -> Option<&'static str> {
+        let scoped = r.group == self.def.group
             && r.plural == self.def.plural
-            && self.namespace.as_ref().is_none_or(|ns| &r.namespace == ns)
-            && self.sel.matches(&r.object)
+            && self.namespace.as_ref().is_none_or(|ns| &r.namespace == ns);
+        if !scoped {
+            return None;
+        }
+        let now = self.sel.matches(&r.object);
+        let before = r.old.as_ref().map_or(now, |o| self.sel.matches(o));
+        match (before, now) {
+            (true, true) => Some(r.event_type),
+            (true, false) => Some("DELETED"),
+            (false, true) => Some("ADDED"),
+            (false, false) => None,
+        }
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -113,8 +125,7 @@ fn plan(shared: &Shared, f: &Filter, rv: &str, send_initial: bool) -> Result<Pla
         match store.history_since(from) {
             Ok(recs) => (
                 recs.iter()
-                    .filter(|r| f.matches(r))
-                    .map(|r| line(r.event_type, &r.object))
+                    .filter_map(|r| f.event_type(r).map(|t| line(t, &r.object)))
                     .collect(),
                 false,
             ),
@@ -160,8 +171,8 @@ async fn pump(
             rec = plan.rx.recv() => match rec {
                 Ok(r) if r.rv > plan.start_rv => {
                     last = r.rv;
-                    if !f.matches(&r) { continue; }
-                    line(r.event_type, &r.object)
+                    let Some(t) = f.event_type(&r) else { continue };
+                    line(t, &r.object)
                 }
                 Ok(_) => continue,
                 // A lagging watcher is closed; the client re-watches from its last rv.

@@ -451,3 +451,61 @@ async fn an_object_written_with_only_missing_owners_is_garbage_collected() -> Te
     assert!(server.list::<ConfigMap>(Some("default")).is_empty());
     Ok(())
 }
+
+fn kind_of(e: &WatchEvent<ConfigMap>) -> &'static str {
+    match e {
+        WatchEvent::Added(_) => "ADDED",
+        WatchEvent::Modified(_) => "MODIFIED",
+        WatchEvent::Deleted(_) => "DELETED",
+        WatchEvent::Bookmark(_) => "BOOKMARK",
+        WatchEvent::Error(_) => "ERROR",
+    }
+}
+
+#[tokio::test]
+async fn a_label_watch_sees_objects_leave_and_enter_its_selection() -> TestResult {
+    let (_s, client) = start().await?;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let from = api
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    api.create(&PostParams::default(), &cm("a", json!({}))?)
+        .await?;
+    let relabel = |app: &str| Patch::Merge(json!({"metadata": {"labels": {"app": app}}}));
+    api.patch("a", &PatchParams::default(), &relabel("other"))
+        .await?;
+    api.patch("a", &PatchParams::default(), &relabel("demo"))
+        .await?;
+    let wp = WatchParams::default().labels("app=demo").timeout(2);
+    let events: Vec<_> = api.watch(&wp, &from).await?.take(3).try_collect().await?;
+    let kinds: Vec<&str> = events.iter().map(kind_of).collect();
+    assert_eq!(kinds, vec!["ADDED", "DELETED", "ADDED"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn watches_send_bookmarks_when_asked_and_end_at_their_timeout() -> TestResult {
+    let (server, client) = start().await?;
+    server.set_bookmark_interval(Duration::from_millis(100));
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let rv = api
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let started = std::time::Instant::now();
+    let mut wp = WatchParams::default().timeout(1);
+    wp.bookmarks = true;
+    let events: Vec<_> = api.watch(&wp, &rv).await?.try_collect().await?;
+    assert!(events.iter().any(|e| kind_of(e) == "BOOKMARK"));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    Ok(())
+}
