@@ -11,9 +11,13 @@ use deepseek_crds::DeepSeekDeployment;
 use deepseek_operator::controller::{run_with, RunConfig, RunOptions};
 use deepseek_operator::leader::LeaseTiming;
 use deepseek_operator::metrics::Metrics;
+use deepseek_operator::reconcile::labels;
 use fake_apiserver::FakeApiServer;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, PostParams};
+use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
@@ -199,4 +203,36 @@ pub async fn settle(op: &Operator) -> anyhow::Result<()> {
         async move { quiet.then_some(()) }
     })
     .await
+}
+
+pub type TestResult = anyhow::Result<()>;
+
+pub fn revision(d: &Deployment) -> String {
+    d.labels()
+        .get(labels::REVISION)
+        .cloned()
+        .unwrap_or_default()
+}
+
+pub async fn patch_spec(
+    server: &fake_apiserver::FakeApiServer,
+    name: &str,
+    spec: serde_json::Value,
+) -> anyhow::Result<()> {
+    let api: Api<DeepSeekDeployment> = Api::namespaced(server.client()?, NS);
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": spec})),
+    )
+    .await?;
+    Ok(())
+}
+
+pub fn events_with_reason(server: &fake_apiserver::FakeApiServer, reason: &str) -> Vec<Event> {
+    server
+        .list::<Event>(Some(NS))
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
 }
