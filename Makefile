@@ -25,7 +25,8 @@ test: test-deps
 	cargo test --workspace --all-targets
 
 crds:
-	cargo run -q -p deepseek-crds --bin crdgen > crds/deepseek.ai_deepseekdeployments.yaml
+	cargo run -q -p deepseek-crds --bin crdgen > crds/deepseekdeployments.yaml.tmp
+	mv crds/deepseekdeployments.yaml.tmp crds/deepseekdeployments.yaml
 
 fmt:
 	cargo fmt --all

@@ -1,0 +1,216 @@
+//! Operational parts of the spec: the chat Service, authentication, rate limiting, TLS, alert
+//! thresholds and cold backups. Declared with their bounds now; issues 5 and 6 give some of them
+//! behaviour (router, PrometheusRule, backup CronJob).
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::{PvcSource, S3Source};
+
+/// The chat Service apps call (`http://NAME.NAMESPACE.svc/v1/chat/completions`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Service port.
+    #[serde(default = "default_service_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Service type.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        Self { port: default_service_port(), type_: ServiceType::default() }
+    }
+}
+
+fn default_service_port() -> i32 {
+    80
+}
+
+/// Kubernetes Service type of the chat Service.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub enum ServiceType {
+    /// Reachable inside the cluster only.
+    #[default]
+    ClusterIP,
+    /// Also on a port of every node.
+    NodePort,
+    /// Also through a cloud load balancer.
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The value of `spec.type` in a Service.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClusterIP => "ClusterIP",
+            Self::NodePort => "NodePort",
+            Self::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// JWT authentication of chat requests.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Secret key holding the HS256 signing secret of accepted tokens.
+    pub jwt_secret_ref: SecretKeyRef,
+}
+
+/// A key of a Secret in the resource's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Key inside the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// Per-client token-bucket rate limit.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitSpec {
+    /// Sustained requests per minute per client.
+    #[schemars(range(min = 1, max = 1000000))]
+    pub requests_per_minute: i32,
+    /// Requests a client may send at once above the sustained rate; `requestsPerMinute` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub burst: Option<i32>,
+}
+
+/// TLS of the runtime's HTTP listener.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`).
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub secret_name: String,
+}
+
+/// Alert thresholds of the generated PrometheusRule (created only where its CRD exists).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// Create the PrometheusRule, ServiceMonitor and dashboard.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// GPU utilisation percent (DCGM_FI_DEV_GPU_UTIL) above which, sustained, an alert fires.
+    #[serde(default = "default_gpu_util")]
+    #[schemars(range(min = 1, max = 100))]
+    pub gpu_util_threshold: i32,
+    /// Free GPU framebuffer bytes (DCGM_FI_DEV_FB_FREE) under which an alert fires.
+    #[serde(default = "default_fb_free")]
+    #[schemars(range(min = 0))]
+    pub fb_free_bytes_threshold: i64,
+    /// GPU temperature in degrees Celsius above which an alert fires.
+    #[serde(default = "default_gpu_temp")]
+    #[schemars(range(min = 30, max = 120))]
+    pub gpu_temp_celsius_threshold: i32,
+    /// Available node memory bytes under which an alert fires.
+    #[serde(default = "default_node_memory")]
+    #[schemars(range(min = 0))]
+    pub node_memory_available_bytes_threshold: i64,
+    /// Request latency p99 in seconds above which an alert fires.
+    #[serde(default = "default_p99")]
+    #[schemars(range(min = 0.001, max = 3600.0))]
+    pub p99_latency_seconds: f64,
+    /// Fraction of failed requests above which an alert fires.
+    #[serde(default = "default_error_ratio")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub error_ratio: f64,
+    /// Queued requests above which, growing, an alert fires.
+    #[serde(default = "default_queue_depth")]
+    #[schemars(range(min = 1))]
+    pub queue_depth_threshold: i64,
+    /// How long a condition must hold before its alert fires (`5m`).
+    #[serde(default = "default_for")]
+    #[schemars(regex(pattern = r"^([0-9]+(s|m|h))+$"))]
+    pub for_duration: String,
+}
+
+impl Default for MonitoringSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            gpu_util_threshold: default_gpu_util(),
+            fb_free_bytes_threshold: default_fb_free(),
+            gpu_temp_celsius_threshold: default_gpu_temp(),
+            node_memory_available_bytes_threshold: default_node_memory(),
+            p99_latency_seconds: default_p99(),
+            error_ratio: default_error_ratio(),
+            queue_depth_threshold: default_queue_depth(),
+            for_duration: default_for(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_gpu_util() -> i32 {
+    90
+}
+fn default_fb_free() -> i64 {
+    10 * 1024 * 1024 * 1024
+}
+fn default_gpu_temp() -> i32 {
+    85
+}
+fn default_node_memory() -> i64 {
+    2 * 1024 * 1024 * 1024
+}
+fn default_p99() -> f64 {
+    2.0
+}
+fn default_error_ratio() -> f64 {
+    0.05
+}
+fn default_queue_depth() -> i64 {
+    64
+}
+fn default_for() -> String {
+    "5m".to_string()
+}
+
+/// Cold backups of the verified model files by a CronJob.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// Cron schedule (five fields, e.g. `0 3 * * *`).
+    #[schemars(length(min = 9, max = 128))]
+    pub schedule: String,
+    /// Where generations are written.
+    pub destination: BackupDestination,
+    /// Generations kept; older ones are pruned after a verified copy.
+    #[serde(default = "default_keep")]
+    #[schemars(range(min = 1, max = 100))]
+    pub keep: i32,
+    /// Stops scheduling new backups.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+fn default_keep() -> i32 {
+    3
+}
+
+/// Exactly one backup destination.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.pvc) != has(self.s3)").message("exactly one of pvc, s3 must be set"))]
+#[serde(rename_all = "camelCase")]
+pub struct BackupDestination {
+    /// A PersistentVolumeClaim (directory `path` inside it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pvc: Option<PvcSource>,
+    /// An S3-compatible bucket (key prefix `prefix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Source>,
+}

@@ -1,0 +1,277 @@
+//! The two containers of a runtime pod: the `fetch` init container (downloads the model files
+//! into the model volume and verifies every SHA256, or verifies a PVC in place) and the `serve`
+//! container (probes suited to model loads of many minutes, graceful shutdown).
+
+use std::collections::BTreeMap;
+
+use deepseek_crds::{DeepSeekDeploymentSpec, ModelFormat, ModelSource};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
+    HTTPGetAction, Lifecycle, LifecycleHandler, Probe, ResourceRequirements, SecretEnvSource, SecretKeySelector,
+    SecurityContext, SleepAction, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::BuildConfig;
+
+/// Where the model volume is mounted in both containers.
+pub const MODEL_DIR: &str = "/models";
+/// Where the TLS Secret is mounted.
+pub const TLS_DIR: &str = "/etc/deepseek/tls";
+/// Name of the model volume.
+pub const MODEL_VOLUME: &str = "models";
+/// Name of the writable scratch volume (the root filesystem is read-only).
+pub const TMP_VOLUME: &str = "tmp";
+/// Name of the TLS volume.
+pub const TLS_VOLUME: &str = "tls";
+/// Name of the serving container.
+pub const RUNTIME_CONTAINER: &str = "runtime";
+/// Name of the init container.
+pub const FETCH_CONTAINER: &str = "fetch";
+/// The runtime binary, on the image's PATH.
+pub const RUNTIME_BINARY: &str = "deepseek-runtime";
+/// Environment variable carrying the JWT secret when `spec.auth` is set.
+pub const JWT_SECRET_ENV: &str = "DEEPSEEK_JWT_SECRET";
+
+/// `--source` of `fetch`: `https://...` (files under it), `hf://REPO@REVISION`,
+/// `s3://BUCKET/PREFIX`, or `pvc://CLAIM/PATH` (already mounted at `--dest`: verify only).
+pub fn source_uri(source: &ModelSource) -> String {
+    if let Some(url) = &source.url {
+        url.url.clone()
+    } else if let Some(hf) = &source.hugging_face {
+        format!("hf://{}@{}", hf.repo, hf.revision)
+    } else if let Some(s3) = &source.s3 {
+        format!("s3://{}/{}", s3.bucket, s3.prefix)
+    } else if let Some(pvc) = &source.pvc {
+        format!("pvc://{}/{}", pvc.claim_name, pvc.path)
+    } else {
+        String::new() // rejected by validation before any builder runs
+    }
+}
+
+/// Arguments of the init container: `fetch --source .. --dest /models --sha256 PATH=HEX ..`.
+pub fn fetch_args(spec: &DeepSeekDeploymentSpec) -> Vec<String> {
+    let source = &spec.model.source;
+    let mut args = vec!["fetch".into(), "--source".into(), source_uri(source), "--dest".into(), MODEL_DIR.into()];
+    if let Some(s3) = &source.s3 {
+        if let Some(endpoint) = &s3.endpoint {
+            args.extend(["--s3-endpoint".into(), endpoint.clone()]);
+        }
+        if let Some(region) = &s3.region {
+            args.extend(["--s3-region".into(), region.clone()]);
+        }
+    }
+    for file in &spec.model.files {
+        args.extend(["--sha256".into(), format!("{}={}", file.path, file.sha256)]);
+    }
+    args
+}
+
+/// What `serve --model` points at: the GGUF file (the first, for split GGUF), or the directory
+/// holding a safetensors model's config.json.
+pub fn model_path(spec: &DeepSeekDeploymentSpec) -> String {
+    let files = &spec.model.files;
+    match spec.model.format {
+        ModelFormat::Gguf => {
+            let mut ggufs: Vec<&str> = files.iter().map(|f| f.path.as_str()).filter(|p| p.ends_with(".gguf")).collect();
+            ggufs.sort_unstable();
+            format!("{MODEL_DIR}/{}", ggufs.first().copied().unwrap_or_default())
+        }
+        ModelFormat::Safetensors => {
+            let config = files.iter().find(|f| f.path.rsplit('/').next() == Some("config.json"));
+            match config.and_then(|f| f.path.rsplit_once('/')) {
+                Some((dir, _)) => format!("{MODEL_DIR}/{dir}"),
+                None => MODEL_DIR.to_string(),
+            }
+        }
+    }
+}
+
+/// Arguments of the serving container; `extraArgs` last.
+pub fn serve_args(spec: &DeepSeekDeploymentSpec, cfg: &BuildConfig, revision: &str) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--model".into(),
+        model_path(spec),
+        "--served-model-name".into(),
+        spec.model.name.clone(),
+        "--revision".into(),
+        revision.into(),
+        "--host".into(),
+        "0.0.0.0".into(),
+        "--port".into(),
+        cfg.runtime_port.to_string(),
+    ];
+    if spec.tls.is_some() {
+        args.extend(["--tls-cert".into(), format!("{TLS_DIR}/tls.crt"), "--tls-key".into(), format!("{TLS_DIR}/tls.key")]);
+    }
+    args.extend(spec.runtime.extra_args.iter().cloned());
+    args
+}
+
+fn quantity(value: impl Into<String>) -> Quantity {
+    Quantity(value.into())
+}
+
+/// Restricted-profile container security: no privilege escalation, no capabilities, read-only root.
+pub fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+        ..SecurityContext::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+/// The `fetch` init container. Credentials come from the source's Secret via `envFrom`.
+pub fn fetch_container(spec: &DeepSeekDeploymentSpec, image: &str) -> Container {
+    let source = &spec.model.source;
+    let secret = source
+        .s3
+        .as_ref()
+        .and_then(|s| s.secret_ref.as_ref())
+        .or_else(|| source.hugging_face.as_ref().and_then(|h| h.secret_ref.as_ref()));
+    let env_from = secret.map(|s| {
+        vec![EnvFromSource {
+            secret_ref: Some(SecretEnvSource { name: s.name.clone(), optional: Some(false) }),
+            ..EnvFromSource::default()
+        }]
+    });
+    // A PVC source is verified in place and must never be written to.
+    let read_only = source.pvc.is_some();
+    Container {
+        name: FETCH_CONTAINER.into(),
+        image: Some(image.into()),
+        command: Some(vec![RUNTIME_BINARY.into()]),
+        args: Some(fetch_args(spec)),
+        env_from,
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([("cpu".into(), quantity("250m")), ("memory".into(), quantity("128Mi"))])),
+            limits: Some(BTreeMap::from([("memory".into(), quantity("512Mi"))])),
+            ..ResourceRequirements::default()
+        }),
+        volume_mounts: Some(vec![mount(MODEL_VOLUME, MODEL_DIR, read_only), mount(TMP_VOLUME, "/tmp", false)]),
+        security_context: Some(container_security()),
+        // The controller reads why a fetch failed from the pod status (ModelVerified=False).
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Container::default()
+    }
+}
+
+fn http_probe(path: &str, tls: bool, period: i32, timeout: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            scheme: Some(if tls { "HTTPS" } else { "HTTP" }.into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+fn runtime_resources(spec: &DeepSeekDeploymentSpec) -> ResourceRequirements {
+    let runtime = &spec.runtime;
+    let mut requests = BTreeMap::new();
+    let mut limits = BTreeMap::new();
+    if let Some(cpu) = &runtime.resources.cpu {
+        requests.insert("cpu".to_string(), quantity(cpu.clone()));
+    }
+    if let Some(memory) = &runtime.resources.memory {
+        requests.insert("memory".to_string(), quantity(memory.clone()));
+        limits.insert("memory".to_string(), quantity(memory.clone()));
+    }
+    if runtime.gpus > 0 {
+        // Extended resources are set as limits; the request defaults to the limit.
+        limits.insert(runtime.gpu_resource_name.clone(), quantity(runtime.gpus.to_string()));
+    }
+    ResourceRequirements {
+        requests: (!requests.is_empty()).then_some(requests),
+        limits: (!limits.is_empty()).then_some(limits),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn runtime_env(spec: &DeepSeekDeploymentSpec) -> Vec<EnvVar> {
+    let mut env = Vec::new();
+    if let Some(auth) = &spec.auth {
+        env.push(EnvVar {
+            name: JWT_SECRET_ENV.into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: auth.jwt_secret_ref.name.clone(),
+                    key: auth.jwt_secret_ref.key.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        });
+    }
+    // User variables last: on a duplicate name Kubernetes keeps the last one.
+    env.extend(spec.runtime.env.iter().cloned());
+    env
+}
+
+/// The serving container.
+pub fn runtime_container(
+    spec: &DeepSeekDeploymentSpec,
+    cfg: &BuildConfig,
+    image: &str,
+    revision: &str,
+    config_map: &str,
+) -> Container {
+    let tls = spec.tls.is_some();
+    let mut mounts = vec![mount(MODEL_VOLUME, MODEL_DIR, true), mount(TMP_VOLUME, "/tmp", false)];
+    if tls {
+        mounts.push(mount(TLS_VOLUME, TLS_DIR, true));
+    }
+    let env = runtime_env(spec);
+    Container {
+        name: RUNTIME_CONTAINER.into(),
+        image: Some(image.into()),
+        command: Some(vec![RUNTIME_BINARY.into()]),
+        args: Some(serve_args(spec, cfg, revision)),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: i32::from(cfg.runtime_port),
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource {
+                name: config_map.into(),
+                optional: Some(false),
+            }),
+            ..EnvFromSource::default()
+        }]),
+        env: (!env.is_empty()).then_some(env),
+        resources: Some(runtime_resources(spec)),
+        // Loading tens of GB can take many minutes: allow up to an hour before liveness applies.
+        startup_probe: Some(http_probe("/readyz", tls, 10, 5, 360)),
+        liveness_probe: Some(http_probe("/healthz", tls, 10, 5, 6)),
+        readiness_probe: Some(http_probe("/readyz", tls, 5, 3, 2)),
+        // Keep serving while endpoints are removed, so no new request lands on a stopping pod.
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler { sleep: Some(SleepAction { seconds: 10 }), ..LifecycleHandler::default() }),
+            ..Lifecycle::default()
+        }),
+        volume_mounts: Some(mounts),
+        security_context: Some(container_security()),
+        ..Container::default()
+    }
+}

@@ -1,0 +1,241 @@
+//! Builder tests: GPU limits, placement, owner references, revision hash stability, containers.
+
+use deepseek_crds::{DeepSeekDeployment, DeepSeekDeploymentStatus, RevisionRef, SpecError};
+use serde_json::{json, Value};
+
+use super::*;
+
+const SHA: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+fn dsd(spec: Value) -> DeepSeekDeployment {
+    serde_json::from_value(json!({
+        "apiVersion": "inference.deepseek-k8s.dev/v1alpha1",
+        "kind": "DeepSeekDeployment",
+        "metadata": {"name": "chat", "namespace": "ai", "uid": "1234-uid"},
+        "spec": spec,
+    }))
+    .expect("fixture parses")
+}
+
+fn base_spec() -> Value {
+    json!({
+        "model": {
+            "name": "smollm2",
+            "source": {"url": {"url": "http://models.local/smollm2"}},
+            "files": [{"path": "SmolLM2-135M-Instruct.Q4_1.gguf", "sha256": SHA}],
+            "format": "gguf"
+        }
+    })
+}
+
+fn with(mut spec: Value, pointer: &str, value: Value) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
+    let target = if parent.is_empty() { &mut spec } else { spec.pointer_mut(parent).expect("parent exists") };
+    target[key] = value;
+    spec
+}
+
+fn children(dsd: &DeepSeekDeployment) -> Vec<DesiredChild> {
+    build(dsd, &BuildConfig::default()).expect("builds")
+}
+
+fn child(children: &[DesiredChild], kind: ChildKind) -> &Value {
+    &children.iter().find(|c| c.kind == kind).expect("child present").object
+}
+
+fn runtime_container(deployment: &Value) -> &Value {
+    &deployment["spec"]["template"]["spec"]["containers"][0]
+}
+
+#[test]
+fn gpu_limit_uses_the_configured_resource_name() {
+    let spec = with(base_spec(), "/runtime", json!({"gpus": 2, "gpuResourceName": "amd.com/gpu"}));
+    let out = children(&dsd(spec));
+    let limits = &runtime_container(child(&out, ChildKind::Deployment))["resources"]["limits"];
+    assert_eq!(limits["amd.com/gpu"], json!("2"));
+    assert!(limits.get("nvidia.com/gpu").is_none());
+}
+
+#[test]
+fn default_gpu_is_one_nvidia_gpu_with_a_matching_toleration() {
+    let out = children(&dsd(base_spec()));
+    let deployment = child(&out, ChildKind::Deployment);
+    assert_eq!(runtime_container(deployment)["resources"]["limits"]["nvidia.com/gpu"], json!("1"));
+    let tolerations = &deployment["spec"]["template"]["spec"]["tolerations"];
+    assert_eq!(tolerations, &json!([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]));
+}
+
+#[test]
+fn cpu_only_pods_have_no_gpu_limit_or_toleration() {
+    let spec = with(base_spec(), "/runtime", json!({"gpus": 0, "resources": {"cpu": "2", "memory": "1Gi"}}));
+    let out = children(&dsd(spec));
+    let deployment = child(&out, ChildKind::Deployment);
+    let resources = &runtime_container(deployment)["resources"];
+    assert_eq!(resources, &json!({"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}));
+    assert!(deployment["spec"]["template"]["spec"].get("tolerations").is_none());
+}
+
+#[test]
+fn zones_add_topology_spread_and_zone_affinity() {
+    let spec = with(base_spec(), "/replicas", json!(3));
+    let spec = with(spec, "/placement", json!({"zones": ["zone-a", "zone-b", "zone-c"]}));
+    let out = children(&dsd(spec));
+    let pod = &child(&out, ChildKind::Deployment)["spec"]["template"]["spec"];
+    let spread = &pod["topologySpreadConstraints"][0];
+    assert_eq!(spread["topologyKey"], json!("topology.kubernetes.io/zone"));
+    assert_eq!(spread["whenUnsatisfiable"], json!("DoNotSchedule"));
+    assert_eq!(spread["maxSkew"], json!(1));
+    assert_eq!(spread["minDomains"], json!(3));
+    let term = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0];
+    assert_eq!(term["matchExpressions"][0]["values"], json!(["zone-a", "zone-b", "zone-c"]));
+    assert_eq!(child(&out, ChildKind::PodDisruptionBudget)["spec"]["minAvailable"], json!(2));
+}
+
+#[test]
+fn no_zones_means_no_topology_spread_and_no_pdb_for_one_replica() {
+    let out = children(&dsd(base_spec()));
+    assert!(child(&out, ChildKind::Deployment)["spec"]["template"]["spec"].get("topologySpreadConstraints").is_none());
+    assert!(out.iter().all(|c| c.kind != ChildKind::PodDisruptionBudget));
+}
+
+#[test]
+fn every_child_has_a_controller_owner_reference_and_common_labels() {
+    let out = children(&dsd(base_spec()));
+    assert_eq!(out.len(), 3);
+    for c in &out {
+        let meta = &c.object["metadata"];
+        assert_eq!(
+            meta["ownerReferences"],
+            json!([{
+                "apiVersion": "inference.deepseek-k8s.dev/v1alpha1", "kind": "DeepSeekDeployment",
+                "name": "chat", "uid": "1234-uid", "controller": true, "blockOwnerDeletion": true
+            }]),
+            "{:?}",
+            c.kind
+        );
+        assert_eq!(meta["namespace"], json!("ai"));
+        assert_eq!(meta["labels"][naming::LABEL_DEPLOYMENT], json!("chat"));
+        assert_eq!(c.object["apiVersion"], json!(c.kind.api_version()));
+        assert_eq!(c.object["kind"], json!(c.kind.kind()));
+    }
+}
+
+#[test]
+fn same_spec_gives_the_same_revision() {
+    let cfg = BuildConfig::default();
+    let a = naming::revision(&dsd(base_spec()).spec, &cfg);
+    let b = naming::revision(&dsd(base_spec()).spec, &cfg);
+    assert_eq!(a, b);
+    assert_eq!(a.len(), naming::REVISION_LEN);
+    assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+}
+
+#[test]
+fn replicas_placement_and_rollout_do_not_change_the_revision() {
+    let cfg = BuildConfig::default();
+    let before = naming::revision(&dsd(base_spec()).spec, &cfg);
+    let spec = with(base_spec(), "/replicas", json!(4));
+    let spec = with(spec, "/placement", json!({"zones": ["a", "b"], "nodeSelector": {"pool": "gpu"}}));
+    let spec = with(spec, "/rollout", json!({"steps": [{"weight": 10}]}));
+    assert_eq!(naming::revision(&dsd(spec).spec, &cfg), before);
+}
+
+#[test]
+fn model_image_and_runtime_changes_change_the_revision() {
+    let cfg = BuildConfig::default();
+    let before = naming::revision(&dsd(base_spec()).spec, &cfg);
+    let other_file = with(base_spec(), "/model/files", json!([{"path": "other.gguf", "sha256": SHA}]));
+    let other_image = with(base_spec(), "/runtime", json!({"image": "deepseek-runtime:9.9"}));
+    let other_args = with(base_spec(), "/runtime", json!({"extraArgs": ["--log-json"]}));
+    for spec in [other_file, other_image, other_args] {
+        assert_ne!(naming::revision(&dsd(spec).spec, &cfg), before);
+    }
+    let other_default = BuildConfig { runtime_image: "registry.local/runtime:2".into(), ..BuildConfig::default() };
+    assert_ne!(naming::revision(&dsd(base_spec()).spec, &other_default), before);
+}
+
+#[test]
+fn explicit_default_image_equals_the_operator_default() {
+    let cfg = BuildConfig::default();
+    let explicit = with(base_spec(), "/runtime", json!({"image": cfg.runtime_image.clone()}));
+    assert_eq!(naming::revision(&dsd(explicit).spec, &cfg), naming::revision(&dsd(base_spec()).spec, &cfg));
+}
+
+#[test]
+fn init_container_fetches_and_verifies_every_file() {
+    let out = children(&dsd(base_spec()));
+    let init = &child(&out, ChildKind::Deployment)["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(init["command"], json!(["deepseek-runtime"]));
+    assert_eq!(
+        init["args"],
+        json!(["fetch", "--source", "http://models.local/smollm2", "--dest", "/models",
+               "--sha256", format!("SmolLM2-135M-Instruct.Q4_1.gguf={SHA}")])
+    );
+}
+
+#[test]
+fn runtime_serves_the_model_file_under_its_name_and_revision() {
+    let d = dsd(base_spec());
+    let revision = naming::revision(&d.spec, &BuildConfig::default());
+    let out = children(&d);
+    let deployment = child(&out, ChildKind::Deployment);
+    assert_eq!(deployment["metadata"]["name"], json!(format!("chat-{revision}")));
+    let container = runtime_container(deployment);
+    assert_eq!(
+        container["args"],
+        json!(["serve", "--model", "/models/SmolLM2-135M-Instruct.Q4_1.gguf", "--served-model-name", "smollm2",
+               "--revision", revision, "--host", "0.0.0.0", "--port", "8000"])
+    );
+    assert_eq!(container["startupProbe"]["httpGet"]["path"], json!("/readyz"));
+    assert_eq!(container["startupProbe"]["failureThreshold"], json!(360));
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], json!("/healthz"));
+    assert_eq!(container["envFrom"][0]["configMapRef"]["name"], json!(format!("chat-{revision}")));
+}
+
+#[test]
+fn pvc_source_mounts_the_claim_read_only_and_verifies_in_place() {
+    let spec = with(base_spec(), "/model/source", json!({"pvc": {"claimName": "model-store", "path": "smollm2"}}));
+    let out = children(&dsd(spec));
+    let pod = &child(&out, ChildKind::Deployment)["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["persistentVolumeClaim"], json!({"claimName": "model-store", "readOnly": true}));
+    assert_eq!(pod["initContainers"][0]["args"][2], json!("pvc://model-store/smollm2"));
+    assert_eq!(pod["initContainers"][0]["volumeMounts"][0]["readOnly"], json!(true));
+}
+
+#[test]
+fn service_selects_the_stable_revision_from_status() {
+    let mut d = dsd(base_spec());
+    d.status = Some(DeepSeekDeploymentStatus {
+        stable_revision: Some(RevisionRef { hash: "aaaaaaaaaa".into(), ..RevisionRef::default() }),
+        ..DeepSeekDeploymentStatus::default()
+    });
+    let out = children(&d);
+    let selector = &child(&out, ChildKind::Service)["spec"]["selector"];
+    assert_eq!(selector[naming::LABEL_REVISION], json!("aaaaaaaaaa"));
+    assert_eq!(child(&out, ChildKind::Service)["metadata"]["name"], json!("chat"));
+}
+
+#[test]
+fn invalid_spec_builds_nothing() {
+    let spec = with(base_spec(), "/runtime", json!({"gpuResourceName": "gpu"}));
+    match build(&dsd(spec), &BuildConfig::default()) {
+        Err(BuildError::InvalidSpec(errors)) => assert_eq!(
+            errors,
+            vec![SpecError::InvalidGpuResourceName { field: "spec.runtime.gpuResourceName".into(), value: "gpu".into() }]
+        ),
+        other => panic!("expected InvalidSpec, got {other:?}"),
+    }
+}
+
+#[test]
+fn missing_uid_is_reported() {
+    let mut d = dsd(base_spec());
+    d.metadata.uid = None;
+    assert!(matches!(build(&d, &BuildConfig::default()), Err(BuildError::MissingMetadata("uid"))));
+}
+
+#[test]
+fn build_output_is_deterministic() {
+    let d = dsd(with(base_spec(), "/placement", json!({"nodeSelector": {"b": "2", "a": "1"}})));
+    assert_eq!(children(&d), children(&d));
+}
