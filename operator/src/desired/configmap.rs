@@ -45,8 +45,14 @@ pub fn settings(spec: &DeepSeekDeploymentSpec) -> BTreeMap<String, String> {
         (keys::MAX_QUEUE, runtime.max_queue),
         (keys::THREADS, runtime.threads),
         (keys::CONTEXT_LENGTH, spec.model.context_length),
-        (keys::RATE_LIMIT_RPM, spec.rate_limit.as_ref().map(|r| r.requests_per_minute)),
-        (keys::RATE_LIMIT_BURST, spec.rate_limit.as_ref().and_then(|r| r.burst)),
+        (
+            keys::RATE_LIMIT_RPM,
+            spec.rate_limit.as_ref().map(|r| r.requests_per_minute),
+        ),
+        (
+            keys::RATE_LIMIT_BURST,
+            spec.rate_limit.as_ref().and_then(|r| r.burst),
+        ),
     ];
     for (key, value) in optional {
         if let Some(value) = value {
