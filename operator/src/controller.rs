@@ -1,11 +1,37 @@
-//! Controller entry point. Placeholder until the controller work lands (helper
-//! "operator-controller" replaces this file); `RunConfig` is the contract with `main.rs`.
+//! The controller runtime: kube-runtime `Controller` over DeepSeekDeployments owning their
+//! Deployments, Services, ConfigMaps and PDBs and watching their pods; leader election gates
+//! it; `/metrics`, `/healthz`, `/readyz` are served beside it. `reconcile` here is tracing,
+//! timing and dispatch only; the work is in `reconcile/`.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
+use deepseek_crds::DeepSeekDeployment;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::NamespaceResourceScope;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::context::Context;
 use crate::desired::BuildConfig;
+use crate::error::Error;
+use crate::http::{self, HttpState};
+use crate::leader::{LeaderElector, LeaseSettings, LeaseTiming};
+use crate::metrics::Metrics;
+use crate::reconcile::{self, labels};
 
-/// Everything `deepseek-operator run` configures.
+/// Everything `deepseek-operator run` configures (the contract with `main.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunConfig {
     /// Address of `/metrics`, `/healthz` and `/readyz`.
@@ -38,8 +64,221 @@ impl Default for RunConfig {
     }
 }
 
-/// Runs the controller until shutdown.
+/// What `main` leaves at defaults and tests change: the metrics registry they read and
+/// faster lease timings.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub metrics: Metrics,
+    pub lease_timing: LeaseTiming,
+}
+
+impl RunOptions {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            metrics: Metrics::new()?,
+            lease_timing: LeaseTiming::default(),
+        })
+    }
+}
+
+/// Runs against the cluster of the ambient kubeconfig / service account until SIGTERM/Ctrl-C.
 pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
-    let _ = cfg;
-    anyhow::bail!("controller not built yet")
+    let client = Client::try_default().await?;
+    run_with(client, cfg, RunOptions::new()?, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs with a given client until `shutdown` completes (tests pass their own).
+pub async fn run_with(
+    client: Client,
+    cfg: RunConfig,
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let metrics = opts.metrics;
+    let ready = Arc::new(AtomicBool::new(false));
+    let (addr, http_task) = http::serve(
+        cfg.metrics_addr,
+        HttpState {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        },
+    )
+    .await?;
+    let http_task = AbortOnDrop(http_task);
+    tracing::info!(%addr, identity = %cfg.identity, "serving /metrics, /healthz, /readyz");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop_tx.send_replace(true);
+    });
+    client.apiserver_version().await?;
+    ready.store(true, Ordering::Relaxed);
+    let reporter = Reporter {
+        controller: "deepseek-operator".into(),
+        instance: Some(cfg.identity.clone()),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        reporter,
+        cfg.build.clone(),
+    ));
+    if cfg.leader_election {
+        let lease = LeaseSettings {
+            name: cfg.lease_name.clone(),
+            namespace: cfg.lease_namespace.clone(),
+            identity: cfg.identity.clone(),
+            timing: opts.lease_timing,
+        };
+        run_while_leading(ctx, &cfg, lease, stop_rx).await;
+    } else {
+        run_controller(ctx, cfg.watch_namespace.clone(), wait_true(stop_rx)).await;
+    }
+    drop(http_task);
+    Ok(())
+}
+
+/// Aborts a background task when its owner goes away, however that happens.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn wait_true(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// Runs the controller only while this replica holds the Lease; stops it when leadership
+/// is lost and waits to regain it.
+async fn run_while_leading(
+    ctx: Arc<Context>,
+    cfg: &RunConfig,
+    lease: LeaseSettings,
+    stop: watch::Receiver<bool>,
+) {
+    let (leading, task) = LeaderElector::new(ctx.client.clone(), lease.clone()).spawn();
+    // Dropping this future (a crash, an abort) must stop renewing too: the lease then
+    // expires and a standby takes over.
+    let task = AbortOnDrop(task);
+    loop {
+        let mut want = leading.clone();
+        tokio::select! {
+            _ = wait_true(stop.clone()) => break,
+            r = want.wait_for(|l| *l) => if r.is_err() { break },
+        }
+        ctx.metrics.is_leader.set(1);
+        tracing::info!(identity = %cfg.identity, "leading: starting controller");
+        let (mut lost, stop_now) = (leading.clone(), stop.clone());
+        let until = async move {
+            tokio::select! {
+                _ = lost.wait_for(|l| !*l) => {}
+                _ = wait_true(stop_now) => {}
+            }
+        };
+        run_controller(ctx.clone(), cfg.watch_namespace.clone(), until).await;
+        ctx.metrics.is_leader.set(0);
+        tracing::info!(identity = %cfg.identity, "controller stopped");
+        if *stop.borrow() {
+            break;
+        }
+    }
+    drop(task);
+    if let Err(e) = LeaderElector::new(ctx.client.clone(), lease)
+        .release()
+        .await
+    {
+        tracing::warn!(error = %e, "could not release the lease");
+    }
+}
+
+fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn run_controller(
+    ctx: Arc<Context>,
+    ns: Option<String>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let owned = watcher::Config::default().labels(&labels::managed_selector());
+    Controller::new(
+        api::<DeepSeekDeployment>(&client, &ns),
+        watcher::Config::default(),
+    )
+    .owns(api::<Deployment>(&client, &ns), owned.clone())
+    .owns(api::<Service>(&client, &ns), owned.clone())
+    .owns(api::<ConfigMap>(&client, &ns), owned.clone())
+    .owns(api::<PodDisruptionBudget>(&client, &ns), owned.clone())
+    .watches(api::<Pod>(&client, &ns), owned, pod_owner)
+    .graceful_shutdown_on(stop)
+    .run(reconcile_one, error_policy, ctx)
+    .for_each(|res| async move {
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "controller event");
+        }
+    })
+    .await;
+}
+
+/// Runtime pods carry their DeepSeekDeployment's name in a label.
+fn pod_owner(pod: Pod) -> Option<ObjectRef<DeepSeekDeployment>> {
+    let name = pod.labels().get(labels::DEPLOYMENT)?.clone();
+    Some(ObjectRef::new(&name).within(&pod.namespace()?))
+}
+
+fn key(dsd: &DeepSeekDeployment) -> String {
+    format!("{}/{}", dsd.namespace().unwrap_or_default(), dsd.name_any())
+}
+
+async fn reconcile_one(dsd: Arc<DeepSeekDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = tracing::info_span!("reconcile", name = %dsd.name_any(), namespace = %dsd.namespace().unwrap_or_default(), generation = dsd.metadata.generation.unwrap_or(0));
+    let start = Instant::now();
+    let result = reconcile::reconcile(&dsd, &ctx)
+        .instrument(span.clone())
+        .await;
+    let took = start.elapsed();
+    ctx.metrics
+        .observe(took, result.as_ref().err().map(Error::kind));
+    let _guard = span.enter();
+    match &result {
+        Ok(action) => {
+            ctx.clear_failures(&key(&dsd));
+            tracing::info!(took_ms = took.as_millis() as u64, ?action, "reconciled");
+        }
+        Err(e) => {
+            tracing::warn!(took_ms = took.as_millis() as u64, error = %e, kind = e.kind(), "reconcile failed")
+        }
+    }
+    result
+}
+
+fn error_policy(dsd: Arc<DeepSeekDeployment>, err: &Error, ctx: Arc<Context>) -> Action {
+    let wait = ctx.backoff_after_failure(&key(&dsd));
+    tracing::debug!(name = %dsd.name_any(), kind = err.kind(), wait_ms = wait.as_millis() as u64, "requeue after failure");
+    Action::requeue(wait)
 }

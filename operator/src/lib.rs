@@ -4,3 +4,10 @@
 pub mod controller;
 pub mod desired;
 pub mod render;
+pub mod context;
+pub mod error;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod status;

@@ -1,0 +1,63 @@
+//! What every reconciliation shares: the client, metrics, the Event reporter, the builder
+//! configuration and the per-object failure counts that drive error backoff.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use deepseek_crds::{DeepSeekDeployment, RevisionRef};
+use kube::runtime::events::Reporter;
+use kube::Client;
+use serde_json::Value;
+
+use crate::desired::{self, naming, BuildConfig};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+
+pub struct Context {
+    pub client: Client,
+    pub metrics: Metrics,
+    pub reporter: Reporter,
+    pub build: BuildConfig,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+/// First retry after a failure; doubles per consecutive failure up to MAX_BACKOFF.
+pub const BASE_BACKOFF: Duration = Duration::from_millis(500);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+impl Context {
+    pub fn new(client: Client, metrics: Metrics, reporter: Reporter, build: BuildConfig) -> Self {
+        Self {
+            client,
+            metrics,
+            reporter,
+            build,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The children to apply, as JSON, and the revision they run.
+    pub fn desired_objects(&self, dsd: &DeepSeekDeployment) -> Result<(Vec<Value>, RevisionRef)> {
+        let children =
+            desired::build(dsd, &self.build).map_err(|e| Error::Desired(e.to_string()))?;
+        let objects = children.into_iter().map(|c| c.object).collect();
+        Ok((objects, naming::revision_ref(&dsd.spec, &self.build)))
+    }
+
+    /// Records a failure of `key` and returns how long to wait before retrying it.
+    pub fn backoff_after_failure(&self, key: &str) -> Duration {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let factor = 2u32.saturating_pow(n.saturating_sub(1).min(16));
+        BASE_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF)
+    }
+
+    pub fn clear_failures(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}

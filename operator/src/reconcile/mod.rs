@@ -1,0 +1,179 @@
+//! One reconciliation of a DeepSeekDeployment: validate -> build desired children (pure) ->
+//! server-side apply -> prune -> observe -> compute status (pure) -> write status -> Events.
+//! The only code with side effects on the cluster, split into observe, apply and cleanup.
+
+pub mod apply;
+pub mod cleanup;
+pub mod labels;
+pub mod observe;
+
+use std::time::Duration;
+
+use deepseek_crds::status::condition_types as ct;
+use deepseek_crds::{DeepSeekDeployment, DeepSeekDeploymentStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+use serde_json::{json, Value};
+
+use crate::context::Context;
+use crate::desired::{naming, ChildKind};
+use crate::error::{Error, Result};
+use crate::status::{self, SpecProblem, Transition};
+
+/// Requeue while something is still converging (pods starting, model downloading).
+pub const REQUEUE_PROGRESSING: Duration = Duration::from_secs(15);
+/// Periodic resync of a settled resource (drift correction).
+pub const REQUEUE_SETTLED: Duration = Duration::from_secs(300);
+/// Attempts of a status write answered 409 before giving up this round.
+pub const STATUS_ATTEMPTS: u32 = 5;
+
+pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action> {
+    let name = dsd.name_any();
+    let (Some(ns), Some(uid)) = (dsd.namespace(), dsd.uid()) else {
+        return Err(Error::MissingMetadata(name));
+    };
+    let now = Time(Timestamp::now());
+    let mut problems = spec_problems(dsd);
+    if problems.is_empty() {
+        problems = observe::unreadable_secrets(&ctx.client, dsd).await?;
+    }
+    if !problems.is_empty() {
+        tracing::warn!(problems = ?problems, "invalid spec; children left untouched");
+        let st = status::invalid_spec(dsd, &problems, &now);
+        finish(dsd, ctx, &ns, st).await?;
+        return Ok(Action::requeue(REQUEUE_SETTLED));
+    }
+    let (objects, revision) = ctx.desired_objects(dsd)?;
+    let outcome = apply::apply_all(&ctx.client, &ns, &objects).await?;
+    let mut keep = outcome.applied.clone();
+    keep.extend(outcome.skipped_missing_api.iter().cloned());
+    keep.extend(
+        status::kept_revisions(dsd, &revision)
+            .iter()
+            .flat_map(|hash| serving_children(&name, hash)),
+    );
+    let pruned = cleanup::prune(&ctx.client, &ns, &name, &uid, &keep).await?;
+    let observed = observe::observe(&ctx.client, dsd).await?;
+    tracing::debug!(applied = outcome.applied.len(), pruned = pruned.len(), revision = %revision.hash, "children applied");
+    let st = status::compute(dsd, &revision, &observed, &now);
+    let ready = st.condition(ct::READY).is_some_and(|c| c.status == "True");
+    finish(dsd, ctx, &ns, st).await?;
+    Ok(Action::requeue(if ready {
+        REQUEUE_SETTLED
+    } else {
+        REQUEUE_PROGRESSING
+    }))
+}
+
+/// Schema-valid but semantically wrong spec fields (crds validation).
+fn spec_problems(dsd: &DeepSeekDeployment) -> Vec<SpecProblem> {
+    match deepseek_crds::validate_resource(dsd) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .iter()
+            .map(|e| SpecProblem {
+                field: e.field().to_string(),
+                message: e.to_string(),
+            })
+            .collect(),
+    }
+}
+
+async fn finish(
+    dsd: &DeepSeekDeployment,
+    ctx: &Context,
+    ns: &str,
+    st: DeepSeekDeploymentStatus,
+) -> Result<()> {
+    let old = dsd.status.clone().unwrap_or_default();
+    let changes = status::transitions(&old.conditions, &st.conditions);
+    if st != old {
+        write_status(ctx, ns, &dsd.name_any(), &st).await?;
+    }
+    publish(dsd, ctx, &changes).await;
+    Ok(())
+}
+
+/// Server-side apply of the whole status through the status subresource; 409s (another
+/// writer raced us) are retried with a short backoff.
+pub async fn write_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    st: &DeepSeekDeploymentStatus,
+) -> Result<()> {
+    let api: Api<DeepSeekDeployment> = Api::namespaced(ctx.client.clone(), ns);
+    let body: Value = json!({
+        "apiVersion": deepseek_crds::API_VERSION,
+        "kind": deepseek_crds::KIND,
+        "metadata": {"name": name, "namespace": ns},
+        "status": st,
+    });
+    let pp = PatchParams::apply(apply::FIELD_MANAGER).force();
+    for attempt in 1..=STATUS_ATTEMPTS {
+        match api.patch_status(name, &pp, &Patch::Apply(&body)).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                tracing::debug!(attempt, "status write conflicted; retrying");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::StatusConflict {
+        name: name.to_string(),
+        attempts: STATUS_ATTEMPTS,
+    })
+}
+
+/// One Event per condition transition; failures to publish are logged, never fatal.
+async fn publish(dsd: &DeepSeekDeployment, ctx: &Context, changes: &[Transition]) {
+    if changes.is_empty() {
+        return;
+    }
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let reference = dsd.object_ref(&());
+    for t in changes {
+        let warning =
+            t.status == "False" && (t.type_ == ct::READY || t.type_ == ct::MODEL_VERIFIED);
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: t.reason.clone(),
+            note: Some(truncate(
+                &format!("{} is {}: {}", t.type_, t.status, t.message),
+                1000,
+            )),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %e, reason = %t.reason, "could not publish event");
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// The per-revision children of a revision that still serves (kept until its successor is ready).
+fn serving_children(name: &str, hash: &str) -> [apply::ChildRef; 2] {
+    let object_name = naming::revision_object_name(name, hash);
+    let child = |kind: ChildKind| apply::ChildRef {
+        api_version: kind.api_version().into(),
+        kind: kind.kind().into(),
+        name: object_name.clone(),
+    };
+    [child(ChildKind::Deployment), child(ChildKind::ConfigMap)]
+}

@@ -1,0 +1,217 @@
+//! Reads what exists for one DeepSeekDeployment: its Deployments (per revision) and pods
+//! (readiness, model-fetch init container results), and which referenced Secrets cannot be
+//! read. Read-only; the pure interpretation of a pod lives in `pod_observation`.
+
+use deepseek_crds::DeepSeekDeployment;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, Secret};
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+use crate::error::Result;
+use crate::reconcile::labels;
+use crate::status::{DeploymentObservation, InitState, Observed, PodObservation, SpecProblem};
+
+pub async fn observe(client: &Client, dsd: &DeepSeekDeployment) -> Result<Observed> {
+    let ns = dsd.namespace().unwrap_or_default();
+    let uid = dsd.uid().unwrap_or_default();
+    let lp = ListParams::default().labels(&labels::selector_for(&dsd.name_any()));
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns)
+        .list(&lp)
+        .await?;
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+        .list(&lp)
+        .await?;
+    Ok(Observed {
+        deployments: deployments
+            .items
+            .iter()
+            .filter(|d| d.owner_references().iter().any(|o| o.uid == uid))
+            .map(deployment_observation)
+            .collect(),
+        pods: pods.items.iter().map(pod_observation).collect(),
+    })
+}
+
+fn deployment_observation(d: &Deployment) -> DeploymentObservation {
+    let status = d.status.clone().unwrap_or_default();
+    DeploymentObservation {
+        name: d.name_any(),
+        revision: d.labels().get(labels::REVISION).cloned(),
+        replicas: d.spec.replicas.unwrap_or(1),
+        ready_replicas: status.ready_replicas.unwrap_or(0),
+    }
+}
+
+/// Interprets one pod: ready condition, and the init containers' outcome (a terminated
+/// non-zero exit, also as the last state of a crash-looping container, is a failure carrying
+/// the container's reason and termination message).
+pub fn pod_observation(pod: &Pod) -> PodObservation {
+    let status = pod.status.clone().unwrap_or_default();
+    let ready = status
+        .conditions
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let inits = status.init_container_statuses.unwrap_or_default();
+    let failure = inits.iter().find_map(init_failure);
+    let init = match failure {
+        Some(f) => f,
+        None if ready || (!inits.is_empty() && inits.iter().all(succeeded)) => InitState::Succeeded,
+        None => InitState::Running,
+    };
+    PodObservation {
+        name: pod.name_any(),
+        revision: pod.labels().get(labels::REVISION).cloned(),
+        ready,
+        init,
+    }
+}
+
+fn succeeded(c: &ContainerStatus) -> bool {
+    c.state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .is_some_and(|t| t.exit_code == 0)
+}
+
+fn init_failure(c: &ContainerStatus) -> Option<InitState> {
+    let state = c.state.clone().unwrap_or_default();
+    let crash_looping =
+        state.waiting.as_ref().and_then(|w| w.reason.as_deref()) == Some("CrashLoopBackOff");
+    let terminated = state.terminated.filter(|t| t.exit_code != 0).or_else(|| {
+        c.last_state
+            .clone()
+            .and_then(|l| l.terminated)
+            .filter(|t| t.exit_code != 0)
+    });
+    let t = terminated?;
+    let reason = match (t.reason, crash_looping) {
+        (_, true) => "CrashLoopBackOff".to_string(),
+        (Some(r), false) => r,
+        (None, false) => "Error".to_string(),
+    };
+    let message = t
+        .message
+        .unwrap_or_else(|| format!("exit code {}", t.exit_code));
+    Some(InitState::Failed {
+        container: c.name.clone(),
+        reason,
+        message: message.trim().to_string(),
+    })
+}
+
+/// Secrets the spec references that do not exist or cannot be read, as spec problems.
+pub async fn unreadable_secrets(
+    client: &Client,
+    dsd: &DeepSeekDeployment,
+) -> Result<Vec<SpecProblem>> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &dsd.namespace().unwrap_or_default());
+    let mut problems = Vec::new();
+    for (field, name) in secret_refs(dsd) {
+        match api.get_metadata_opt(&name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => problems.push(SpecProblem {
+                message: format!("{field}: Secret {name:?} not found"),
+                field,
+            }),
+            Err(kube::Error::Api(s)) if s.code == 403 => problems.push(SpecProblem {
+                message: format!("{field}: Secret {name:?} cannot be read (forbidden)"),
+                field,
+            }),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(problems)
+}
+
+/// Every Secret name the spec points at, with the field path naming it.
+pub fn secret_refs(dsd: &DeepSeekDeployment) -> Vec<(String, String)> {
+    let spec = &dsd.spec;
+    let mut out = Vec::new();
+    if let Some(s) = spec
+        .model
+        .source
+        .hugging_face
+        .as_ref()
+        .and_then(|h| h.secret_ref.as_ref())
+    {
+        out.push((
+            "spec.model.source.huggingFace.secretRef.name".to_string(),
+            s.name.clone(),
+        ));
+    }
+    if let Some(s) = spec
+        .model
+        .source
+        .s3
+        .as_ref()
+        .and_then(|h| h.secret_ref.as_ref())
+    {
+        out.push((
+            "spec.model.source.s3.secretRef.name".to_string(),
+            s.name.clone(),
+        ));
+    }
+    if let Some(a) = &spec.auth {
+        out.push((
+            "spec.auth.jwtSecretRef.name".to_string(),
+            a.jwt_secret_ref.name.clone(),
+        ));
+    }
+    if let Some(t) = &spec.tls {
+        out.push(("spec.tls.secretName".to_string(), t.secret_name.clone()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p", "labels": {labels::REVISION: "abc"}}, "status": status}))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_non_zero_init_exit_is_a_failure_with_the_pods_message() {
+        let p = pod(
+            json!({"initContainerStatuses": [{"name": "fetch", "image": "x", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"terminated": {"exitCode": 3, "reason": "Error",
+            "message": "sha256 mismatch for model.gguf\n"}}}]}),
+        );
+        let obs = pod_observation(&p);
+        assert_eq!(
+            obs.init,
+            InitState::Failed {
+                container: "fetch".into(),
+                reason: "Error".into(),
+                message: "sha256 mismatch for model.gguf".into()
+            }
+        );
+        assert_eq!(obs.revision.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn crash_looping_init_reports_its_last_termination() {
+        let p = pod(
+            json!({"initContainerStatuses": [{"name": "fetch", "image": "x", "imageID": "", "ready": false,
+            "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 1, "message": "404 from https://x/model.gguf"}}}]}),
+        );
+        assert!(
+            matches!(pod_observation(&p).init, InitState::Failed { reason, message, .. }
+            if reason == "CrashLoopBackOff" && message.contains("404"))
+        );
+    }
+
+    #[test]
+    fn a_ready_pod_has_verified_its_model() {
+        let p = pod(json!({"conditions": [{"type": "Ready", "status": "True"}]}));
+        let obs = pod_observation(&p);
+        assert!(obs.ready);
+        assert_eq!(obs.init, InitState::Succeeded);
+    }
+}
