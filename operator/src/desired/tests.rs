@@ -371,3 +371,65 @@ fn build_output_is_deterministic() {
     ));
     assert_eq!(children(&d), children(&d));
 }
+
+#[test]
+fn explicit_pdb_min_available_wins_over_the_per_zone_default() {
+    let spec = with(base_spec(), "/replicas", json!(4));
+    let spec = with(
+        spec,
+        "/placement",
+        json!({"zones": ["a", "b"], "pdbMinAvailable": 3}),
+    );
+    let out = children(&dsd(spec));
+    assert_eq!(
+        child(&out, ChildKind::PodDisruptionBudget)["spec"]["minAvailable"],
+        json!(3)
+    );
+}
+
+#[test]
+fn tls_switches_probes_to_https_and_mounts_the_secret() {
+    let spec = with(base_spec(), "/tls", json!({"secretName": "chat-tls"}));
+    let out = children(&dsd(spec));
+    let pod = &child(&out, ChildKind::Deployment)["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["scheme"],
+        json!("HTTPS")
+    );
+    assert!(container["args"]
+        .as_array()
+        .expect("args")
+        .contains(&json!("--tls-cert")));
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    assert!(volumes.contains(&json!({"name": "tls", "secret": {"secretName": "chat-tls"}})));
+}
+
+#[test]
+fn auth_passes_the_jwt_secret_by_reference_never_by_value() {
+    let spec = with(
+        base_spec(),
+        "/auth",
+        json!({"jwtSecretRef": {"name": "jwt", "key": "hs256"}}),
+    );
+    let out = children(&dsd(spec));
+    let env = &runtime_container(child(&out, ChildKind::Deployment))["env"][0];
+    assert_eq!(
+        env,
+        &json!({"name": "DEEPSEEK_JWT_SECRET",
+                "valueFrom": {"secretKeyRef": {"name": "jwt", "key": "hs256", "optional": false}}})
+    );
+}
+
+#[test]
+fn safetensors_models_are_served_from_their_directory() {
+    let files = json!([
+        {"path": "r1/model.safetensors", "sha256": SHA},
+        {"path": "r1/config.json", "sha256": SHA},
+        {"path": "r1/tokenizer.json", "sha256": SHA}
+    ]);
+    let spec = with(base_spec(), "/model/files", files);
+    let spec = with(spec, "/model/format", json!("safetensors"));
+    let d = dsd(spec);
+    assert_eq!(containers::model_path(&d.spec), "/models/r1");
+}
