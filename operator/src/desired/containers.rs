@@ -32,7 +32,9 @@ pub const FETCH_CONTAINER: &str = "fetch";
 /// The runtime binary, on the image's PATH.
 pub const RUNTIME_BINARY: &str = "deepseek-runtime";
 /// Environment variable carrying the JWT secret when `spec.auth` is set.
-pub const JWT_SECRET_ENV: &str = "DEEPSEEK_JWT_SECRET";
+pub const JWT_SECRET_ENV: &str = "DSR_JWT_SECRET";
+/// Seconds a stopping pod keeps serving while its endpoints are removed.
+pub const PRE_STOP_SLEEP_SECONDS: i64 = 10;
 
 /// `--source` of `fetch`: `https://...` (files under it), `hf://REPO@REVISION`,
 /// `s3://BUCKET/PREFIX`, or `pvc://CLAIM/PATH` (already mounted at `--dest`: verify only).
@@ -308,7 +310,9 @@ pub fn runtime_container(
         // Keep serving while endpoints are removed, so no new request lands on a stopping pod.
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {
-                sleep: Some(SleepAction { seconds: 10 }),
+                sleep: Some(SleepAction {
+                    seconds: PRE_STOP_SLEEP_SECONDS,
+                }),
                 ..LifecycleHandler::default()
             }),
             ..Lifecycle::default()

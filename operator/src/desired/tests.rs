@@ -416,7 +416,7 @@ fn auth_passes_the_jwt_secret_by_reference_never_by_value() {
     let env = &runtime_container(child(&out, ChildKind::Deployment))["env"][0];
     assert_eq!(
         env,
-        &json!({"name": "DEEPSEEK_JWT_SECRET",
+        &json!({"name": "DSR_JWT_SECRET",
                 "valueFrom": {"secretKeyRef": {"name": "jwt", "key": "hs256", "optional": false}}})
     );
 }
@@ -432,4 +432,18 @@ fn safetensors_models_are_served_from_their_directory() {
     let spec = with(spec, "/model/format", json!("safetensors"));
     let d = dsd(spec);
     assert_eq!(containers::model_path(&d.spec), "/models/r1");
+}
+
+#[test]
+fn config_map_carries_runtime_settings_under_the_runtime_env_names() {
+    let spec = with(
+        base_spec(),
+        "/runtime",
+        json!({"maxBatchSize": 4, "threads": 2}),
+    );
+    let out = children(&dsd(spec));
+    assert_eq!(
+        child(&out, ChildKind::ConfigMap)["data"],
+        json!({"DSR_MAX_BATCH_SIZE": "4", "DSR_THREADS": "2", "DSR_SHUTDOWN_GRACE_SECS": "100"})
+    );
 }
