@@ -10,7 +10,8 @@ use crate::spec::DeepSeekDeployment;
 pub const CRD_FILE: &str = "deepseekdeployments.yaml";
 
 /// Header of the committed YAML, telling readers where it comes from.
-pub const CRD_HEADER: &str = "# Generated from crds/src by `make crds` (crdgen). Do not edit by hand.\n";
+pub const CRD_HEADER: &str =
+    "# Generated from crds/src by `make crds` (crdgen). Do not edit by hand.\n";
 
 /// The CRD object.
 pub fn crd() -> CustomResourceDefinition {

@@ -53,10 +53,15 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
             "m" => 60_000,
             "h" => 3_600_000,
             other => {
-                return Err(DurationError::UnknownUnit { input: input.to_string(), unit: other.to_string() })
+                return Err(DurationError::UnknownUnit {
+                    input: input.to_string(),
+                    unit: other.to_string(),
+                })
             }
         };
-        let value: u64 = number.parse().map_err(|_| DurationError::Overflow(input.to_string()))?;
+        let value: u64 = number
+            .parse()
+            .map_err(|_| DurationError::Overflow(input.to_string()))?;
         total_ms = value
             .checked_mul(factor)
             .and_then(|ms| total_ms.checked_add(ms))
@@ -80,15 +85,24 @@ mod tests {
     #[test]
     fn rejects_empty_missing_number_and_missing_unit() {
         assert_eq!(parse_duration(""), Err(DurationError::Empty));
-        assert_eq!(parse_duration("m"), Err(DurationError::Malformed("m".into())));
-        assert_eq!(parse_duration("10"), Err(DurationError::Malformed("10".into())));
+        assert_eq!(
+            parse_duration("m"),
+            Err(DurationError::Malformed("m".into()))
+        );
+        assert_eq!(
+            parse_duration("10"),
+            Err(DurationError::Malformed("10".into()))
+        );
     }
 
     #[test]
     fn rejects_unknown_units() {
         assert_eq!(
             parse_duration("3d"),
-            Err(DurationError::UnknownUnit { input: "3d".into(), unit: "d".into() })
+            Err(DurationError::UnknownUnit {
+                input: "3d".into(),
+                unit: "d".into()
+            })
         );
     }
 

@@ -14,13 +14,13 @@ pub mod validate;
 
 pub use kube::CustomResourceExt;
 pub use ops::{
-    AuthSpec, BackupDestination, BackupSpec, MonitoringSpec, RateLimitSpec, SecretKeyRef, ServiceSpec,
-    ServiceType, TlsSpec,
+    AuthSpec, BackupDestination, BackupSpec, MonitoringSpec, RateLimitSpec, SecretKeyRef,
+    ServiceSpec, ServiceType, TlsSpec,
 };
 pub use rollout::{AnalysisSpec, PlacementSpec, RolloutSpec, RolloutStep};
 pub use spec::{
-    DeepSeekDeployment, DeepSeekDeploymentSpec, HuggingFaceSource, ModelFile, ModelFormat, ModelSource,
-    ModelSpec, PvcSource, ResourceSpec, RuntimeSpec, S3Source, SecretRef, UrlSource,
+    DeepSeekDeployment, DeepSeekDeploymentSpec, HuggingFaceSource, ModelFile, ModelFormat,
+    ModelSource, ModelSpec, PvcSource, ResourceSpec, RuntimeSpec, S3Source, SecretRef, UrlSource,
 };
 pub use status::{
     AnalysisResult, BackupRecord, DeepSeekDeploymentStatus, HistoryEntry, ModelVerification,

@@ -22,7 +22,10 @@ pub struct ServiceSpec {
 
 impl Default for ServiceSpec {
     fn default() -> Self {
-        Self { port: default_service_port(), type_: ServiceType::default() }
+        Self {
+            port: default_service_port(),
+            type_: ServiceType::default(),
+        }
     }
 }
 
@@ -31,7 +34,9 @@ fn default_service_port() -> i32 {
 }
 
 /// Kubernetes Service type of the chat Service.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 pub enum ServiceType {
     /// Reachable inside the cluster only.
     #[default]
@@ -66,7 +71,10 @@ pub struct AuthSpec {
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Secret name.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Key inside the Secret.
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
@@ -91,7 +99,10 @@ pub struct RateLimitSpec {
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {
     /// A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`).
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub secret_name: String,
 }
 

@@ -85,7 +85,10 @@ fn default_replicas() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct ModelSpec {
     /// Name clients put in `model` of a chat request (`/v1/models` lists it).
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"))]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+    )]
     pub name: String,
     /// Where the files are fetched from: exactly one of url, huggingFace, s3, pvc.
     pub source: ModelSource,
@@ -131,7 +134,10 @@ pub struct ModelSource {
 #[serde(rename_all = "camelCase")]
 pub struct UrlSource {
     /// `http://` or `https://` base URL, without a trailing slash.
-    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://[^\s]+[^/\s]$"))]
+    #[schemars(
+        length(min = 8, max = 2048),
+        regex(pattern = r"^https?://[^\s]+[^/\s]$")
+    )]
     pub url: String,
 }
 
@@ -140,7 +146,10 @@ pub struct UrlSource {
 #[serde(rename_all = "camelCase")]
 pub struct HuggingFaceSource {
     /// `owner/name`, e.g. `deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B`.
-    #[schemars(length(min = 3, max = 200), regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"))]
+    #[schemars(
+        length(min = 3, max = 200),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+    )]
     pub repo: String,
     /// Branch, tag or commit; pin a commit for reproducible revisions.
     #[serde(default = "default_hf_revision")]
@@ -160,7 +169,10 @@ fn default_hf_revision() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct S3Source {
     /// Bucket name.
-    #[schemars(length(min = 3, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"))]
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
+    )]
     pub bucket: String,
     /// Key prefix of the files, without leading or trailing slash; empty for the bucket root.
     #[serde(default)]
@@ -184,7 +196,10 @@ pub struct S3Source {
 #[serde(rename_all = "camelCase")]
 pub struct PvcSource {
     /// Name of the PersistentVolumeClaim.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub claim_name: String,
     /// Directory inside the volume holding the files; the volume root when empty.
     #[serde(default)]
@@ -197,7 +212,10 @@ pub struct PvcSource {
 #[serde(rename_all = "camelCase")]
 pub struct SecretRef {
     /// Secret name.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub name: String,
 }
 
@@ -206,7 +224,10 @@ pub struct SecretRef {
 #[serde(rename_all = "camelCase")]
 pub struct ModelFile {
     /// Path relative to the source root (and to `/models` in the pod).
-    #[schemars(length(min = 1, max = 1024), regex(pattern = r"^[A-Za-z0-9._][A-Za-z0-9._/-]*$"))]
+    #[schemars(
+        length(min = 1, max = 1024),
+        regex(pattern = r"^[A-Za-z0-9._][A-Za-z0-9._/-]*$")
+    )]
     pub path: String,
     /// Lowercase hex SHA256 of the file's content.
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]

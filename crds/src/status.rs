@@ -67,9 +67,15 @@ pub struct DeepSeekDeploymentStatus {
 impl DeepSeekDeploymentStatus {
     /// Fills the display-only `ready` and `step` strings from the numeric fields.
     pub fn refresh_display(&mut self) {
-        self.ready = Some(format!("{}/{}", self.ready_replicas.unwrap_or(0), self.replicas.unwrap_or(0)));
+        self.ready = Some(format!(
+            "{}/{}",
+            self.ready_replicas.unwrap_or(0),
+            self.replicas.unwrap_or(0)
+        ));
         self.step = match (self.current_step, self.step_count) {
-            (Some(current), Some(count)) if self.canary_revision.is_some() => Some(format!("{current}/{count}")),
+            (Some(current), Some(count)) if self.canary_revision.is_some() => {
+                Some(format!("{current}/{count}"))
+            }
             _ => None,
         };
     }

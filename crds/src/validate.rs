@@ -11,7 +11,13 @@ use crate::status::DeepSeekDeploymentStatus;
 use crate::MAX_NAME_LEN;
 
 /// Arguments of `serve` the operator sets itself; `extraArgs` may not override them.
-pub const RESERVED_SERVE_ARGS: &[&str] = &["--model", "--served-model-name", "--revision", "--host", "--port"];
+pub const RESERVED_SERVE_ARGS: &[&str] = &[
+    "--model",
+    "--served-model-name",
+    "--revision",
+    "--host",
+    "--port",
+];
 
 /// One reason a spec is rejected; `field` is the path, e.g. `spec.model.files[1].path`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,34 +42,70 @@ pub enum SpecError {
     UnsafeFilePath { field: String, path: String },
     /// A file the format needs is missing.
     #[error("{field}: a {format} model needs {expected}")]
-    MissingModelFile { field: String, format: String, expected: String },
+    MissingModelFile {
+        field: String,
+        format: String,
+        expected: String,
+    },
     /// A weights file of the other format.
     #[error("{field}: {path:?} is not a {format} file")]
-    FormatFileMismatch { field: String, format: String, path: String },
+    FormatFileMismatch {
+        field: String,
+        format: String,
+        path: String,
+    },
     /// A quantization that the format cannot hold.
     #[error("{field}: {value:?} is not valid for {format} (safetensors: bf16, f16, f32)")]
-    QuantizationMismatch { field: String, format: String, value: String },
+    QuantizationMismatch {
+        field: String,
+        format: String,
+        value: String,
+    },
     /// Zero or several of the one-of members set.
     #[error("{field}: exactly one of {members} must be set, found {count}")]
-    OneOfViolated { field: String, members: String, count: usize },
+    OneOfViolated {
+        field: String,
+        members: String,
+        count: usize,
+    },
     /// A weight outside 0..=100.
     #[error("{field}: weight {weight} must be between 0 and 100")]
     WeightOutOfRange { field: String, weight: i32 },
     /// A weight not above the previous step's.
     #[error("{field}: weight {weight} must be greater than the previous step's {previous}")]
-    WeightsNotAscending { field: String, previous: i32, weight: i32 },
+    WeightsNotAscending {
+        field: String,
+        previous: i32,
+        weight: i32,
+    },
     /// A duration that does not parse.
     #[error("{field}: {value:?} is not a duration such as 30s, 5m, 1h30m ({reason})")]
-    InvalidDuration { field: String, value: String, reason: String },
+    InvalidDuration {
+        field: String,
+        value: String,
+        reason: String,
+    },
     /// `rollbackTo` names a revision not in `status.history`.
     #[error("{field}: revision {revision:?} is not in status.history (known: {known})")]
-    RollbackTargetNotInHistory { field: String, revision: String, known: String },
+    RollbackTargetNotInHistory {
+        field: String,
+        revision: String,
+        known: String,
+    },
     /// The PDB would block every voluntary disruption.
     #[error("{field}: {min_available} exceeds replicas {replicas}")]
-    PdbMinAvailableTooLarge { field: String, min_available: i32, replicas: i32 },
+    PdbMinAvailableTooLarge {
+        field: String,
+        min_available: i32,
+        replicas: i32,
+    },
     /// Some zone would get no replica.
     #[error("{field}: {replicas} replicas cannot cover {zones} zones (each zone needs one)")]
-    TooFewReplicasForZones { field: String, replicas: i32, zones: usize },
+    TooFewReplicasForZones {
+        field: String,
+        replicas: i32,
+        zones: usize,
+    },
     /// `extraArgs` overriding a flag the operator sets.
     #[error("{field}: {arg:?} is set by the operator and cannot be overridden")]
     ReservedArgument { field: String, arg: String },
@@ -121,7 +163,13 @@ pub fn validate_resource(dsd: &DeepSeekDeployment) -> Result<(), Vec<SpecError>>
     };
     let name = dsd.metadata.name.clone().unwrap_or_default();
     if name.len() > MAX_NAME_LEN || !is_dns_label(&name) {
-        errors.insert(0, SpecError::InvalidName { field: "metadata.name".into(), name });
+        errors.insert(
+            0,
+            SpecError::InvalidName {
+                field: "metadata.name".into(),
+                name,
+            },
+        );
     }
     check_rollback_target(&dsd.spec, dsd.status.as_ref(), &mut errors);
     if errors.is_empty() {
@@ -133,10 +181,15 @@ pub fn validate_resource(dsd: &DeepSeekDeployment) -> Result<(), Vec<SpecError>>
 
 fn check_model(model: &ModelSpec, errors: &mut Vec<SpecError>) {
     let source = &model.source;
-    let count = [source.url.is_some(), source.hugging_face.is_some(), source.s3.is_some(), source.pvc.is_some()]
-        .iter()
-        .filter(|set| **set)
-        .count();
+    let count = [
+        source.url.is_some(),
+        source.hugging_face.is_some(),
+        source.s3.is_some(),
+        source.pvc.is_some(),
+    ]
+    .iter()
+    .filter(|set| **set)
+    .count();
     if count != 1 {
         errors.push(SpecError::OneOfViolated {
             field: "spec.model.source".into(),
@@ -145,19 +198,30 @@ fn check_model(model: &ModelSpec, errors: &mut Vec<SpecError>) {
         });
     }
     if model.files.is_empty() {
-        errors.push(SpecError::NoFiles { field: "spec.model.files".into() });
+        errors.push(SpecError::NoFiles {
+            field: "spec.model.files".into(),
+        });
     }
     let mut seen = BTreeSet::new();
     for (i, file) in model.files.iter().enumerate() {
         let field = format!("spec.model.files[{i}]");
         if !is_safe_relative_path(&file.path) {
-            errors.push(SpecError::UnsafeFilePath { field: format!("{field}.path"), path: file.path.clone() });
+            errors.push(SpecError::UnsafeFilePath {
+                field: format!("{field}.path"),
+                path: file.path.clone(),
+            });
         }
         if !seen.insert(file.path.as_str()) {
-            errors.push(SpecError::DuplicateFilePath { field: format!("{field}.path"), path: file.path.clone() });
+            errors.push(SpecError::DuplicateFilePath {
+                field: format!("{field}.path"),
+                path: file.path.clone(),
+            });
         }
         if !is_sha256_hex(&file.sha256) {
-            errors.push(SpecError::InvalidSha256 { field: format!("{field}.sha256"), value: file.sha256.clone() });
+            errors.push(SpecError::InvalidSha256 {
+                field: format!("{field}.sha256"),
+                value: file.sha256.clone(),
+            });
         }
     }
     check_format(model, errors);
@@ -203,7 +267,11 @@ fn check_format(model: &ModelSpec, errors: &mut Vec<SpecError>) {
         }
     }
     for expected in missing {
-        errors.push(SpecError::MissingModelFile { field: "spec.model.files".into(), format: format.into(), expected });
+        errors.push(SpecError::MissingModelFile {
+            field: "spec.model.files".into(),
+            format: format.into(),
+            expected,
+        });
     }
 }
 
@@ -216,9 +284,14 @@ fn check_runtime(spec: &DeepSeekDeploymentSpec, errors: &mut Vec<SpecError>) {
         });
     }
     for (i, arg) in spec.runtime.extra_args.iter().enumerate() {
-        let reserved = RESERVED_SERVE_ARGS.iter().find(|flag| arg == *flag || arg.starts_with(&format!("{flag}=")));
+        let reserved = RESERVED_SERVE_ARGS
+            .iter()
+            .find(|flag| arg == *flag || arg.starts_with(&format!("{flag}=")));
         if reserved.is_some() {
-            errors.push(SpecError::ReservedArgument { field: format!("spec.runtime.extraArgs[{i}]"), arg: arg.clone() });
+            errors.push(SpecError::ReservedArgument {
+                field: format!("spec.runtime.extraArgs[{i}]"),
+                arg: arg.clone(),
+            });
         }
     }
 }
@@ -226,7 +299,11 @@ fn check_runtime(spec: &DeepSeekDeploymentSpec, errors: &mut Vec<SpecError>) {
 fn check_placement(spec: &DeepSeekDeploymentSpec, errors: &mut Vec<SpecError>) {
     let zones = spec.placement.zones.iter().collect::<BTreeSet<_>>().len();
     if zones > 0 && (spec.replicas as usize) < zones {
-        errors.push(SpecError::TooFewReplicasForZones { field: "spec.replicas".into(), replicas: spec.replicas, zones });
+        errors.push(SpecError::TooFewReplicasForZones {
+            field: "spec.replicas".into(),
+            replicas: spec.replicas,
+            zones,
+        });
     }
     if let Some(min_available) = spec.placement.pdb_min_available {
         if min_available > spec.replicas {
@@ -244,10 +321,17 @@ fn check_rollout(spec: &DeepSeekDeploymentSpec, errors: &mut Vec<SpecError>) {
     for (i, step) in spec.rollout.steps.iter().enumerate() {
         let field = format!("spec.rollout.steps[{i}]");
         if !(0..=100).contains(&step.weight) {
-            errors.push(SpecError::WeightOutOfRange { field: format!("{field}.weight"), weight: step.weight });
+            errors.push(SpecError::WeightOutOfRange {
+                field: format!("{field}.weight"),
+                weight: step.weight,
+            });
         }
         if let Some(previous) = previous.filter(|p| step.weight <= *p) {
-            errors.push(SpecError::WeightsNotAscending { field: format!("{field}.weight"), previous, weight: step.weight });
+            errors.push(SpecError::WeightsNotAscending {
+                field: format!("{field}.weight"),
+                previous,
+                weight: step.weight,
+            });
         }
         previous = Some(step.weight);
         if let Some(pause) = &step.pause {
@@ -274,25 +358,38 @@ fn check_rollback_target(
     status: Option<&DeepSeekDeploymentStatus>,
     errors: &mut Vec<SpecError>,
 ) {
-    let Some(target) = &spec.rollout.rollback_to else { return };
+    let Some(target) = &spec.rollout.rollback_to else {
+        return;
+    };
     let history = status.map(|s| s.history.as_slice()).unwrap_or_default();
-    let stable = status.and_then(|s| s.stable_revision.as_ref()).map(|r| r.hash.as_str());
+    let stable = status
+        .and_then(|s| s.stable_revision.as_ref())
+        .map(|r| r.hash.as_str());
     // Rolling back to the revision that is already stable is a no-op, not an error: it is what
     // the spec looks like right after a manual rollback completed.
     if stable == Some(target.as_str()) || history.iter().any(|h| &h.hash == target) {
         return;
     }
-    let known = history.iter().map(|h| h.hash.as_str()).collect::<Vec<_>>().join(", ");
+    let known = history
+        .iter()
+        .map(|h| h.hash.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     errors.push(SpecError::RollbackTargetNotInHistory {
         field: "spec.rollout.rollbackTo".into(),
         revision: target.clone(),
-        known: if known.is_empty() { "none".into() } else { known },
+        known: if known.is_empty() {
+            "none".into()
+        } else {
+            known
+        },
     });
 }
 
 fn check_backup(spec: &DeepSeekDeploymentSpec, errors: &mut Vec<SpecError>) {
     let Some(backup) = &spec.backup else { return };
-    let count = usize::from(backup.destination.pvc.is_some()) + usize::from(backup.destination.s3.is_some());
+    let count = usize::from(backup.destination.pvc.is_some())
+        + usize::from(backup.destination.s3.is_some());
     if count != 1 {
         errors.push(SpecError::OneOfViolated {
             field: "spec.backup.destination".into(),
@@ -301,7 +398,10 @@ fn check_backup(spec: &DeepSeekDeploymentSpec, errors: &mut Vec<SpecError>) {
         });
     }
     if !is_cron_schedule(&backup.schedule) {
-        errors.push(SpecError::InvalidCronSchedule { field: "spec.backup.schedule".into(), value: backup.schedule.clone() });
+        errors.push(SpecError::InvalidCronSchedule {
+            field: "spec.backup.schedule".into(),
+            value: backup.schedule.clone(),
+        });
     }
 }
 
@@ -310,11 +410,18 @@ fn file_name(path: &str) -> &str {
 }
 
 fn is_safe_relative_path(path: &str) -> bool {
-    !path.is_empty() && !path.starts_with('/') && path.split('/').all(|seg| !seg.is_empty() && seg != ".." && seg != ".")
+    !path.is_empty()
+        && !path.starts_with('/')
+        && path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != ".." && seg != ".")
 }
 
 fn is_sha256_hex(value: &str) -> bool {
-    value.len() == 64 && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    value.len() == 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// RFC 1123 label: lowercase alphanumerics and '-', starting and ending alphanumeric, <= 63.
@@ -322,7 +429,9 @@ pub fn is_dns_label(value: &str) -> bool {
     let bytes = value.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -334,24 +443,43 @@ fn is_dns_subdomain(value: &str) -> bool {
 /// `DOMAIN/NAME` where DOMAIN is a DNS subdomain with a dot outside kubernetes.io, and NAME a
 /// qualified name: Kubernetes' rule for extended resources (device plugins register these).
 pub fn is_extended_resource_name(value: &str) -> bool {
-    let Some((domain, name)) = value.split_once('/') else { return false };
+    let Some((domain, name)) = value.split_once('/') else {
+        return false;
+    };
     let name_ok = !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
     let k8s_domain = domain == "kubernetes.io" || domain.ends_with(".kubernetes.io");
-    name_ok && domain.contains('.') && is_dns_subdomain(domain) && !k8s_domain && !domain.starts_with("requests.")
+    name_ok
+        && domain.contains('.')
+        && is_dns_subdomain(domain)
+        && !k8s_domain
+        && !domain.starts_with("requests.")
 }
 
 fn is_cron_schedule(value: &str) -> bool {
-    const MACROS: &[&str] = &["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+    const MACROS: &[&str] = &[
+        "@yearly",
+        "@annually",
+        "@monthly",
+        "@weekly",
+        "@daily",
+        "@midnight",
+        "@hourly",
+    ];
     if MACROS.contains(&value) {
         return true;
     }
     let fields: Vec<&str> = value.split_whitespace().collect();
     fields.len() == 5
-        && fields.iter().all(|f| f.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'*' | b'/' | b',' | b'-' | b'?')))
+        && fields.iter().all(|f| {
+            f.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'*' | b'/' | b',' | b'-' | b'?'))
+        })
 }
 
 #[cfg(test)]

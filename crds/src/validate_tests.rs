@@ -26,7 +26,10 @@ fn safetensors_spec() -> DeepSeekDeploymentSpec {
     spec.model.format = ModelFormat::Safetensors;
     spec.model.files = ["model.safetensors", "config.json", "tokenizer.json"]
         .iter()
-        .map(|p| ModelFile { path: p.to_string(), sha256: SHA.into() })
+        .map(|p| ModelFile {
+            path: p.to_string(),
+            sha256: SHA.into(),
+        })
         .collect();
     spec
 }
@@ -35,8 +38,19 @@ fn errors(spec: &DeepSeekDeploymentSpec) -> Vec<SpecError> {
     validate(spec).err().unwrap_or_default()
 }
 
-fn resource(name: &str, spec: DeepSeekDeploymentSpec, status: Option<DeepSeekDeploymentStatus>) -> DeepSeekDeployment {
-    DeepSeekDeployment { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, spec, status }
+fn resource(
+    name: &str,
+    spec: DeepSeekDeploymentSpec,
+    status: Option<DeepSeekDeploymentStatus>,
+) -> DeepSeekDeployment {
+    DeepSeekDeployment {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec,
+        status,
+    }
 }
 
 #[test]
@@ -60,16 +74,30 @@ fn rejects_a_gpu_resource_name_without_domain() {
     spec.runtime.gpu_resource_name = "gpu".into();
     assert_eq!(
         errors(&spec),
-        vec![SpecError::InvalidGpuResourceName { field: "spec.runtime.gpuResourceName".into(), value: "gpu".into() }]
+        vec![SpecError::InvalidGpuResourceName {
+            field: "spec.runtime.gpuResourceName".into(),
+            value: "gpu".into()
+        }]
     );
 }
 
 #[test]
 fn rejects_gpu_resource_names_in_the_kubernetes_domain() {
-    for value in ["kubernetes.io/gpu", "example.kubernetes.io/gpu", "requests.nvidia.com/gpu", "nvidia.com/", "Nvidia.com/gpu"] {
+    for value in [
+        "kubernetes.io/gpu",
+        "example.kubernetes.io/gpu",
+        "requests.nvidia.com/gpu",
+        "nvidia.com/",
+        "Nvidia.com/gpu",
+    ] {
         assert!(!is_extended_resource_name(value), "{value} accepted");
     }
-    for value in ["nvidia.com/gpu", "amd.com/gpu", "gpu.intel.com/i915", "nvidia.com/mig-1g.10gb"] {
+    for value in [
+        "nvidia.com/gpu",
+        "amd.com/gpu",
+        "gpu.intel.com/i915",
+        "nvidia.com/mig-1g.10gb",
+    ] {
         assert!(is_extended_resource_name(value), "{value} rejected");
     }
 }
@@ -90,10 +118,16 @@ fn rejects_duplicate_file_paths() {
 #[test]
 fn rejects_paths_that_escape_the_model_directory() {
     let mut spec = spec();
-    spec.model.files.push(ModelFile { path: "../etc/passwd".into(), sha256: SHA.into() });
+    spec.model.files.push(ModelFile {
+        path: "../etc/passwd".into(),
+        sha256: SHA.into(),
+    });
     assert_eq!(
         errors(&spec),
-        vec![SpecError::UnsafeFilePath { field: "spec.model.files[1].path".into(), path: "../etc/passwd".into() }]
+        vec![SpecError::UnsafeFilePath {
+            field: "spec.model.files[1].path".into(),
+            path: "../etc/passwd".into()
+        }]
     );
 }
 
@@ -103,7 +137,10 @@ fn rejects_an_uppercase_sha256() {
     spec.model.files[0].sha256 = SHA.to_uppercase();
     assert_eq!(
         errors(&spec),
-        vec![SpecError::InvalidSha256 { field: "spec.model.files[0].sha256".into(), value: SHA.to_uppercase() }]
+        vec![SpecError::InvalidSha256 {
+            field: "spec.model.files[0].sha256".into(),
+            value: SHA.to_uppercase()
+        }]
     );
 }
 
@@ -111,7 +148,12 @@ fn rejects_an_uppercase_sha256() {
 fn rejects_an_empty_file_list() {
     let mut spec = spec();
     spec.model.files.clear();
-    assert_eq!(errors(&spec), vec![SpecError::NoFiles { field: "spec.model.files".into() }]);
+    assert_eq!(
+        errors(&spec),
+        vec![SpecError::NoFiles {
+            field: "spec.model.files".into()
+        }]
+    );
 }
 
 #[test]
@@ -145,7 +187,10 @@ fn rejects_a_safetensors_model_without_tokenizer_json() {
 #[test]
 fn rejects_a_gguf_file_in_a_safetensors_model() {
     let mut spec = safetensors_spec();
-    spec.model.files.push(ModelFile { path: "extra.gguf".into(), sha256: SHA.into() });
+    spec.model.files.push(ModelFile {
+        path: "extra.gguf".into(),
+        sha256: SHA.into(),
+    });
     assert_eq!(
         errors(&spec),
         vec![SpecError::FormatFileMismatch {
@@ -173,7 +218,10 @@ fn rejects_a_gguf_quantization_on_safetensors() {
 #[test]
 fn rejects_two_sources_at_once() {
     let mut spec = spec();
-    spec.model.source.pvc = Some(crate::spec::PvcSource { claim_name: "models".into(), path: String::new() });
+    spec.model.source.pvc = Some(crate::spec::PvcSource {
+        claim_name: "models".into(),
+        path: String::new(),
+    });
     assert_eq!(
         errors(&spec),
         vec![SpecError::OneOfViolated {
@@ -187,13 +235,21 @@ fn rejects_two_sources_at_once() {
 #[test]
 fn rejects_weights_out_of_range_and_not_ascending() {
     let mut spec = spec();
-    spec.rollout.steps = serde_json::from_value(json!([{"weight": 50}, {"weight": 20}, {"weight": 120}]))
-        .expect("steps parse");
+    spec.rollout.steps =
+        serde_json::from_value(json!([{"weight": 50}, {"weight": 20}, {"weight": 120}]))
+            .expect("steps parse");
     assert_eq!(
         errors(&spec),
         vec![
-            SpecError::WeightsNotAscending { field: "spec.rollout.steps[1].weight".into(), previous: 50, weight: 20 },
-            SpecError::WeightOutOfRange { field: "spec.rollout.steps[2].weight".into(), weight: 120 },
+            SpecError::WeightsNotAscending {
+                field: "spec.rollout.steps[1].weight".into(),
+                previous: 50,
+                weight: 20
+            },
+            SpecError::WeightOutOfRange {
+                field: "spec.rollout.steps[2].weight".into(),
+                weight: 120
+            },
         ]
     );
 }
@@ -201,7 +257,8 @@ fn rejects_weights_out_of_range_and_not_ascending() {
 #[test]
 fn rejects_a_pause_that_is_not_a_duration() {
     let mut spec = spec();
-    spec.rollout.steps = serde_json::from_value(json!([{"weight": 10, "pause": "5 minutes"}])).expect("steps parse");
+    spec.rollout.steps =
+        serde_json::from_value(json!([{"weight": 10, "pause": "5 minutes"}])).expect("steps parse");
     let errs = errors(&spec);
     assert!(
         matches!(&errs[..], [SpecError::InvalidDuration { field, value, .. }]
@@ -217,7 +274,11 @@ fn rejects_more_zones_than_replicas() {
     spec.placement.zones = vec!["a".into(), "b".into(), "c".into()];
     assert_eq!(
         errors(&spec),
-        vec![SpecError::TooFewReplicasForZones { field: "spec.replicas".into(), replicas: 2, zones: 3 }]
+        vec![SpecError::TooFewReplicasForZones {
+            field: "spec.replicas".into(),
+            replicas: 2,
+            zones: 3
+        }]
     );
 }
 
@@ -241,7 +302,10 @@ fn rejects_extra_args_that_override_operator_flags() {
     spec.runtime.extra_args = vec!["--log-json".into(), "--port=9000".into()];
     assert_eq!(
         errors(&spec),
-        vec![SpecError::ReservedArgument { field: "spec.runtime.extraArgs[1]".into(), arg: "--port=9000".into() }]
+        vec![SpecError::ReservedArgument {
+            field: "spec.runtime.extraArgs[1]".into(),
+            arg: "--port=9000".into()
+        }]
     );
 }
 
@@ -249,12 +313,17 @@ fn rejects_extra_args_that_override_operator_flags() {
 fn rejects_a_backup_schedule_that_is_not_cron() {
     let mut spec = spec();
     spec.backup = Some(
-        serde_json::from_value(json!({"schedule": "every night", "destination": {"pvc": {"claimName": "backups"}}}))
-            .expect("backup parses"),
+        serde_json::from_value(
+            json!({"schedule": "every night", "destination": {"pvc": {"claimName": "backups"}}}),
+        )
+        .expect("backup parses"),
     );
     assert_eq!(
         errors(&spec),
-        vec![SpecError::InvalidCronSchedule { field: "spec.backup.schedule".into(), value: "every night".into() }]
+        vec![SpecError::InvalidCronSchedule {
+            field: "spec.backup.schedule".into(),
+            value: "every night".into()
+        }]
     );
 }
 
@@ -263,7 +332,12 @@ fn rejects_a_rollback_target_missing_from_history() {
     let mut spec = spec();
     spec.rollout.rollback_to = Some("0123456789".into());
     let status = DeepSeekDeploymentStatus {
-        history: vec![HistoryEntry { hash: "abcdefabcd".into(), model_digest: String::new(), image: String::new(), promoted_at: None }],
+        history: vec![HistoryEntry {
+            hash: "abcdefabcd".into(),
+            model_digest: String::new(),
+            image: String::new(),
+            promoted_at: None,
+        }],
         ..Default::default()
     };
     assert_eq!(
@@ -281,15 +355,29 @@ fn accepts_a_rollback_target_from_history_or_the_stable_revision() {
     let mut spec = spec();
     spec.rollout.rollback_to = Some("abcdefabcd".into());
     let in_history = DeepSeekDeploymentStatus {
-        history: vec![HistoryEntry { hash: "abcdefabcd".into(), model_digest: String::new(), image: String::new(), promoted_at: None }],
+        history: vec![HistoryEntry {
+            hash: "abcdefabcd".into(),
+            model_digest: String::new(),
+            image: String::new(),
+            promoted_at: None,
+        }],
         ..Default::default()
     };
     let stable = DeepSeekDeploymentStatus {
-        stable_revision: Some(RevisionRef { hash: "abcdefabcd".into(), ..Default::default() }),
+        stable_revision: Some(RevisionRef {
+            hash: "abcdefabcd".into(),
+            ..Default::default()
+        }),
         ..Default::default()
     };
-    assert_eq!(validate_resource(&resource("chat", spec.clone(), Some(in_history))), Ok(()));
-    assert_eq!(validate_resource(&resource("chat", spec, Some(stable))), Ok(()));
+    assert_eq!(
+        validate_resource(&resource("chat", spec.clone(), Some(in_history))),
+        Ok(())
+    );
+    assert_eq!(
+        validate_resource(&resource("chat", spec, Some(stable))),
+        Ok(())
+    );
 }
 
 #[test]
@@ -297,13 +385,18 @@ fn rejects_a_name_too_long_for_child_names() {
     let name = "a".repeat(53);
     assert_eq!(
         validate_resource(&resource(&name, spec(), None)),
-        Err(vec![SpecError::InvalidName { field: "metadata.name".into(), name }])
+        Err(vec![SpecError::InvalidName {
+            field: "metadata.name".into(),
+            name
+        }])
     );
 }
 
 #[test]
 fn error_messages_start_with_the_field_path() {
-    let err = SpecError::NoFiles { field: "spec.model.files".into() };
+    let err = SpecError::NoFiles {
+        field: "spec.model.files".into(),
+    };
     assert!(err.to_string().starts_with("spec.model.files: "));
     assert_eq!(err.field(), "spec.model.files");
 }

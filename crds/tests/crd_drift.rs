@@ -4,7 +4,8 @@ use deepseek_crds::crd::{crd, crd_yaml, CRD_FILE};
 
 fn committed() -> String {
     let path = format!("{}/{CRD_FILE}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}; run `make crds`"))
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {path}: {e}; run `make crds`"))
 }
 
 #[test]
@@ -24,16 +25,30 @@ fn crd_has_short_name_status_subresource_and_printer_columns() {
     assert_eq!(crd.spec.scope, "Namespaced");
     let version = &crd.spec.versions[0];
     assert_eq!(version.name, "v1alpha1");
-    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+    assert!(version
+        .subresources
+        .as_ref()
+        .and_then(|s| s.status.as_ref())
+        .is_some());
     let columns: Vec<(String, i32)> = version
         .additional_printer_columns
         .iter()
         .flatten()
         .map(|c| (c.name.to_uppercase(), c.priority.unwrap_or(0)))
         .collect();
-    let default_columns: Vec<&str> = columns.iter().filter(|(_, p)| *p == 0).map(|(n, _)| n.as_str()).collect();
-    assert_eq!(default_columns, ["MODEL", "READY", "PHASE", "STABLE", "CANARY", "WEIGHT", "STEP", "AGE"]);
-    assert!(columns.iter().any(|(_, p)| *p == 1), "detail columns at priority 1");
+    let default_columns: Vec<&str> = columns
+        .iter()
+        .filter(|(_, p)| *p == 0)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        default_columns,
+        ["MODEL", "READY", "PHASE", "STABLE", "CANARY", "WEIGHT", "STEP", "AGE"]
+    );
+    assert!(
+        columns.iter().any(|(_, p)| *p == 1),
+        "detail columns at priority 1"
+    );
 }
 
 #[test]

@@ -11,7 +11,11 @@ use deepseek_operator::desired::{default_runtime_image, BuildConfig, BuildError}
 use deepseek_operator::render::{self, RenderError};
 
 #[derive(Parser)]
-#[command(name = "deepseek-operator", version, about = "Kubernetes operator for DeepSeekDeployment resources")]
+#[command(
+    name = "deepseek-operator",
+    version,
+    about = "Kubernetes operator for DeepSeekDeployment resources"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -62,7 +66,10 @@ struct BuildArgs {
 
 impl BuildArgs {
     fn config(&self) -> BuildConfig {
-        BuildConfig { runtime_image: self.runtime_image.clone(), ..BuildConfig::default() }
+        BuildConfig {
+            runtime_image: self.runtime_image.clone(),
+            ..BuildConfig::default()
+        }
     }
 }
 
@@ -127,7 +134,9 @@ fn print_or_fail(result: Result<String, String>) -> ExitCode {
 fn run(args: RunArgs) -> ExitCode {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let cfg = RunConfig {
         metrics_addr: args.metrics_addr,
@@ -162,7 +171,10 @@ fn render_command(args: &RenderArgs) -> ExitCode {
     match render::render(&input, &args.build.config()) {
         Ok(yaml) => print_or_fail(Ok(yaml)),
         // One line per field error, so scripts and people see every problem at once.
-        Err(RenderError::Build { name, source: BuildError::InvalidSpec(errors) }) => {
+        Err(RenderError::Build {
+            name,
+            source: BuildError::InvalidSpec(errors),
+        }) => {
             eprintln!("error: DeepSeekDeployment {name:?} is invalid:");
             for error in errors {
                 eprintln!("  {error}");

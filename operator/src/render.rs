@@ -18,7 +18,10 @@ pub const PLACEHOLDER_UID: &str = "00000000-0000-0000-0000-000000000000";
 pub enum RenderError {
     /// Not YAML, or not a DeepSeekDeployment shape.
     #[error("document {index}: {source}")]
-    Parse { index: usize, source: serde_yaml::Error },
+    Parse {
+        index: usize,
+        source: serde_yaml::Error,
+    },
     /// A document of another kind.
     #[error("document {index}: expected {API_VERSION} {KIND}, found {found}")]
     WrongKind { index: usize, found: String },
@@ -38,20 +41,34 @@ pub enum RenderError {
 pub fn parse(input: &str) -> Result<Vec<DeepSeekDeployment>, RenderError> {
     let mut out = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(input).enumerate() {
-        let value = serde::Deserialize::deserialize(document).map_err(|source| RenderError::Parse { index, source })?;
+        let value = serde::Deserialize::deserialize(document)
+            .map_err(|source| RenderError::Parse { index, source })?;
         let value: Yaml = value;
         if value.is_null() {
             continue;
         }
-        let field = |key: &str| value.get(key).and_then(Yaml::as_str).unwrap_or("").to_string();
+        let field = |key: &str| {
+            value
+                .get(key)
+                .and_then(Yaml::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         let (api_version, kind) = (field("apiVersion"), field("kind"));
         if api_version != API_VERSION || kind != KIND {
-            return Err(RenderError::WrongKind { index, found: format!("{api_version} {kind}") });
+            return Err(RenderError::WrongKind {
+                index,
+                found: format!("{api_version} {kind}"),
+            });
         }
         let mut dsd: DeepSeekDeployment =
             serde_yaml::from_value(value).map_err(|source| RenderError::Parse { index, source })?;
-        dsd.metadata.namespace.get_or_insert_with(|| DEFAULT_NAMESPACE.to_string());
-        dsd.metadata.uid.get_or_insert_with(|| PLACEHOLDER_UID.to_string());
+        dsd.metadata
+            .namespace
+            .get_or_insert_with(|| DEFAULT_NAMESPACE.to_string());
+        dsd.metadata
+            .uid
+            .get_or_insert_with(|| PLACEHOLDER_UID.to_string());
         out.push(dsd);
     }
     if out.is_empty() {
@@ -65,7 +82,8 @@ pub fn render(input: &str, cfg: &BuildConfig) -> Result<String, RenderError> {
     let mut out = String::new();
     for dsd in parse(input)? {
         let name = dsd.metadata.name.clone().unwrap_or_default();
-        let children = desired::build(&dsd, cfg).map_err(|source| RenderError::Build { name, source })?;
+        let children =
+            desired::build(&dsd, cfg).map_err(|source| RenderError::Build { name, source })?;
         for child in children {
             out.push_str("---\n");
             out.push_str(&serde_yaml::to_string(&canonical(&child.object, true))?);

@@ -21,7 +21,9 @@ fn repo_root() -> PathBuf {
 }
 
 fn golden_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.yaml"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.yaml"))
 }
 
 /// Compares with the golden file, or rewrites it when UPDATE_GOLDEN is set.
@@ -32,8 +34,12 @@ fn check_golden(name: &str, actual: &str) {
         std::fs::write(&path, actual).expect("write golden");
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}; run with UPDATE_GOLDEN=1", path.display()));
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; run with UPDATE_GOLDEN=1",
+            path.display()
+        )
+    });
     assert!(
         expected == actual,
         "{name}: render output differs from {}; if intended, regenerate with \
@@ -74,7 +80,10 @@ fn cpu_smollm2_example_renders_as_golden() {
 #[test]
 fn manifests_render_as_golden() {
     let objects = manifests(&ManifestConfig::default()).expect("manifests build");
-    check_golden("manifests", &to_yaml_stream(&objects).expect("manifests serialize"));
+    check_golden(
+        "manifests",
+        &to_yaml_stream(&objects).expect("manifests serialize"),
+    );
 }
 
 #[test]
@@ -90,7 +99,10 @@ fn every_example_has_a_golden_test() {
     found.sort();
     let mut expected: Vec<String> = covered.iter().map(ToString::to_string).collect();
     expected.sort();
-    assert_eq!(found, expected, "add a golden test for each DeepSeekDeployment example");
+    assert_eq!(
+        found, expected,
+        "add a golden test for each DeepSeekDeployment example"
+    );
 }
 
 #[test]
@@ -100,7 +112,11 @@ fn render_cli_prints_the_golden_stream() {
         .arg(repo_root().join("examples/cpu-smollm2.yaml"))
         .output()
         .expect("run deepseek-operator");
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     if std::env::var_os("UPDATE_GOLDEN").is_none() {
         let expected = std::fs::read_to_string(golden_path("cpu-smollm2")).expect("golden exists");
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
@@ -112,8 +128,14 @@ fn render_cli_rejects_an_invalid_spec_naming_each_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.yaml");
     let bad = example("cpu-smollm2")
-        .replace("gpus: 0", "gpus: 1\n    gpuResourceName: gpu")
-        .replace("SmolLM2-135M-Instruct.Q4_1.gguf", "../SmolLM2.gguf");
+        .replace(
+            "\n    gpus: 0\n",
+            "\n    gpus: 1\n    gpuResourceName: gpu\n",
+        )
+        .replace(
+            "- path: SmolLM2-135M-Instruct.Q4_1.gguf",
+            "- path: ../SmolLM2.gguf",
+        );
     std::fs::write(&path, bad).expect("write bad spec");
     let out = Command::new(env!("CARGO_BIN_EXE_deepseek-operator"))
         .args(["render", "-f"])
@@ -121,7 +143,10 @@ fn render_cli_rejects_an_invalid_spec_naming_each_field() {
         .output()
         .expect("run deepseek-operator");
     assert_eq!(out.status.code(), Some(2));
-    assert!(out.stdout.is_empty(), "nothing rendered for an invalid spec");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing rendered for an invalid spec"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("spec.model.files[0].path"), "{stderr}");
     assert!(stderr.contains("spec.runtime.gpuResourceName"), "{stderr}");
@@ -129,8 +154,12 @@ fn render_cli_rejects_an_invalid_spec_naming_each_field() {
 
 #[test]
 fn crd_cli_prints_the_committed_crd() {
-    let out = Command::new(env!("CARGO_BIN_EXE_deepseek-operator")).arg("crd").output().expect("run crd");
+    let out = Command::new(env!("CARGO_BIN_EXE_deepseek-operator"))
+        .arg("crd")
+        .output()
+        .expect("run crd");
     assert!(out.status.success());
-    let committed = std::fs::read_to_string(repo_root().join("crds/deepseekdeployments.yaml")).expect("committed CRD");
+    let committed = std::fs::read_to_string(repo_root().join("crds/deepseekdeployments.yaml"))
+        .expect("committed CRD");
     assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
 }

@@ -4,49 +4,58 @@
 
 use std::collections::BTreeMap;
 
-use deepseek_crds::{DeepSeekDeploymentSpec, ModelFormat};
+use deepseek_crds::DeepSeekDeploymentSpec;
 use k8s_openapi::api::core::v1::ConfigMap;
 
+use super::containers::PRE_STOP_SLEEP_SECONDS;
+use super::deployment::TERMINATION_GRACE_SECONDS;
 use super::{naming, BuildConfig, BuildError, ChildKind, DesiredChild, Owner};
 
-/// Environment variables of `deepseek-runtime serve` the ConfigMap sets.
+/// Environment variables of `deepseek-runtime serve` the ConfigMap sets: every `serve` flag can
+/// also come from a `DSR_*` variable, so settings stay out of the command line.
 pub mod keys {
-    /// `gguf` or `safetensors`.
-    pub const MODEL_FORMAT: &str = "DEEPSEEK_MODEL_FORMAT";
-    /// Most sequences per batch.
-    pub const MAX_BATCH_SIZE: &str = "DEEPSEEK_MAX_BATCH_SIZE";
-    /// Most queued requests before 429.
-    pub const MAX_QUEUE: &str = "DEEPSEEK_MAX_QUEUE";
-    /// Inference threads.
-    pub const THREADS: &str = "DEEPSEEK_THREADS";
-    /// Context length in tokens.
-    pub const CONTEXT_LENGTH: &str = "DEEPSEEK_CONTEXT_LENGTH";
+    /// Most sequences per batch (`--max-batch-size`).
+    pub const MAX_BATCH_SIZE: &str = "DSR_MAX_BATCH_SIZE";
+    /// Most queued requests before 429 (`--max-queue`).
+    pub const MAX_QUEUE: &str = "DSR_MAX_QUEUE";
+    /// Inference threads (`--threads`).
+    pub const THREADS: &str = "DSR_THREADS";
+    /// Context length in tokens (`--context-length`).
+    pub const CONTEXT_LENGTH: &str = "DSR_CONTEXT_LENGTH";
+    /// Seconds in-flight requests get after SIGTERM (`--shutdown-grace-secs`).
+    pub const SHUTDOWN_GRACE_SECS: &str = "DSR_SHUTDOWN_GRACE_SECS";
     /// Sustained requests per minute per client.
-    pub const RATE_LIMIT_RPM: &str = "DEEPSEEK_RATE_LIMIT_RPM";
+    pub const RATE_LIMIT_RPM: &str = "DSR_RATE_LIMIT_RPM";
     /// Burst per client.
-    pub const RATE_LIMIT_BURST: &str = "DEEPSEEK_RATE_LIMIT_BURST";
-    /// `json` logs in the cluster.
-    pub const LOG_FORMAT: &str = "DEEPSEEK_LOG_FORMAT";
+    pub const RATE_LIMIT_BURST: &str = "DSR_RATE_LIMIT_BURST";
+}
+
+/// Seconds the runtime drains in-flight requests: the pod's grace period minus the preStop
+/// sleep, with a margin so the runtime finishes before the kubelet kills it.
+pub fn shutdown_grace_secs() -> i64 {
+    TERMINATION_GRACE_SECONDS - PRE_STOP_SLEEP_SECONDS - 10
 }
 
 /// Settings of the revision as environment variables; unset options are left to the runtime.
 pub fn settings(spec: &DeepSeekDeploymentSpec) -> BTreeMap<String, String> {
-    let format = match spec.model.format {
-        ModelFormat::Gguf => "gguf",
-        ModelFormat::Safetensors => "safetensors",
-    };
-    let mut data = BTreeMap::from([
-        (keys::MODEL_FORMAT.to_string(), format.to_string()),
-        (keys::LOG_FORMAT.to_string(), "json".to_string()),
-    ]);
+    let mut data = BTreeMap::from([(
+        keys::SHUTDOWN_GRACE_SECS.to_string(),
+        shutdown_grace_secs().to_string(),
+    )]);
     let runtime = &spec.runtime;
     let optional = [
         (keys::MAX_BATCH_SIZE, runtime.max_batch_size),
         (keys::MAX_QUEUE, runtime.max_queue),
         (keys::THREADS, runtime.threads),
         (keys::CONTEXT_LENGTH, spec.model.context_length),
-        (keys::RATE_LIMIT_RPM, spec.rate_limit.as_ref().map(|r| r.requests_per_minute)),
-        (keys::RATE_LIMIT_BURST, spec.rate_limit.as_ref().and_then(|r| r.burst)),
+        (
+            keys::RATE_LIMIT_RPM,
+            spec.rate_limit.as_ref().map(|r| r.requests_per_minute),
+        ),
+        (
+            keys::RATE_LIMIT_BURST,
+            spec.rate_limit.as_ref().and_then(|r| r.burst),
+        ),
     ];
     for (key, value) in optional {
         if let Some(value) = value {

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use deepseek_crds::{DeepSeekDeploymentSpec, ModelFormat, ModelSource};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar, EnvVarSource,
-    HTTPGetAction, Lifecycle, LifecycleHandler, Probe, ResourceRequirements, SecretEnvSource, SecretKeySelector,
-    SecurityContext, SleepAction, VolumeMount,
+    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
+    EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, Probe, ResourceRequirements,
+    SecretEnvSource, SecretKeySelector, SecurityContext, SleepAction, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -32,7 +32,9 @@ pub const FETCH_CONTAINER: &str = "fetch";
 /// The runtime binary, on the image's PATH.
 pub const RUNTIME_BINARY: &str = "deepseek-runtime";
 /// Environment variable carrying the JWT secret when `spec.auth` is set.
-pub const JWT_SECRET_ENV: &str = "DEEPSEEK_JWT_SECRET";
+pub const JWT_SECRET_ENV: &str = "DSR_JWT_SECRET";
+/// Seconds a stopping pod keeps serving while its endpoints are removed.
+pub const PRE_STOP_SLEEP_SECONDS: i64 = 10;
 
 /// `--source` of `fetch`: `https://...` (files under it), `hf://REPO@REVISION`,
 /// `s3://BUCKET/PREFIX`, or `pvc://CLAIM/PATH` (already mounted at `--dest`: verify only).
@@ -53,7 +55,13 @@ pub fn source_uri(source: &ModelSource) -> String {
 /// Arguments of the init container: `fetch --source .. --dest /models --sha256 PATH=HEX ..`.
 pub fn fetch_args(spec: &DeepSeekDeploymentSpec) -> Vec<String> {
     let source = &spec.model.source;
-    let mut args = vec!["fetch".into(), "--source".into(), source_uri(source), "--dest".into(), MODEL_DIR.into()];
+    let mut args = vec![
+        "fetch".into(),
+        "--source".into(),
+        source_uri(source),
+        "--dest".into(),
+        MODEL_DIR.into(),
+    ];
     if let Some(s3) = &source.s3 {
         if let Some(endpoint) = &s3.endpoint {
             args.extend(["--s3-endpoint".into(), endpoint.clone()]);
@@ -74,12 +82,18 @@ pub fn model_path(spec: &DeepSeekDeploymentSpec) -> String {
     let files = &spec.model.files;
     match spec.model.format {
         ModelFormat::Gguf => {
-            let mut ggufs: Vec<&str> = files.iter().map(|f| f.path.as_str()).filter(|p| p.ends_with(".gguf")).collect();
+            let mut ggufs: Vec<&str> = files
+                .iter()
+                .map(|f| f.path.as_str())
+                .filter(|p| p.ends_with(".gguf"))
+                .collect();
             ggufs.sort_unstable();
             format!("{MODEL_DIR}/{}", ggufs.first().copied().unwrap_or_default())
         }
         ModelFormat::Safetensors => {
-            let config = files.iter().find(|f| f.path.rsplit('/').next() == Some("config.json"));
+            let config = files
+                .iter()
+                .find(|f| f.path.rsplit('/').next() == Some("config.json"));
             match config.and_then(|f| f.path.rsplit_once('/')) {
                 Some((dir, _)) => format!("{MODEL_DIR}/{dir}"),
                 None => MODEL_DIR.to_string(),
@@ -104,7 +118,12 @@ pub fn serve_args(spec: &DeepSeekDeploymentSpec, cfg: &BuildConfig, revision: &s
         cfg.runtime_port.to_string(),
     ];
     if spec.tls.is_some() {
-        args.extend(["--tls-cert".into(), format!("{TLS_DIR}/tls.crt"), "--tls-key".into(), format!("{TLS_DIR}/tls.key")]);
+        args.extend([
+            "--tls-cert".into(),
+            format!("{TLS_DIR}/tls.crt"),
+            "--tls-key".into(),
+            format!("{TLS_DIR}/tls.key"),
+        ]);
     }
     args.extend(spec.runtime.extra_args.iter().cloned());
     args
@@ -120,7 +139,10 @@ pub fn container_security() -> SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
         run_as_non_root: Some(true),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
         ..SecurityContext::default()
     }
 }
@@ -141,10 +163,18 @@ pub fn fetch_container(spec: &DeepSeekDeploymentSpec, image: &str) -> Container 
         .s3
         .as_ref()
         .and_then(|s| s.secret_ref.as_ref())
-        .or_else(|| source.hugging_face.as_ref().and_then(|h| h.secret_ref.as_ref()));
+        .or_else(|| {
+            source
+                .hugging_face
+                .as_ref()
+                .and_then(|h| h.secret_ref.as_ref())
+        });
     let env_from = secret.map(|s| {
         vec![EnvFromSource {
-            secret_ref: Some(SecretEnvSource { name: s.name.clone(), optional: Some(false) }),
+            secret_ref: Some(SecretEnvSource {
+                name: s.name.clone(),
+                optional: Some(false),
+            }),
             ..EnvFromSource::default()
         }]
     });
@@ -157,11 +187,17 @@ pub fn fetch_container(spec: &DeepSeekDeploymentSpec, image: &str) -> Container 
         args: Some(fetch_args(spec)),
         env_from,
         resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([("cpu".into(), quantity("250m")), ("memory".into(), quantity("128Mi"))])),
+            requests: Some(BTreeMap::from([
+                ("cpu".into(), quantity("250m")),
+                ("memory".into(), quantity("128Mi")),
+            ])),
             limits: Some(BTreeMap::from([("memory".into(), quantity("512Mi"))])),
             ..ResourceRequirements::default()
         }),
-        volume_mounts: Some(vec![mount(MODEL_VOLUME, MODEL_DIR, read_only), mount(TMP_VOLUME, "/tmp", false)]),
+        volume_mounts: Some(vec![
+            mount(MODEL_VOLUME, MODEL_DIR, read_only),
+            mount(TMP_VOLUME, "/tmp", false),
+        ]),
         security_context: Some(container_security()),
         // The controller reads why a fetch failed from the pod status (ModelVerified=False).
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -197,7 +233,10 @@ fn runtime_resources(spec: &DeepSeekDeploymentSpec) -> ResourceRequirements {
     }
     if runtime.gpus > 0 {
         // Extended resources are set as limits; the request defaults to the limit.
-        limits.insert(runtime.gpu_resource_name.clone(), quantity(runtime.gpus.to_string()));
+        limits.insert(
+            runtime.gpu_resource_name.clone(),
+            quantity(runtime.gpus.to_string()),
+        );
     }
     ResourceRequirements {
         requests: (!requests.is_empty()).then_some(requests),
@@ -236,7 +275,10 @@ pub fn runtime_container(
     config_map: &str,
 ) -> Container {
     let tls = spec.tls.is_some();
-    let mut mounts = vec![mount(MODEL_VOLUME, MODEL_DIR, true), mount(TMP_VOLUME, "/tmp", false)];
+    let mut mounts = vec![
+        mount(MODEL_VOLUME, MODEL_DIR, true),
+        mount(TMP_VOLUME, "/tmp", false),
+    ];
     if tls {
         mounts.push(mount(TLS_VOLUME, TLS_DIR, true));
     }
@@ -267,7 +309,12 @@ pub fn runtime_container(
         readiness_probe: Some(http_probe("/readyz", tls, 5, 3, 2)),
         // Keep serving while endpoints are removed, so no new request lands on a stopping pod.
         lifecycle: Some(Lifecycle {
-            pre_stop: Some(LifecycleHandler { sleep: Some(SleepAction { seconds: 10 }), ..LifecycleHandler::default() }),
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction {
+                    seconds: PRE_STOP_SLEEP_SECONDS,
+                }),
+                ..LifecycleHandler::default()
+            }),
             ..Lifecycle::default()
         }),
         volume_mounts: Some(mounts),

@@ -5,12 +5,14 @@
 use std::collections::BTreeMap;
 
 use deepseek_crds::DeepSeekDeploymentSpec;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
-    Affinity, EmptyDirVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, SeccompProfile, SecretVolumeSource, Toleration, TopologySpreadConstraint, Volume,
-    WeightedPodAffinityTerm,
+    Affinity, EmptyDirVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, SecretVolumeSource, Toleration,
+    TopologySpreadConstraint, Volume, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -71,14 +73,24 @@ fn pod_template(
     labels: BTreeMap<String, String>,
 ) -> PodTemplateSpec {
     let image = naming::runtime_image(spec, cfg);
-    let annotations = BTreeMap::from([(naming::ANNOTATION_MODEL_DIGEST.to_string(), naming::model_digest(&spec.model))]);
+    let annotations = BTreeMap::from([(
+        naming::ANNOTATION_MODEL_DIGEST.to_string(),
+        naming::model_digest(&spec.model),
+    )]);
     PodTemplateSpec {
-        metadata: Some(ObjectMeta { labels: Some(labels), annotations: Some(annotations), ..ObjectMeta::default() }),
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        }),
         spec: Some(PodSpec {
             init_containers: Some(vec![containers::fetch_container(spec, image)]),
-            containers: vec![containers::runtime_container(spec, cfg, image, revision, config_map)],
+            containers: vec![containers::runtime_container(
+                spec, cfg, image, revision, config_map,
+            )],
             volumes: Some(volumes(spec)),
-            node_selector: (!spec.placement.node_selector.is_empty()).then(|| spec.placement.node_selector.clone()),
+            node_selector: (!spec.placement.node_selector.is_empty())
+                .then(|| spec.placement.node_selector.clone()),
             tolerations: tolerations(spec),
             affinity: affinity(owner, spec, revision),
             topology_spread_constraints: topology_spread(owner, spec, revision),
@@ -98,7 +110,10 @@ fn pod_security() -> PodSecurityContext {
         run_as_user: Some(RUNTIME_UID),
         run_as_group: Some(RUNTIME_UID),
         fs_group: Some(RUNTIME_UID),
-        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
         ..PodSecurityContext::default()
     }
 }
@@ -123,12 +138,19 @@ pub fn volumes(spec: &DeepSeekDeploymentSpec) -> Vec<Volume> {
     };
     let mut volumes = vec![
         model,
-        Volume { name: TMP_VOLUME.into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
+        Volume {
+            name: TMP_VOLUME.into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
     ];
     if let Some(tls) = &spec.tls {
         volumes.push(Volume {
             name: TLS_VOLUME.into(),
-            secret: Some(SecretVolumeSource { secret_name: Some(tls.secret_name.clone()), ..SecretVolumeSource::default() }),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tls.secret_name.clone()),
+                ..SecretVolumeSource::default()
+            }),
             ..Volume::default()
         });
     }
@@ -181,16 +203,27 @@ fn affinity(owner: &Owner, spec: &DeepSeekDeploymentSpec, revision: &str) -> Opt
     if node_affinity.is_none() && pod_anti_affinity.is_none() {
         return None;
     }
-    Some(Affinity { node_affinity, pod_anti_affinity, ..Affinity::default() })
+    Some(Affinity {
+        node_affinity,
+        pod_anti_affinity,
+        ..Affinity::default()
+    })
 }
 
 fn selector(owner: &Owner, revision: &str) -> LabelSelector {
-    LabelSelector { match_labels: Some(naming::revision_selector(&owner.name, revision)), ..LabelSelector::default() }
+    LabelSelector {
+        match_labels: Some(naming::revision_selector(&owner.name, revision)),
+        ..LabelSelector::default()
+    }
 }
 
 /// Zones -> an even spread (skew 1) that refuses to schedule rather than pile up in one zone:
 /// a zone outage must leave replicas elsewhere.
-pub(crate) fn topology_spread(owner: &Owner, spec: &DeepSeekDeploymentSpec, revision: &str) -> Option<Vec<TopologySpreadConstraint>> {
+pub(crate) fn topology_spread(
+    owner: &Owner,
+    spec: &DeepSeekDeploymentSpec,
+    revision: &str,
+) -> Option<Vec<TopologySpreadConstraint>> {
     if spec.placement.zones.is_empty() {
         return None;
     }

@@ -6,10 +6,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Namespace, ObjectFieldSelector, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, ServiceAccount,
+    Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Namespace, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    ServiceAccount,
 };
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -22,21 +25,52 @@ use super::default_runtime_image;
 pub const OPERATOR_NAME: &str = "deepseek-operator";
 
 /// One RBAC rule: API group, resources, verbs.
-pub type Rule = (&'static str, &'static [&'static str], &'static [&'static str]);
+pub type Rule = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
 
 /// Cluster-wide permissions: exactly what the controller reads, applies and prunes.
 pub const CLUSTER_RULES: &[Rule] = &[
-    (deepseek_crds::GROUP, &["deepseekdeployments"], &["get", "list", "watch"]),
-    (deepseek_crds::GROUP, &["deepseekdeployments/status"], &["patch"]),
-    ("apps", &["deployments"], &["get", "list", "watch", "create", "patch", "delete"]),
-    ("", &["services", "configmaps"], &["get", "list", "watch", "create", "patch", "delete"]),
-    ("policy", &["poddisruptionbudgets"], &["get", "list", "watch", "create", "patch", "delete"]),
+    (
+        deepseek_crds::GROUP,
+        &["deepseekdeployments"],
+        &["get", "list", "watch"],
+    ),
+    (
+        deepseek_crds::GROUP,
+        &["deepseekdeployments/status"],
+        &["patch"],
+    ),
+    (
+        "apps",
+        &["deployments"],
+        &["get", "list", "watch", "create", "patch", "delete"],
+    ),
+    (
+        "",
+        &["services", "configmaps"],
+        &["get", "list", "watch", "create", "patch", "delete"],
+    ),
+    (
+        "policy",
+        &["poddisruptionbudgets"],
+        &["get", "list", "watch", "create", "patch", "delete"],
+    ),
     ("", &["pods"], &["list", "watch"]),
+    // Only to tell "Secret missing or unreadable" (InvalidSpec) from a pod that fails later;
+    // the controller reads metadata, never data.
+    ("", &["secrets"], &["get"]),
     ("events.k8s.io", &["events"], &["create", "patch"]),
 ];
 
 /// Namespace-scoped permissions in the operator's namespace: the leader-election Lease.
-pub const LEASE_RULES: &[Rule] = &[("coordination.k8s.io", &["leases"], &["get", "create", "update"])];
+pub const LEASE_RULES: &[Rule] = &[(
+    "coordination.k8s.io",
+    &["leases"],
+    &["get", "create", "update"],
+)];
 
 /// Inputs of the printed manifests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,9 +106,18 @@ pub struct ManifestError(#[from] serde_json::Error);
 
 fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/name".to_string(), OPERATOR_NAME.to_string()),
-        ("app.kubernetes.io/component".to_string(), "operator".to_string()),
-        ("app.kubernetes.io/part-of".to_string(), "deepseek".to_string()),
+        (
+            "app.kubernetes.io/name".to_string(),
+            OPERATOR_NAME.to_string(),
+        ),
+        (
+            "app.kubernetes.io/component".to_string(),
+            "operator".to_string(),
+        ),
+        (
+            "app.kubernetes.io/part-of".to_string(),
+            "deepseek".to_string(),
+        ),
     ])
 }
 
@@ -109,11 +152,21 @@ pub fn manifests(cfg: &ManifestConfig) -> Result<Vec<Value>, ManifestError> {
         namespace: Some(ns.into()),
         ..Subject::default()
     };
-    let role_ref = |kind: &str| RoleRef { api_group: Some("rbac.authorization.k8s.io".into()), kind: kind.into(), name: OPERATOR_NAME.into() };
+    let role_ref = |kind: &str| RoleRef {
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        kind: kind.into(),
+        name: OPERATOR_NAME.into(),
+    };
     Ok(vec![
         serde_json::to_value(deepseek_crds::crd::crd())?,
-        serde_json::to_value(Namespace { metadata: meta(ns, None), ..Namespace::default() })?,
-        serde_json::to_value(ServiceAccount { metadata: meta(OPERATOR_NAME, Some(ns)), ..ServiceAccount::default() })?,
+        serde_json::to_value(Namespace {
+            metadata: meta(ns, None),
+            ..Namespace::default()
+        })?,
+        serde_json::to_value(ServiceAccount {
+            metadata: meta(OPERATOR_NAME, Some(ns)),
+            ..ServiceAccount::default()
+        })?,
         serde_json::to_value(ClusterRole {
             metadata: meta(OPERATOR_NAME, None),
             rules: Some(policy_rules(CLUSTER_RULES)),
@@ -124,7 +177,10 @@ pub fn manifests(cfg: &ManifestConfig) -> Result<Vec<Value>, ManifestError> {
             role_ref: role_ref("ClusterRole"),
             subjects: Some(vec![subject.clone()]),
         })?,
-        serde_json::to_value(Role { metadata: meta(OPERATOR_NAME, Some(ns)), rules: Some(policy_rules(LEASE_RULES)) })?,
+        serde_json::to_value(Role {
+            metadata: meta(OPERATOR_NAME, Some(ns)),
+            rules: Some(policy_rules(LEASE_RULES)),
+        })?,
         serde_json::to_value(RoleBinding {
             metadata: meta(OPERATOR_NAME, Some(ns)),
             role_ref: role_ref("Role"),
@@ -138,7 +194,10 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..ObjectFieldSelector::default() }),
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                ..ObjectFieldSelector::default()
+            }),
             ..EnvVarSource::default()
         }),
         ..EnvVar::default()
@@ -175,7 +234,11 @@ fn operator_container(cfg: &ManifestConfig) -> Container {
         env: Some(vec![
             field_env("POD_NAME", "metadata.name"),
             field_env("POD_NAMESPACE", "metadata.namespace"),
-            EnvVar { name: "RUST_LOG".into(), value: Some("info".into()), ..EnvVar::default() },
+            EnvVar {
+                name: "RUST_LOG".into(),
+                value: Some("info".into()),
+                ..EnvVar::default()
+            },
         ]),
         ports: Some(vec![ContainerPort {
             name: Some("metrics".into()),
@@ -185,7 +248,10 @@ fn operator_container(cfg: &ManifestConfig) -> Container {
         liveness_probe: Some(probe("/healthz")),
         readiness_probe: Some(probe("/readyz")),
         resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([("cpu".into(), quantity("50m")), ("memory".into(), quantity("64Mi"))])),
+            requests: Some(BTreeMap::from([
+                ("cpu".into(), quantity("50m")),
+                ("memory".into(), quantity("64Mi")),
+            ])),
             limits: Some(BTreeMap::from([("memory".into(), quantity("256Mi"))])),
             ..ResourceRequirements::default()
         }),
@@ -195,21 +261,33 @@ fn operator_container(cfg: &ManifestConfig) -> Container {
 }
 
 fn operator_deployment(cfg: &ManifestConfig) -> Deployment {
-    let selector = BTreeMap::from([("app.kubernetes.io/name".to_string(), OPERATOR_NAME.to_string())]);
+    let selector = BTreeMap::from([(
+        "app.kubernetes.io/name".to_string(),
+        OPERATOR_NAME.to_string(),
+    )]);
     Deployment {
         metadata: meta(OPERATOR_NAME, Some(&cfg.namespace)),
         spec: DeploymentSpec {
             replicas: Some(cfg.replicas),
-            selector: LabelSelector { match_labels: Some(selector), ..LabelSelector::default() },
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels()), ..ObjectMeta::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels()),
+                    ..ObjectMeta::default()
+                }),
                 spec: Some(PodSpec {
                     service_account_name: Some(OPERATOR_NAME.into()),
                     containers: vec![operator_container(cfg)],
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         run_as_user: Some(65532),
-                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..SeccompProfile::default()
+                        }),
                         ..PodSecurityContext::default()
                     }),
                     ..PodSpec::default()

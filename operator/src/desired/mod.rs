@@ -31,7 +31,10 @@ pub struct BuildConfig {
 
 impl Default for BuildConfig {
     fn default() -> Self {
-        Self { runtime_image: default_runtime_image(), runtime_port: 8000 }
+        Self {
+            runtime_image: default_runtime_image(),
+            runtime_port: 8000,
+        }
     }
 }
 
@@ -55,7 +58,12 @@ pub enum ChildKind {
 
 impl ChildKind {
     /// Every kind, in apply order (config before the pods that read it).
-    pub const ALL: [ChildKind; 4] = [Self::ConfigMap, Self::Deployment, Self::Service, Self::PodDisruptionBudget];
+    pub const ALL: [ChildKind; 4] = [
+        Self::ConfigMap,
+        Self::Deployment,
+        Self::Service,
+        Self::PodDisruptionBudget,
+    ];
 
     /// `apiVersion` of the kind.
     pub fn api_version(self) -> &'static str {
@@ -78,7 +86,10 @@ impl ChildKind {
 
     /// API group ("" for core).
     pub fn group(self) -> &'static str {
-        self.api_version().rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+        self.api_version()
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
     }
 
     /// Resource name in URLs and RBAC rules.
@@ -117,11 +128,19 @@ pub enum BuildError {
     MissingMetadata(&'static str),
     /// A typed object failed to serialize (a bug).
     #[error("cannot serialize {kind} {name}: {source}")]
-    Serialize { kind: &'static str, name: String, source: serde_json::Error },
+    Serialize {
+        kind: &'static str,
+        name: String,
+        source: serde_json::Error,
+    },
 }
 
 fn join_errors(errors: &[SpecError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Identity of the owner, extracted once.
@@ -135,15 +154,31 @@ pub(crate) struct Owner {
 impl Owner {
     fn of(dsd: &DeepSeekDeployment) -> Result<Self, BuildError> {
         Ok(Self {
-            name: dsd.metadata.name.clone().ok_or(BuildError::MissingMetadata("name"))?,
-            namespace: dsd.metadata.namespace.clone().ok_or(BuildError::MissingMetadata("namespace"))?,
-            uid: dsd.metadata.uid.clone().ok_or(BuildError::MissingMetadata("uid"))?,
+            name: dsd
+                .metadata
+                .name
+                .clone()
+                .ok_or(BuildError::MissingMetadata("name"))?,
+            namespace: dsd
+                .metadata
+                .namespace
+                .clone()
+                .ok_or(BuildError::MissingMetadata("namespace"))?,
+            uid: dsd
+                .metadata
+                .uid
+                .clone()
+                .ok_or(BuildError::MissingMetadata("uid"))?,
         })
     }
 
     /// Metadata of a child: name, namespace, labels, controller owner reference (so deleting the
     /// DeepSeekDeployment garbage-collects it, and the Controller maps its events back).
-    pub(crate) fn child_meta(&self, name: String, labels: std::collections::BTreeMap<String, String>) -> ObjectMeta {
+    pub(crate) fn child_meta(
+        &self,
+        name: String,
+        labels: std::collections::BTreeMap<String, String>,
+    ) -> ObjectMeta {
         ObjectMeta {
             name: Some(name),
             namespace: Some(self.namespace.clone()),
@@ -160,13 +195,23 @@ impl Owner {
         }
     }
 
-    pub(crate) fn child<T: Serialize>(&self, kind: ChildKind, name: &str, typed: &T) -> Result<DesiredChild, BuildError> {
+    pub(crate) fn child<T: Serialize>(
+        &self,
+        kind: ChildKind,
+        name: &str,
+        typed: &T,
+    ) -> Result<DesiredChild, BuildError> {
         let object = serde_json::to_value(typed).map_err(|source| BuildError::Serialize {
             kind: kind.kind(),
             name: name.to_string(),
             source,
         })?;
-        Ok(DesiredChild { kind, name: name.to_string(), namespace: self.namespace.clone(), object })
+        Ok(DesiredChild {
+            kind,
+            name: name.to_string(),
+            namespace: self.namespace.clone(),
+            object,
+        })
     }
 }
 

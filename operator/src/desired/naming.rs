@@ -44,8 +44,14 @@ pub fn pdb_name(dsd_name: &str) -> String {
 pub fn common_labels(dsd_name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), "deepseek".to_string()),
-        ("app.kubernetes.io/instance".to_string(), dsd_name.to_string()),
-        ("app.kubernetes.io/managed-by".to_string(), FIELD_MANAGER.to_string()),
+        (
+            "app.kubernetes.io/instance".to_string(),
+            dsd_name.to_string(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            FIELD_MANAGER.to_string(),
+        ),
         (LABEL_DEPLOYMENT.to_string(), dsd_name.to_string()),
     ])
 }
@@ -68,7 +74,10 @@ pub fn revision_selector(dsd_name: &str, revision: &str) -> BTreeMap<String, Str
 /// Labels of a revision's objects and pods: common labels plus the revision selector.
 pub fn revision_labels(dsd_name: &str, revision: &str) -> BTreeMap<String, String> {
     let mut labels = common_labels(dsd_name);
-    labels.insert("app.kubernetes.io/component".to_string(), COMPONENT_RUNTIME.to_string());
+    labels.insert(
+        "app.kubernetes.io/component".to_string(),
+        COMPONENT_RUNTIME.to_string(),
+    );
     labels.extend(revision_selector(dsd_name, revision));
     labels
 }
@@ -116,7 +125,11 @@ pub fn revision(spec: &DeepSeekDeploymentSpec, cfg: &BuildConfig) -> String {
 /// SHA256 over the model files as `sha256sum` lines sorted by path: two specs listing the same
 /// files in another order have the same digest.
 pub fn model_digest(model: &ModelSpec) -> String {
-    let mut lines: Vec<String> = model.files.iter().map(|f| format!("{}  {}\n", f.sha256, f.path)).collect();
+    let mut lines: Vec<String> = model
+        .files
+        .iter()
+        .map(|f| format!("{}  {}\n", f.sha256, f.path))
+        .collect();
     lines.sort();
     hex::encode(Sha256::digest(lines.concat().as_bytes()))
 }

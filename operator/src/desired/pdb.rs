@@ -17,12 +17,19 @@ pub fn min_available(spec: &DeepSeekDeploymentSpec) -> Option<i32> {
     if spec.replicas < 2 {
         return None;
     }
-    let per_zone = i32::try_from(spec.placement.zones.len()).unwrap_or(i32::MAX).max(1);
+    let per_zone = i32::try_from(spec.placement.zones.len())
+        .unwrap_or(i32::MAX)
+        .max(1);
     Some(per_zone.min(spec.replicas - 1))
 }
 
-pub(crate) fn build(owner: &Owner, spec: &DeepSeekDeploymentSpec) -> Result<Option<DesiredChild>, BuildError> {
-    let Some(min_available) = min_available(spec) else { return Ok(None) };
+pub(crate) fn build(
+    owner: &Owner,
+    spec: &DeepSeekDeploymentSpec,
+) -> Result<Option<DesiredChild>, BuildError> {
+    let Some(min_available) = min_available(spec) else {
+        return Ok(None);
+    };
     let name = naming::pdb_name(&owner.name);
     let pdb = PodDisruptionBudget {
         metadata: owner.child_meta(name.clone(), naming::common_labels(&owner.name)),
@@ -38,5 +45,7 @@ pub(crate) fn build(owner: &Owner, spec: &DeepSeekDeploymentSpec) -> Result<Opti
         }),
         ..PodDisruptionBudget::default()
     };
-    owner.child(ChildKind::PodDisruptionBudget, &name, &pdb).map(Some)
+    owner
+        .child(ChildKind::PodDisruptionBudget, &name, &pdb)
+        .map(Some)
 }

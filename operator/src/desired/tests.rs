@@ -30,7 +30,11 @@ fn base_spec() -> Value {
 
 fn with(mut spec: Value, pointer: &str, value: Value) -> Value {
     let (parent, key) = pointer.rsplit_once('/').expect("pointer has a parent");
-    let target = if parent.is_empty() { &mut spec } else { spec.pointer_mut(parent).expect("parent exists") };
+    let target = if parent.is_empty() {
+        &mut spec
+    } else {
+        spec.pointer_mut(parent).expect("parent exists")
+    };
     target[key] = value;
     spec
 }
@@ -40,7 +44,11 @@ fn children(dsd: &DeepSeekDeployment) -> Vec<DesiredChild> {
 }
 
 fn child(children: &[DesiredChild], kind: ChildKind) -> &Value {
-    &children.iter().find(|c| c.kind == kind).expect("child present").object
+    &children
+        .iter()
+        .find(|c| c.kind == kind)
+        .expect("child present")
+        .object
 }
 
 fn runtime_container(deployment: &Value) -> &Value {
@@ -49,7 +57,11 @@ fn runtime_container(deployment: &Value) -> &Value {
 
 #[test]
 fn gpu_limit_uses_the_configured_resource_name() {
-    let spec = with(base_spec(), "/runtime", json!({"gpus": 2, "gpuResourceName": "amd.com/gpu"}));
+    let spec = with(
+        base_spec(),
+        "/runtime",
+        json!({"gpus": 2, "gpuResourceName": "amd.com/gpu"}),
+    );
     let out = children(&dsd(spec));
     let limits = &runtime_container(child(&out, ChildKind::Deployment))["resources"]["limits"];
     assert_eq!(limits["amd.com/gpu"], json!("2"));
@@ -60,25 +72,44 @@ fn gpu_limit_uses_the_configured_resource_name() {
 fn default_gpu_is_one_nvidia_gpu_with_a_matching_toleration() {
     let out = children(&dsd(base_spec()));
     let deployment = child(&out, ChildKind::Deployment);
-    assert_eq!(runtime_container(deployment)["resources"]["limits"]["nvidia.com/gpu"], json!("1"));
+    assert_eq!(
+        runtime_container(deployment)["resources"]["limits"]["nvidia.com/gpu"],
+        json!("1")
+    );
     let tolerations = &deployment["spec"]["template"]["spec"]["tolerations"];
-    assert_eq!(tolerations, &json!([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]));
+    assert_eq!(
+        tolerations,
+        &json!([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    );
 }
 
 #[test]
 fn cpu_only_pods_have_no_gpu_limit_or_toleration() {
-    let spec = with(base_spec(), "/runtime", json!({"gpus": 0, "resources": {"cpu": "2", "memory": "1Gi"}}));
+    let spec = with(
+        base_spec(),
+        "/runtime",
+        json!({"gpus": 0, "resources": {"cpu": "2", "memory": "1Gi"}}),
+    );
     let out = children(&dsd(spec));
     let deployment = child(&out, ChildKind::Deployment);
     let resources = &runtime_container(deployment)["resources"];
-    assert_eq!(resources, &json!({"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}));
-    assert!(deployment["spec"]["template"]["spec"].get("tolerations").is_none());
+    assert_eq!(
+        resources,
+        &json!({"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "1Gi"}})
+    );
+    assert!(deployment["spec"]["template"]["spec"]
+        .get("tolerations")
+        .is_none());
 }
 
 #[test]
 fn zones_add_topology_spread_and_zone_affinity() {
     let spec = with(base_spec(), "/replicas", json!(3));
-    let spec = with(spec, "/placement", json!({"zones": ["zone-a", "zone-b", "zone-c"]}));
+    let spec = with(
+        spec,
+        "/placement",
+        json!({"zones": ["zone-a", "zone-b", "zone-c"]}),
+    );
     let out = children(&dsd(spec));
     let pod = &child(&out, ChildKind::Deployment)["spec"]["template"]["spec"];
     let spread = &pod["topologySpreadConstraints"][0];
@@ -86,15 +117,26 @@ fn zones_add_topology_spread_and_zone_affinity() {
     assert_eq!(spread["whenUnsatisfiable"], json!("DoNotSchedule"));
     assert_eq!(spread["maxSkew"], json!(1));
     assert_eq!(spread["minDomains"], json!(3));
-    let term = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0];
-    assert_eq!(term["matchExpressions"][0]["values"], json!(["zone-a", "zone-b", "zone-c"]));
-    assert_eq!(child(&out, ChildKind::PodDisruptionBudget)["spec"]["minAvailable"], json!(2));
+    let term = &pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"][0];
+    assert_eq!(
+        term["matchExpressions"][0]["values"],
+        json!(["zone-a", "zone-b", "zone-c"])
+    );
+    assert_eq!(
+        child(&out, ChildKind::PodDisruptionBudget)["spec"]["minAvailable"],
+        json!(2)
+    );
 }
 
 #[test]
 fn no_zones_means_no_topology_spread_and_no_pdb_for_one_replica() {
     let out = children(&dsd(base_spec()));
-    assert!(child(&out, ChildKind::Deployment)["spec"]["template"]["spec"].get("topologySpreadConstraints").is_none());
+    assert!(
+        child(&out, ChildKind::Deployment)["spec"]["template"]["spec"]
+            .get("topologySpreadConstraints")
+            .is_none()
+    );
     assert!(out.iter().all(|c| c.kind != ChildKind::PodDisruptionBudget));
 }
 
@@ -127,7 +169,9 @@ fn same_spec_gives_the_same_revision() {
     let b = naming::revision(&dsd(base_spec()).spec, &cfg);
     assert_eq!(a, b);
     assert_eq!(a.len(), naming::REVISION_LEN);
-    assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(a
+        .bytes()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
 }
 
 #[test]
@@ -135,7 +179,11 @@ fn replicas_placement_and_rollout_do_not_change_the_revision() {
     let cfg = BuildConfig::default();
     let before = naming::revision(&dsd(base_spec()).spec, &cfg);
     let spec = with(base_spec(), "/replicas", json!(4));
-    let spec = with(spec, "/placement", json!({"zones": ["a", "b"], "nodeSelector": {"pool": "gpu"}}));
+    let spec = with(
+        spec,
+        "/placement",
+        json!({"zones": ["a", "b"], "nodeSelector": {"pool": "gpu"}}),
+    );
     let spec = with(spec, "/rollout", json!({"steps": [{"weight": 10}]}));
     assert_eq!(naming::revision(&dsd(spec).spec, &cfg), before);
 }
@@ -144,21 +192,46 @@ fn replicas_placement_and_rollout_do_not_change_the_revision() {
 fn model_image_and_runtime_changes_change_the_revision() {
     let cfg = BuildConfig::default();
     let before = naming::revision(&dsd(base_spec()).spec, &cfg);
-    let other_file = with(base_spec(), "/model/files", json!([{"path": "other.gguf", "sha256": SHA}]));
-    let other_image = with(base_spec(), "/runtime", json!({"image": "deepseek-runtime:9.9"}));
-    let other_args = with(base_spec(), "/runtime", json!({"extraArgs": ["--log-json"]}));
+    let other_file = with(
+        base_spec(),
+        "/model/files",
+        json!([{"path": "other.gguf", "sha256": SHA}]),
+    );
+    let other_image = with(
+        base_spec(),
+        "/runtime",
+        json!({"image": "deepseek-runtime:9.9"}),
+    );
+    let other_args = with(
+        base_spec(),
+        "/runtime",
+        json!({"extraArgs": ["--log-json"]}),
+    );
     for spec in [other_file, other_image, other_args] {
         assert_ne!(naming::revision(&dsd(spec).spec, &cfg), before);
     }
-    let other_default = BuildConfig { runtime_image: "registry.local/runtime:2".into(), ..BuildConfig::default() };
-    assert_ne!(naming::revision(&dsd(base_spec()).spec, &other_default), before);
+    let other_default = BuildConfig {
+        runtime_image: "registry.local/runtime:2".into(),
+        ..BuildConfig::default()
+    };
+    assert_ne!(
+        naming::revision(&dsd(base_spec()).spec, &other_default),
+        before
+    );
 }
 
 #[test]
 fn explicit_default_image_equals_the_operator_default() {
     let cfg = BuildConfig::default();
-    let explicit = with(base_spec(), "/runtime", json!({"image": cfg.runtime_image.clone()}));
-    assert_eq!(naming::revision(&dsd(explicit).spec, &cfg), naming::revision(&dsd(base_spec()).spec, &cfg));
+    let explicit = with(
+        base_spec(),
+        "/runtime",
+        json!({"image": cfg.runtime_image.clone()}),
+    );
+    assert_eq!(
+        naming::revision(&dsd(explicit).spec, &cfg),
+        naming::revision(&dsd(base_spec()).spec, &cfg)
+    );
 }
 
 #[test]
@@ -168,8 +241,15 @@ fn init_container_fetches_and_verifies_every_file() {
     assert_eq!(init["command"], json!(["deepseek-runtime"]));
     assert_eq!(
         init["args"],
-        json!(["fetch", "--source", "http://models.local/smollm2", "--dest", "/models",
-               "--sha256", format!("SmolLM2-135M-Instruct.Q4_1.gguf={SHA}")])
+        json!([
+            "fetch",
+            "--source",
+            "http://models.local/smollm2",
+            "--dest",
+            "/models",
+            "--sha256",
+            format!("SmolLM2-135M-Instruct.Q4_1.gguf={SHA}")
+        ])
     );
 }
 
@@ -179,40 +259,82 @@ fn runtime_serves_the_model_file_under_its_name_and_revision() {
     let revision = naming::revision(&d.spec, &BuildConfig::default());
     let out = children(&d);
     let deployment = child(&out, ChildKind::Deployment);
-    assert_eq!(deployment["metadata"]["name"], json!(format!("chat-{revision}")));
+    assert_eq!(
+        deployment["metadata"]["name"],
+        json!(format!("chat-{revision}"))
+    );
     let container = runtime_container(deployment);
     assert_eq!(
         container["args"],
-        json!(["serve", "--model", "/models/SmolLM2-135M-Instruct.Q4_1.gguf", "--served-model-name", "smollm2",
-               "--revision", revision, "--host", "0.0.0.0", "--port", "8000"])
+        json!([
+            "serve",
+            "--model",
+            "/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "--served-model-name",
+            "smollm2",
+            "--revision",
+            revision,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8000"
+        ])
     );
-    assert_eq!(container["startupProbe"]["httpGet"]["path"], json!("/readyz"));
+    assert_eq!(
+        container["startupProbe"]["httpGet"]["path"],
+        json!("/readyz")
+    );
     assert_eq!(container["startupProbe"]["failureThreshold"], json!(360));
-    assert_eq!(container["livenessProbe"]["httpGet"]["path"], json!("/healthz"));
-    assert_eq!(container["envFrom"][0]["configMapRef"]["name"], json!(format!("chat-{revision}")));
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"],
+        json!("/healthz")
+    );
+    assert_eq!(
+        container["envFrom"][0]["configMapRef"]["name"],
+        json!(format!("chat-{revision}"))
+    );
 }
 
 #[test]
 fn pvc_source_mounts_the_claim_read_only_and_verifies_in_place() {
-    let spec = with(base_spec(), "/model/source", json!({"pvc": {"claimName": "model-store", "path": "smollm2"}}));
+    let spec = with(
+        base_spec(),
+        "/model/source",
+        json!({"pvc": {"claimName": "model-store", "path": "smollm2"}}),
+    );
     let out = children(&dsd(spec));
     let pod = &child(&out, ChildKind::Deployment)["spec"]["template"]["spec"];
-    assert_eq!(pod["volumes"][0]["persistentVolumeClaim"], json!({"claimName": "model-store", "readOnly": true}));
-    assert_eq!(pod["initContainers"][0]["args"][2], json!("pvc://model-store/smollm2"));
-    assert_eq!(pod["initContainers"][0]["volumeMounts"][0]["readOnly"], json!(true));
+    assert_eq!(
+        pod["volumes"][0]["persistentVolumeClaim"],
+        json!({"claimName": "model-store", "readOnly": true})
+    );
+    assert_eq!(
+        pod["initContainers"][0]["args"][2],
+        json!("pvc://model-store/smollm2")
+    );
+    assert_eq!(
+        pod["initContainers"][0]["volumeMounts"][0]["readOnly"],
+        json!(true)
+    );
 }
 
 #[test]
 fn service_selects_the_stable_revision_from_status() {
     let mut d = dsd(base_spec());
     d.status = Some(DeepSeekDeploymentStatus {
-        stable_revision: Some(RevisionRef { hash: "aaaaaaaaaa".into(), ..RevisionRef::default() }),
+        stable_revision: Some(RevisionRef {
+            hash: "aaaaaaaaaa".into(),
+            ..RevisionRef::default()
+        }),
         ..DeepSeekDeploymentStatus::default()
     });
     let out = children(&d);
     let selector = &child(&out, ChildKind::Service)["spec"]["selector"];
     assert_eq!(selector[naming::LABEL_REVISION], json!("aaaaaaaaaa"));
-    assert_eq!(child(&out, ChildKind::Service)["metadata"]["name"], json!("chat"));
+    assert_eq!(
+        child(&out, ChildKind::Service)["metadata"]["name"],
+        json!("chat")
+    );
 }
 
 #[test]
@@ -221,7 +343,10 @@ fn invalid_spec_builds_nothing() {
     match build(&dsd(spec), &BuildConfig::default()) {
         Err(BuildError::InvalidSpec(errors)) => assert_eq!(
             errors,
-            vec![SpecError::InvalidGpuResourceName { field: "spec.runtime.gpuResourceName".into(), value: "gpu".into() }]
+            vec![SpecError::InvalidGpuResourceName {
+                field: "spec.runtime.gpuResourceName".into(),
+                value: "gpu".into()
+            }]
         ),
         other => panic!("expected InvalidSpec, got {other:?}"),
     }
@@ -231,11 +356,94 @@ fn invalid_spec_builds_nothing() {
 fn missing_uid_is_reported() {
     let mut d = dsd(base_spec());
     d.metadata.uid = None;
-    assert!(matches!(build(&d, &BuildConfig::default()), Err(BuildError::MissingMetadata("uid"))));
+    assert!(matches!(
+        build(&d, &BuildConfig::default()),
+        Err(BuildError::MissingMetadata("uid"))
+    ));
 }
 
 #[test]
 fn build_output_is_deterministic() {
-    let d = dsd(with(base_spec(), "/placement", json!({"nodeSelector": {"b": "2", "a": "1"}})));
+    let d = dsd(with(
+        base_spec(),
+        "/placement",
+        json!({"nodeSelector": {"b": "2", "a": "1"}}),
+    ));
     assert_eq!(children(&d), children(&d));
+}
+
+#[test]
+fn explicit_pdb_min_available_wins_over_the_per_zone_default() {
+    let spec = with(base_spec(), "/replicas", json!(4));
+    let spec = with(
+        spec,
+        "/placement",
+        json!({"zones": ["a", "b"], "pdbMinAvailable": 3}),
+    );
+    let out = children(&dsd(spec));
+    assert_eq!(
+        child(&out, ChildKind::PodDisruptionBudget)["spec"]["minAvailable"],
+        json!(3)
+    );
+}
+
+#[test]
+fn tls_switches_probes_to_https_and_mounts_the_secret() {
+    let spec = with(base_spec(), "/tls", json!({"secretName": "chat-tls"}));
+    let out = children(&dsd(spec));
+    let pod = &child(&out, ChildKind::Deployment)["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["scheme"],
+        json!("HTTPS")
+    );
+    assert!(container["args"]
+        .as_array()
+        .expect("args")
+        .contains(&json!("--tls-cert")));
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    assert!(volumes.contains(&json!({"name": "tls", "secret": {"secretName": "chat-tls"}})));
+}
+
+#[test]
+fn auth_passes_the_jwt_secret_by_reference_never_by_value() {
+    let spec = with(
+        base_spec(),
+        "/auth",
+        json!({"jwtSecretRef": {"name": "jwt", "key": "hs256"}}),
+    );
+    let out = children(&dsd(spec));
+    let env = &runtime_container(child(&out, ChildKind::Deployment))["env"][0];
+    assert_eq!(
+        env,
+        &json!({"name": "DSR_JWT_SECRET",
+                "valueFrom": {"secretKeyRef": {"name": "jwt", "key": "hs256", "optional": false}}})
+    );
+}
+
+#[test]
+fn safetensors_models_are_served_from_their_directory() {
+    let files = json!([
+        {"path": "r1/model.safetensors", "sha256": SHA},
+        {"path": "r1/config.json", "sha256": SHA},
+        {"path": "r1/tokenizer.json", "sha256": SHA}
+    ]);
+    let spec = with(base_spec(), "/model/files", files);
+    let spec = with(spec, "/model/format", json!("safetensors"));
+    let d = dsd(spec);
+    assert_eq!(containers::model_path(&d.spec), "/models/r1");
+}
+
+#[test]
+fn config_map_carries_runtime_settings_under_the_runtime_env_names() {
+    let spec = with(
+        base_spec(),
+        "/runtime",
+        json!({"maxBatchSize": 4, "threads": 2}),
+    );
+    let out = children(&dsd(spec));
+    assert_eq!(
+        child(&out, ChildKind::ConfigMap)["data"],
+        json!({"DSR_MAX_BATCH_SIZE": "4", "DSR_THREADS": "2", "DSR_SHUTDOWN_GRACE_SECS": "100"})
+    );
 }
