@@ -116,7 +116,12 @@ mod tests {
         m.prompt_tokens.inc_by(3);
         m.errors.with_label_values(&["queue_full"]).inc();
         let text = m.render();
-        assert!(text.contains(r#"dsr_prompt_tokens_total{model="smol",revision="r1"} 3"#), "{text}");
-        assert!(text.contains(r#"dsr_errors_total{model="smol",revision="r1",type="queue_full"} 1"#));
+        let line = |name: &str| text.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
+        for name in ["dsr_prompt_tokens_total", "dsr_errors_total"] {
+            let l = line(name);
+            assert!(l.contains(r#"model="smol""#) && l.contains(r#"revision="r1""#), "{text}");
+        }
+        assert!(line("dsr_prompt_tokens_total").ends_with(" 3"));
+        assert!(line("dsr_errors_total").contains(r#"type="queue_full""#));
     }
 }

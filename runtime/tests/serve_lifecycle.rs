@@ -2,11 +2,14 @@
 //! readiness after warm-up, and SIGTERM letting an in-flight stream finish before exit 0.
 
 mod common;
+#[path = "common/real.rs"]
+mod real;
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
+use real::*;
 use futures::StreamExt;
 use serde_json::{json, Value};
 

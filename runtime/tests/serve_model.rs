@@ -4,11 +4,14 @@
 //! decoding on a shared 2-core machine is slow.
 
 mod common;
+#[path = "common/real.rs"]
+mod real;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
+use real::*;
 use deepseek_runtime::api::serve::TemplatePrompt;
 use deepseek_runtime::loader::{self, LoadOptions};
 use deepseek_runtime::validate::{PromptBuilder, PromptMessage, Role};

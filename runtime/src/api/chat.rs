@@ -32,7 +32,7 @@ pub async fn chat_completions(
     .await;
     match result {
         Ok((valid, rx)) if valid.stream => sse::stream_reply(st, valid, rx, started).into_response(),
-        Ok((valid, rx)) => match collect_reply(&st, rx, started).await {
+        Ok((_, rx)) => match collect_reply(&st, rx, started).await {
             Ok(reply) => Json(reply).into_response(),
             Err(e) => error_response(&st, e),
         },

@@ -64,11 +64,13 @@ impl ApiError {
 
     /// OpenAI's `type`.
     pub fn kind(&self) -> &'static str {
-        match self.status() {
-            StatusCode::NOT_FOUND if matches!(self, ApiError::Validation(_)) => "invalid_request_error",
-            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
-            s if s.is_server_error() => "server_error",
-            _ => "invalid_request_error",
+        let status = self.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            "rate_limit_error"
+        } else if status.is_server_error() {
+            "server_error"
+        } else {
+            "invalid_request_error"
         }
     }
 

@@ -1,7 +1,7 @@
 //! Serving with graceful shutdown: on the shutdown signal, stop accepting connections, let
 //! in-flight requests (including open streams) finish for up to `grace`, then return.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,7 +21,7 @@ pub async fn serve(
         tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: no new connections");
         let _ = stopping_tx.send(true);
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
     let deadline = async move {
         let _ = stopping_rx.wait_for(|s| *s).await;
         tokio::time::sleep(grace).await;

@@ -119,7 +119,7 @@ pub fn stream_reply(
     Sse::new(futures::stream::unfold(state, |mut s| async move {
         loop {
             if let Some(ev) = s.pending.pop_front() {
-                return Some((Ok(ev), s));
+                return Some((Ok::<_, Infallible>(ev), s));
             }
             if s.done {
                 return None;

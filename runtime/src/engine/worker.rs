@@ -185,9 +185,10 @@ impl Worker {
     fn forward(&self, batch: &mut [(StepItem, Sequence)]) -> anyhow::Result<Vec<Vec<f32>>> {
         let mut inputs: Vec<SeqInput<'_>> = batch
             .iter_mut()
-            .map(|(item, seq)| SeqInput {
-                tokens: &seq.tokens[item.start..item.start + item.len],
-                cache: &mut seq.cache,
+            .map(|(item, seq)| {
+                let Sequence { tokens, cache, .. } = seq;
+                let tokens: &Vec<u32> = tokens;
+                SeqInput { tokens: &tokens[item.start..item.start + item.len], cache }
             })
             .collect();
         let logits = self.model.forward(&mut inputs)?;
