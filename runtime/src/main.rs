@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+use deepseek_runtime::api::serve::{self, ServeArgs};
 use deepseek_runtime::bench::{self, BenchArgs};
 
 #[derive(Parser)]
@@ -14,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Load a model and serve the OpenAI chat API.
+    Serve(Box<ServeArgs>),
     /// Load-test an OpenAI-compatible server with streaming requests.
     Bench(BenchArgs),
 }
@@ -28,6 +31,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
+        Command::Serve(args) => serve::run(*args),
         Command::Bench(args) => {
             let rt = tokio::runtime::Runtime::new()?;
             let report = rt.block_on(bench::run(args))?;
