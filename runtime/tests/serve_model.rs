@@ -107,9 +107,12 @@ async fn the_same_seed_gives_the_same_text_alone_and_in_a_batch_of_eight() {
     let mut tasks: Vec<_> = prompts
         .iter()
         .enumerate()
-        .map(|(i, p)| tokio::spawn(chat(base, &seeded(p, i as u64))))
+        .map(|(i, p)| {
+            let body = seeded(p, i as u64);
+            tokio::spawn(async move { chat(base, &body).await })
+        })
         .collect();
-    tasks.insert(3, tokio::spawn(chat(base, &target)));
+    tasks.insert(3, tokio::spawn(async move { chat(base, &target).await }));
     let replies: Vec<Value> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
     assert_eq!(content(&replies[3]), alone);
 }
