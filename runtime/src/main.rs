@@ -7,7 +7,11 @@ use deepseek_runtime::api::serve::{self, ServeArgs};
 use deepseek_runtime::bench::{self, BenchArgs};
 
 #[derive(Parser)]
-#[command(name = "deepseek-runtime", version, about = "OpenAI-compatible LLM serving runtime")]
+#[command(
+    name = "deepseek-runtime",
+    version,
+    about = "OpenAI-compatible LLM serving runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,7 +28,10 @@ enum Command {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> anyhow::Result<()> {

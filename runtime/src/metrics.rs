@@ -3,7 +3,8 @@
 //! carries them.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 pub const LABEL_MODEL: &str = "model";
@@ -25,7 +26,9 @@ pub const ERRORS: &str = "dsr_errors_total";
 pub const DECODE_BATCH_SIZE: &str = "dsr_decode_batch_size";
 
 /// Seconds: from a few ms (one decode step on GPU) to minutes (long generations on CPU).
-pub const DURATION_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
 pub const TTFT_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 pub const ITL_BUCKETS: &[f64] = &[0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28];
 /// Sequences decoded together in one forward pass.
@@ -49,13 +52,21 @@ pub struct Metrics {
     pub decode_batch_size: Histogram,
 }
 
-fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> prometheus::Result<Histogram> {
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+) -> prometheus::Result<Histogram> {
     let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
     r.register(Box::new(h.clone()))?;
     Ok(h)
 }
 
-fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> prometheus::Result<T> {
+fn register<T: prometheus::core::Collector + Clone + 'static>(
+    r: &Registry,
+    c: T,
+) -> prometheus::Result<T> {
     r.register(Box::new(c.clone()))?;
     Ok(c)
 }
@@ -68,22 +79,61 @@ impl Metrics {
             .collect();
         let r = Registry::new_custom(None, Some(labels))?;
         Ok(Self {
-            request_duration: histogram(&r, REQUEST_DURATION, "Chat request duration.", DURATION_BUCKETS)?,
-            time_to_first_token: histogram(&r, TIME_TO_FIRST_TOKEN, "Arrival to first token.", TTFT_BUCKETS)?,
-            inter_token_latency: histogram(&r, INTER_TOKEN_LATENCY, "Time between tokens.", ITL_BUCKETS)?,
-            prompt_tokens: register(&r, IntCounter::new(PROMPT_TOKENS, "Prompt tokens processed.")?)?,
-            generation_tokens: register(&r, IntCounter::new(GENERATION_TOKENS, "Tokens generated.")?)?,
+            request_duration: histogram(
+                &r,
+                REQUEST_DURATION,
+                "Chat request duration.",
+                DURATION_BUCKETS,
+            )?,
+            time_to_first_token: histogram(
+                &r,
+                TIME_TO_FIRST_TOKEN,
+                "Arrival to first token.",
+                TTFT_BUCKETS,
+            )?,
+            inter_token_latency: histogram(
+                &r,
+                INTER_TOKEN_LATENCY,
+                "Time between tokens.",
+                ITL_BUCKETS,
+            )?,
+            prompt_tokens: register(
+                &r,
+                IntCounter::new(PROMPT_TOKENS, "Prompt tokens processed.")?,
+            )?,
+            generation_tokens: register(
+                &r,
+                IntCounter::new(GENERATION_TOKENS, "Tokens generated.")?,
+            )?,
             requests: register(
                 &r,
-                IntCounterVec::new(Opts::new(REQUESTS, "Finished requests."), &[LABEL_FINISH_REASON])?,
+                IntCounterVec::new(
+                    Opts::new(REQUESTS, "Finished requests."),
+                    &[LABEL_FINISH_REASON],
+                )?,
             )?,
-            running: register(&r, IntGauge::new(RUNNING_SEQUENCES, "Sequences in the running batch.")?)?,
-            waiting: register(&r, IntGauge::new(WAITING_SEQUENCES, "Sequences waiting to run.")?)?,
-            kv_used_tokens: register(&r, IntGauge::new(KV_CACHE_USED_TOKENS, "KV cache tokens held.")?)?,
-            kv_usage: register(&r, prometheus::Gauge::new(KV_CACHE_USAGE, "KV cache used / capacity.")?)?,
+            running: register(
+                &r,
+                IntGauge::new(RUNNING_SEQUENCES, "Sequences in the running batch.")?,
+            )?,
+            waiting: register(
+                &r,
+                IntGauge::new(WAITING_SEQUENCES, "Sequences waiting to run.")?,
+            )?,
+            kv_used_tokens: register(
+                &r,
+                IntGauge::new(KV_CACHE_USED_TOKENS, "KV cache tokens held.")?,
+            )?,
+            kv_usage: register(
+                &r,
+                prometheus::Gauge::new(KV_CACHE_USAGE, "KV cache used / capacity.")?,
+            )?,
             errors: register(
                 &r,
-                IntCounterVec::new(Opts::new(ERRORS, "Failed requests by error type."), &[LABEL_ERROR_TYPE])?,
+                IntCounterVec::new(
+                    Opts::new(ERRORS, "Failed requests by error type."),
+                    &[LABEL_ERROR_TYPE],
+                )?,
             )?,
             decode_batch_size: histogram(
                 &r,
@@ -99,7 +149,10 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metrics; an empty page is the fallback.
-        if TextEncoder::new().encode(&self.registry.gather(), &mut buf).is_err() {
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
@@ -107,6 +160,7 @@ impl Metrics {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -116,10 +170,18 @@ mod tests {
         m.prompt_tokens.inc_by(3);
         m.errors.with_label_values(&["queue_full"]).inc();
         let text = m.render();
-        let line = |name: &str| text.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_default()
+                .to_string()
+        };
         for name in ["dsr_prompt_tokens_total", "dsr_errors_total"] {
             let l = line(name);
-            assert!(l.contains(r#"model="smol""#) && l.contains(r#"revision="r1""#), "{text}");
+            assert!(
+                l.contains(r#"model="smol""#) && l.contains(r#"revision="r1""#),
+                "{text}"
+            );
         }
         assert!(line("dsr_prompt_tokens_total").ends_with(" 3"));
         assert!(line("dsr_errors_total").contains(r#"type="queue_full""#));

@@ -2,6 +2,8 @@
 //! response shapes, SSE order, errors, the queue limit, the WebSocket protocol. The same
 //! behaviours against the real model are in `http_model.rs`.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 
 use std::time::Duration;
@@ -35,9 +37,15 @@ async fn a_chat_completion_has_the_openai_shape_and_exact_usage() {
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["model"], FAKE_MODEL_NAME);
     assert_eq!(v["choices"][0]["message"]["role"], "assistant");
-    assert_eq!(v["choices"][0]["message"]["content"], greedy_after(".hello", 5));
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        greedy_after(".hello", 5)
+    );
     assert_eq!(v["choices"][0]["finish_reason"], "length");
-    assert_eq!(v["usage"], json!({"prompt_tokens": 6, "completion_tokens": 5, "total_tokens": 11}));
+    assert_eq!(
+        v["usage"],
+        json!({"prompt_tokens": 6, "completion_tokens": 5, "total_tokens": 11})
+    );
 }
 
 #[tokio::test]
@@ -54,7 +62,11 @@ async fn a_stream_sends_role_deltas_finish_usage_and_done_in_order() {
     assert_eq!(finish, "length");
     assert_eq!(usage.unwrap()["completion_tokens"], 5);
     let usage_chunk: Value = serde_json::from_str(&payloads[payloads.len() - 2]).unwrap();
-    assert_eq!(usage_chunk["choices"], json!([]), "usage comes in its own chunk after finish");
+    assert_eq!(
+        usage_chunk["choices"],
+        json!([]),
+        "usage comes in its own chunk after finish"
+    );
 }
 
 #[tokio::test]
@@ -65,7 +77,10 @@ async fn a_stop_string_ends_the_reply_before_it() {
     let mut body = req("hi", 12);
     body["stop"] = json!([stop]);
     let v = chat(&base, &body).await;
-    assert_eq!(v["choices"][0]["message"]["content"], full[..full.find(stop).unwrap()]);
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        full[..full.find(stop).unwrap()]
+    );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
 }
 
@@ -79,17 +94,28 @@ async fn every_bad_input_gets_an_openai_error_and_the_server_keeps_answering() {
     let v = chat(&base, &req("still here", 2)).await;
     assert_eq!(v["choices"][0]["finish_reason"], "length");
     let page = metrics_page(&base).await;
-    assert!(page.contains(r#"type="unknown_role""#), "errors are counted by type");
+    assert!(
+        page.contains(r#"type="unknown_role""#),
+        "errors are counted by type"
+    );
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_get_openai_errors() {
     let base = fake_server(FakeServerConfig::default()).await;
-    let resp = client().get(format!("{base}/v1/nope")).send().await.unwrap();
+    let resp = client()
+        .get(format!("{base}/v1/nope"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "not_found");
-    let resp = client().get(format!("{base}/v1/chat/completions")).send().await.unwrap();
+    let resp = client()
+        .get(format!("{base}/v1/chat/completions"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 405);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "method_not_allowed");
@@ -126,7 +152,14 @@ async fn a_full_queue_answers_429_with_retry_after() {
 #[tokio::test]
 async fn models_health_readiness_and_metrics_answer() {
     let base = fake_server(FakeServerConfig::default()).await;
-    let models: Value = client().get(format!("{base}/v1/models")).send().await.unwrap().json().await.unwrap();
+    let models: Value = client()
+        .get(format!("{base}/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], FAKE_MODEL_NAME);
     for path in ["/healthz", "/readyz"] {
@@ -137,12 +170,16 @@ async fn models_health_readiness_and_metrics_answer() {
     let page = metrics_page(&base).await;
     assert_eq!(metric(&page, "dsr_generation_tokens_total"), 3.0);
     assert!(page.contains(r#"model="fake-model""#) && page.contains(r#"revision="r1""#));
-    for name in ["dsr_time_to_first_token_seconds_count", "dsr_request_duration_seconds_count"] {
+    for name in [
+        "dsr_time_to_first_token_seconds_count",
+        "dsr_request_duration_seconds_count",
+    ] {
         assert_eq!(metric(&page, name), 1.0, "{name}");
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ws_connect(base: &str) -> Ws {
     let url = format!("{}/ws/chat", base.replace("http://", "ws://"));
@@ -178,7 +215,10 @@ async fn the_websocket_runs_several_requests_on_one_connection() {
         let f = ws_next(&mut ws).await;
         let id = f["id"].as_str().unwrap().to_string();
         match f["type"].as_str().unwrap() {
-            "delta" => text.entry(id).or_default().push_str(f["content"].as_str().unwrap()),
+            "delta" => text
+                .entry(id)
+                .or_default()
+                .push_str(f["content"].as_str().unwrap()),
             "done" => {
                 done.insert(id, f);
             }
@@ -193,7 +233,11 @@ async fn the_websocket_runs_several_requests_on_one_connection() {
 
 #[tokio::test]
 async fn the_websocket_cancels_a_request_and_reports_bad_frames() {
-    let base = fake_server(FakeServerConfig { step_delay: Duration::from_millis(5), ..Default::default() }).await;
+    let base = fake_server(FakeServerConfig {
+        step_delay: Duration::from_millis(5),
+        ..Default::default()
+    })
+    .await;
     let mut ws = ws_connect(&base).await;
     let mut long = req("long", 200);
     long["id"] = json!("long");
@@ -210,7 +254,10 @@ async fn the_websocket_cancels_a_request_and_reports_bad_frames() {
     }
     ws_send(&mut ws, json!({"id": "bad", "messages": []})).await;
     let f = ws_next(&mut ws).await;
-    assert_eq!((f["type"].as_str(), f["id"].as_str()), (Some("error"), Some("bad")));
+    assert_eq!(
+        (f["type"].as_str(), f["id"].as_str()),
+        (Some("error"), Some("bad"))
+    );
     assert_eq!(f["error"]["code"], "empty_messages");
     ws.send(Message::Text("not json".into())).await.unwrap();
     assert_eq!(ws_next(&mut ws).await["error"]["code"], "invalid_json");

@@ -3,6 +3,8 @@
 //! read the engine's gauges or histograms get their own server. max_tokens stays small: CPU
 //! decoding on a shared 2-core machine is slow.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 mod common;
 #[path = "common/real.rs"]
 mod real;
@@ -11,11 +13,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
-use real::*;
 use deepseek_runtime::api::serve::TemplatePrompt;
 use deepseek_runtime::loader::{self, LoadOptions};
 use deepseek_runtime::validate::{PromptBuilder, PromptMessage, Role};
 use futures::{SinkExt, StreamExt};
+use real::*;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -30,7 +32,10 @@ fn req(content: &str, max_tokens: usize) -> Value {
 }
 
 fn content(v: &Value) -> String {
-    v["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+    v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test]
@@ -59,7 +64,10 @@ async fn a_stop_string_ends_the_reply_before_it() {
     let body = req("Write a sentence about the sea.", 16);
     let full = content(&chat(shared(), &body).await);
     let words: Vec<&str> = full.split_whitespace().collect();
-    assert!(words.len() >= 4, "need a few words to pick a stop string from: {full:?}");
+    assert!(
+        words.len() >= 4,
+        "need a few words to pick a stop string from: {full:?}"
+    );
     let stop = words[2];
     let mut with_stop = body.clone();
     with_stop["stop"] = json!([stop, "\u{1F600}never"]);
@@ -79,14 +87,27 @@ async fn max_tokens_ends_with_finish_reason_length() {
 async fn usage_counts_equal_the_tokenizers_counts() {
     let question = "How many legs does a spider have?";
     let v = chat(shared(), &req(question, 6)).await;
-    let loaded = loader::load(&LoadOptions { model_path: model_path(), ..Default::default() }).unwrap();
-    let prompt = TemplatePrompt { tokenizer: loaded.tokenizer.clone(), template: loaded.chat_template };
-    let msgs = [PromptMessage { role: Role::User, content: question.into() }];
+    let loaded = loader::load(&LoadOptions {
+        model_path: model_path(),
+        ..Default::default()
+    })
+    .unwrap();
+    let prompt = TemplatePrompt {
+        tokenizer: loaded.tokenizer.clone(),
+        template: loaded.chat_template,
+    };
+    let msgs = [PromptMessage {
+        role: Role::User,
+        content: question.into(),
+    }];
     let prompt_tokens = prompt.prompt_tokens(&msgs).unwrap().len();
     let completion = loaded.tokenizer.encode(&content(&v), false).unwrap().len();
     assert_eq!(v["usage"]["prompt_tokens"], prompt_tokens);
     assert_eq!(v["usage"]["completion_tokens"], 6);
-    assert_eq!(completion, 6, "the 6 generated tokens re-encode to 6 tokens");
+    assert_eq!(
+        completion, 6,
+        "the 6 generated tokens re-encode to 6 tokens"
+    );
     assert_eq!(v["usage"]["total_tokens"], prompt_tokens + 6);
 }
 
@@ -103,7 +124,15 @@ async fn the_same_seed_gives_the_same_text_alone_and_in_a_batch_of_eight() {
     let target = seeded("Invent a name for a dragon.", 1234);
     let alone = content(&chat(base, &target).await);
     assert_eq!(content(&chat(base, &target).await), alone, "alone, twice");
-    let prompts = ["Name a fruit.", "Describe rain.", "Say hi.", "Pick a number.", "Name a city.", "Tell a joke.", "Why is the sky blue?"];
+    let prompts = [
+        "Name a fruit.",
+        "Describe rain.",
+        "Say hi.",
+        "Pick a number.",
+        "Name a city.",
+        "Tell a joke.",
+        "Why is the sky blue?",
+    ];
     let mut tasks: Vec<_> = prompts
         .iter()
         .enumerate()
@@ -113,7 +142,11 @@ async fn the_same_seed_gives_the_same_text_alone_and_in_a_batch_of_eight() {
         })
         .collect();
     tasks.insert(3, tokio::spawn(async move { chat(base, &target).await }));
-    let replies: Vec<Value> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+    let replies: Vec<Value> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
     assert_eq!(content(&replies[3]), alone);
 }
 
@@ -149,16 +182,23 @@ async fn the_websocket_streams_deltas_and_a_final_frame() {
     for id in ["first", "second"] {
         let mut body = req("Say something nice.", 6);
         body["id"] = json!(id);
-        ws.send(Message::Text(body.to_string().into())).await.unwrap();
+        ws.send(Message::Text(body.to_string().into()))
+            .await
+            .unwrap();
     }
     let mut done = Vec::new();
     let mut text = std::collections::HashMap::<String, String>::new();
     while done.len() < 2 {
-        let Message::Text(t) = ws.next().await.unwrap().unwrap() else { continue };
+        let Message::Text(t) = ws.next().await.unwrap().unwrap() else {
+            continue;
+        };
         let f: Value = serde_json::from_str(t.as_str()).unwrap();
         let id = f["id"].as_str().unwrap().to_string();
         match f["type"].as_str().unwrap() {
-            "delta" => text.entry(id).or_default().push_str(f["content"].as_str().unwrap()),
+            "delta" => text
+                .entry(id)
+                .or_default()
+                .push_str(f["content"].as_str().unwrap()),
             "done" => {
                 assert_eq!(f["usage"]["completion_tokens"], 6, "{f}");
                 done.push(id);
@@ -166,13 +206,20 @@ async fn the_websocket_streams_deltas_and_a_final_frame() {
             _ => panic!("unexpected frame {f}"),
         }
     }
-    assert_eq!(text["first"], text["second"], "same request at temperature 0");
+    assert_eq!(
+        text["first"], text["second"],
+        "same request at temperature 0"
+    );
 }
 
 #[tokio::test]
 async fn the_official_openai_python_client_works() {
     let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(python.exists(), "{} is missing: run `make test-deps`", python.display());
+    assert!(
+        python.exists(),
+        "{} is missing: run `make test-deps`",
+        python.display()
+    );
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
     let out = tokio::process::Command::new(python)
         .arg(script)
@@ -181,7 +228,11 @@ async fn the_official_openai_python_client_works() {
         .output()
         .await
         .unwrap();
-    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{log}");
     assert!(log.contains("openai client: ok"), "{log}");
 }
@@ -191,7 +242,12 @@ async fn a_disconnected_client_frees_its_sequence_and_does_not_disturb_the_next_
     let base = start_real_server();
     let mut body = req("Write a very long essay about history.", 400);
     body["stream"] = json!(true);
-    let resp = client().post(format!("{base}/v1/chat/completions")).json(&body).send().await.unwrap();
+    let resp = client()
+        .post(format!("{base}/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let mut stream = resp.bytes_stream();
     stream.next().await.unwrap().unwrap();
     stream.next().await.unwrap().unwrap();
@@ -209,7 +265,9 @@ async fn a_disconnected_client_frees_its_sequence_and_does_not_disturb_the_next_
     assert_eq!(running, 0.0, "the abandoned sequence is gone");
     let page = metrics_page(&base).await;
     let cancelled = page.lines().any(|l| {
-        l.starts_with("dsr_requests_total") && l.contains(r#"finish_reason="cancelled""#) && l.ends_with(" 1")
+        l.starts_with("dsr_requests_total")
+            && l.contains(r#"finish_reason="cancelled""#)
+            && l.ends_with(" 1")
     });
     assert!(cancelled, "{page}");
 }
@@ -229,5 +287,9 @@ async fn eight_concurrent_requests_are_decoded_together() {
     let sum = metric(&page, "dsr_decode_batch_size_sum");
     let count = metric(&page, "dsr_decode_batch_size_count");
     assert!(count > 0.0);
-    assert!(sum / count > 4.0, "mean decode batch {} over {count} steps", sum / count);
+    assert!(
+        sum / count > 4.0,
+        "mean decode batch {} over {count} steps",
+        sum / count
+    );
 }

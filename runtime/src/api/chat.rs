@@ -31,7 +31,9 @@ pub async fn chat_completions(
     }
     .await;
     match result {
-        Ok((valid, rx)) if valid.stream => sse::stream_reply(st, valid, rx, started).into_response(),
+        Ok((valid, rx)) if valid.stream => {
+            sse::stream_reply(st, valid, rx, started).into_response()
+        }
         Ok((_, rx)) => match collect_reply(&st, rx, started).await {
             Ok(reply) => Json(reply).into_response(),
             Err(e) => error_response(&st, e),
@@ -54,7 +56,11 @@ pub fn parse_body(
 ) -> Result<ChatCompletionRequest, ApiError> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
-        if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
+        if !ct
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+        {
             return Err(ApiError::UnsupportedMediaType(ct.to_string()));
         }
     }
@@ -66,7 +72,10 @@ pub fn parse_body(
 }
 
 /// Rendering the template and tokenizing are CPU work: keep them off the async workers.
-pub async fn validate_blocking(st: &Arc<AppState>, req: ChatCompletionRequest) -> Result<ValidRequest, ApiError> {
+pub async fn validate_blocking(
+    st: &Arc<AppState>,
+    req: ChatCompletionRequest,
+) -> Result<ValidRequest, ApiError> {
     let st = st.clone();
     tokio::task::spawn_blocking(move || validate(&req, &st.limits, st.prompt.as_ref()))
         .await
@@ -74,7 +83,10 @@ pub async fn validate_blocking(st: &Arc<AppState>, req: ChatCompletionRequest) -
         .map_err(ApiError::from)
 }
 
-pub fn submit(st: &AppState, valid: &ValidRequest) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
+pub fn submit(
+    st: &AppState,
+    valid: &ValidRequest,
+) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
     if !st.engine.is_ready() {
         return Err(ApiError::NotReady);
     }
@@ -98,7 +110,9 @@ async fn collect_reply(
             Event::Text(t) => text.push_str(&t),
             Event::Failed(e) => return Err(ApiError::Generation(e)),
             Event::Finished { reason, usage } => {
-                st.metrics.request_duration.observe(started.elapsed().as_secs_f64());
+                st.metrics
+                    .request_duration
+                    .observe(started.elapsed().as_secs_f64());
                 return Ok(ChatCompletion {
                     id: completion_id(),
                     object: "chat.completion".into(),
@@ -106,7 +120,10 @@ async fn collect_reply(
                     model: st.limits.served_model_name.clone(),
                     choices: vec![Choice {
                         index: 0,
-                        message: AssistantMessage { role: "assistant".into(), content: text },
+                        message: AssistantMessage {
+                            role: "assistant".into(),
+                            content: text,
+                        },
                         finish_reason: Some(reason.as_str().into()),
                         logprobs: None,
                     }],

@@ -110,7 +110,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut resp = (status, Json(ErrorBody { error: self.detail() })).into_response();
+        let mut resp = (
+            status,
+            Json(ErrorBody {
+                error: self.detail(),
+            }),
+        )
+            .into_response();
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
@@ -120,6 +126,7 @@ impl IntoResponse for ApiError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -141,6 +148,9 @@ mod tests {
     #[test]
     fn validation_errors_are_400_invalid_request_errors() {
         let e = ApiError::from(ValidationError::TemperatureOutOfRange(3.0));
-        assert_eq!((e.status(), e.kind()), (StatusCode::BAD_REQUEST, "invalid_request_error"));
+        assert_eq!(
+            (e.status(), e.kind()),
+            (StatusCode::BAD_REQUEST, "invalid_request_error")
+        );
     }
 }

@@ -10,7 +10,9 @@ use anyhow::Context;
 
 use super::{router, server, AppState};
 use crate::engine::{self, Detokenizer, EngineConfig, StreamDecoder};
-use crate::loader::{self, ChatMessage, ChatTemplate, IncrementalDecoder, LoadOptions, TextTokenizer};
+use crate::loader::{
+    self, ChatMessage, ChatTemplate, IncrementalDecoder, LoadOptions, TextTokenizer,
+};
 use crate::metrics::Metrics;
 use crate::scheduler::SchedulerConfig;
 use crate::validate::{Limits, PromptBuilder, PromptMessage};
@@ -93,7 +95,10 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
     })
     .with_context(|| format!("loading {}", args.model.display()))?;
     let name = args.served_model_name.clone().unwrap_or_else(|| {
-        let stem = args.model.file_stem().map(|s| s.to_string_lossy().into_owned());
+        let stem = args
+            .model
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned());
         stem.unwrap_or_else(|| "model".into())
     });
     let metrics = Arc::new(Metrics::new(&name, &args.revision)?);
@@ -109,7 +114,10 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
     };
     let detok = Arc::new(TokenizerDetok(loaded.tokenizer.clone()));
     let engine = engine::spawn(loaded.model, detok, metrics.clone(), config)?;
-    let prompt = Arc::new(TemplatePrompt { tokenizer: loaded.tokenizer, template: loaded.chat_template });
+    let prompt = Arc::new(TemplatePrompt {
+        tokenizer: loaded.tokenizer,
+        template: loaded.chat_template,
+    });
     Ok(Arc::new(AppState {
         engine,
         prompt,
@@ -138,11 +146,19 @@ impl PromptBuilder for TemplatePrompt {
             .iter()
             .map(|m| ChatMessage::new(m.role.as_str(), m.content.clone()))
             .collect();
-        let text = self.template.render(&msgs, true).map_err(|e| e.to_string())?;
+        let text = self
+            .template
+            .render(&msgs, true)
+            .map_err(|e| e.to_string())?;
         // Templates that write the BOS text themselves must not get a second BOS.
-        let bos_text = self.tokenizer.bos_token_id().and_then(|id| self.tokenizer.token_text(id));
+        let bos_text = self
+            .tokenizer
+            .bos_token_id()
+            .and_then(|id| self.tokenizer.token_text(id));
         let add_bos = !bos_text.is_some_and(|b| !b.is_empty() && text.starts_with(b));
-        self.tokenizer.encode(&text, add_bos).map_err(|e| e.to_string())
+        self.tokenizer
+            .encode(&text, add_bos)
+            .map_err(|e| e.to_string())
     }
 }
 

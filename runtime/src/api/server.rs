@@ -18,10 +18,15 @@ pub async fn serve(
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     let signal = async move {
         shutdown.await;
-        tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: no new connections");
+        tracing::info!(
+            grace_secs = grace.as_secs_f64(),
+            "shutting down: no new connections"
+        );
         let _ = stopping_tx.send(true);
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal).into_future();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .into_future();
     let deadline = async move {
         let _ = stopping_rx.wait_for(|s| *s).await;
         tokio::time::sleep(grace).await;

@@ -31,7 +31,12 @@ impl ChunkMaker {
             object: "chat.completion.chunk".into(),
             created: self.created,
             model: self.model.clone(),
-            choices: vec![ChunkChoice { index: 0, delta, finish_reason, logprobs: None }],
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason,
+                logprobs: None,
+            }],
             usage: None,
         }
     }
@@ -64,16 +69,25 @@ impl StreamState {
     fn on_event(&mut self, ev: Option<Event>) {
         match ev {
             Some(Event::Text(t)) => {
-                let delta = Delta { role: None, content: Some(t) };
+                let delta = Delta {
+                    role: None,
+                    content: Some(t),
+                };
                 self.pending.push_back(data(&self.maker.chunk(delta, None)));
             }
             Some(Event::Finished { reason, usage }) => {
-                let last = self.maker.chunk(Delta::default(), Some(reason.as_str().into()));
+                let last = self
+                    .maker
+                    .chunk(Delta::default(), Some(reason.as_str().into()));
                 self.pending.push_back(data(&last));
                 if self.include_usage {
-                    self.pending.push_back(data(&self.maker.usage_chunk(usage_of(usage))));
+                    self.pending
+                        .push_back(data(&self.maker.usage_chunk(usage_of(usage))));
                 }
-                self.st.metrics.request_duration.observe(self.started.elapsed().as_secs_f64());
+                self.st
+                    .metrics
+                    .request_duration
+                    .observe(self.started.elapsed().as_secs_f64());
                 self.finish();
             }
             Some(Event::Failed(e)) => self.fail(ApiError::Generation(e)),
@@ -84,7 +98,8 @@ impl StreamState {
     /// Headers are already sent, so a failure mid-stream becomes an error frame.
     fn fail(&mut self, e: ApiError) {
         self.st.metrics.errors.with_label_values(&[e.code()]).inc();
-        self.pending.push_back(data(&ErrorBody { error: e.detail() }));
+        self.pending
+            .push_back(data(&ErrorBody { error: e.detail() }));
         self.finish();
     }
 
@@ -105,7 +120,10 @@ pub fn stream_reply(
         created: now_secs(),
         model: st.limits.served_model_name.clone(),
     };
-    let role = Delta { role: Some("assistant".into()), content: Some(String::new()) };
+    let role = Delta {
+        role: Some("assistant".into()),
+        content: Some(String::new()),
+    };
     let first = data(&maker.chunk(role, None));
     let state = StreamState {
         st,

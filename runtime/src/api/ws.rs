@@ -44,7 +44,12 @@ async fn connection(st: Arc<AppState>, socket: WebSocket) {
         tasks.retain(|_, t| !t.is_finished());
         match msg {
             Message::Text(text) => on_frame(&st, &out, &mut tasks, text.as_str()).await,
-            Message::Binary(_) => send_error(&st, &out, None, ApiError::InvalidJson("binary frames are not supported".into())),
+            Message::Binary(_) => send_error(
+                &st,
+                &out,
+                None,
+                ApiError::InvalidJson("binary frames are not supported".into()),
+            ),
             Message::Close(_) => break,
             _ => {}
         }
@@ -57,13 +62,23 @@ async fn connection(st: Arc<AppState>, socket: WebSocket) {
     let _ = writer.await;
 }
 
-async fn on_frame(st: &Arc<AppState>, out: &Out, tasks: &mut HashMap<String, JoinHandle<()>>, text: &str) {
+async fn on_frame(
+    st: &Arc<AppState>,
+    out: &Out,
+    tasks: &mut HashMap<String, JoinHandle<()>>,
+    text: &str,
+) {
     let frame: ClientFrame = match serde_json::from_str(text) {
         Ok(f) => f,
         Err(e) => return send_error(st, out, None, ApiError::InvalidJson(e.to_string())),
     };
     let Some(id) = frame.id.clone() else {
-        return send_error(st, out, None, ApiError::InvalidJson("every frame needs a string `id`".into()));
+        return send_error(
+            st,
+            out,
+            None,
+            ApiError::InvalidJson("every frame needs a string `id`".into()),
+        );
     };
     match frame.kind.as_deref() {
         Some("cancel") => {
@@ -79,7 +94,8 @@ async fn on_frame(st: &Arc<AppState>, out: &Out, tasks: &mut HashMap<String, Joi
             }
             match start(st, frame).await {
                 Ok(rx) => {
-                    let task = tokio::spawn(forward_events(st.clone(), out.clone(), id.clone(), rx));
+                    let task =
+                        tokio::spawn(forward_events(st.clone(), out.clone(), id.clone(), rx));
                     tasks.insert(id, task);
                 }
                 Err(e) => send_error(st, out, Some(id), e),
@@ -92,20 +108,37 @@ async fn on_frame(st: &Arc<AppState>, out: &Out, tasks: &mut HashMap<String, Joi
     }
 }
 
-async fn start(st: &Arc<AppState>, frame: ClientFrame) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
+async fn start(
+    st: &Arc<AppState>,
+    frame: ClientFrame,
+) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
     let valid = validate_blocking(st, frame.request).await?;
     submit(st, &valid)
 }
 
-async fn forward_events(st: Arc<AppState>, out: Out, id: String, mut rx: mpsc::UnboundedReceiver<Event>) {
+async fn forward_events(
+    st: Arc<AppState>,
+    out: Out,
+    id: String,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+) {
     let started = std::time::Instant::now();
     while let Some(ev) = rx.recv().await {
         let frame = match ev {
-            Event::Text(content) => ServerFrame::Delta { id: id.clone(), content },
+            Event::Text(content) => ServerFrame::Delta {
+                id: id.clone(),
+                content,
+            },
             Event::Finished { reason, usage } => {
-                st.metrics.request_duration.observe(started.elapsed().as_secs_f64());
+                st.metrics
+                    .request_duration
+                    .observe(started.elapsed().as_secs_f64());
                 let finish_reason = reason.as_str().to_string();
-                let _ = out.send(ServerFrame::Done { id, finish_reason, usage: usage_of(usage) });
+                let _ = out.send(ServerFrame::Done {
+                    id,
+                    finish_reason,
+                    usage: usage_of(usage),
+                });
                 return;
             }
             Event::Failed(e) => return send_error(&st, &out, Some(id), ApiError::Generation(e)),

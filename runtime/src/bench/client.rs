@@ -26,7 +26,13 @@ pub enum Sample {
 }
 
 pub async fn first_model(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
-    let models: Value = http.get(format!("{base}/v1/models")).send().await?.error_for_status()?.json().await?;
+    let models: Value = http
+        .get(format!("{base}/v1/models"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     models["data"][0]["id"]
         .as_str()
         .map(str::to_string)
@@ -62,7 +68,9 @@ async fn timed(job: &Job) -> anyhow::Result<Sample> {
         buf.push_str(&String::from_utf8_lossy(&bytes?));
         while let Some(end) = buf.find("\n\n") {
             let event: String = buf.drain(..end + 2).collect();
-            let Some(data) = event.trim().strip_prefix("data:").map(str::trim) else { continue };
+            let Some(data) = event.trim().strip_prefix("data:").map(str::trim) else {
+                continue;
+            };
             if data == "[DONE]" {
                 continue;
             }
@@ -70,16 +78,27 @@ async fn timed(job: &Job) -> anyhow::Result<Sample> {
             if let Some(err) = v.get("error") {
                 anyhow::bail!("stream error: {err}");
             }
-            if v["choices"][0]["delta"]["content"].as_str().is_some_and(|c| !c.is_empty()) {
+            if v["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+            {
                 chunks += 1;
                 ttft.get_or_insert_with(|| start.elapsed());
             }
             if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-                usage = Some((u["prompt_tokens"].as_u64().unwrap_or(0), u["completion_tokens"].as_u64().unwrap_or(0)));
+                usage = Some((
+                    u["prompt_tokens"].as_u64().unwrap_or(0),
+                    u["completion_tokens"].as_u64().unwrap_or(0),
+                ));
             }
         }
     }
     let latency = start.elapsed();
     let (prompt_tokens, completion_tokens) = usage.unwrap_or((0, chunks));
-    Ok(Sample::Ok { ttft: ttft.unwrap_or(latency), latency, prompt_tokens, completion_tokens })
+    Ok(Sample::Ok {
+        ttft: ttft.unwrap_or(latency),
+        latency,
+        prompt_tokens,
+        completion_tokens,
+    })
 }

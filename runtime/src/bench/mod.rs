@@ -39,9 +39,16 @@ pub struct BenchArgs {
 
 /// A prompt of about `n` tokens: short common words are one token each in most vocabularies.
 pub fn prompt_of(n: usize) -> String {
-    let words = ["the", "cat", "sat", "on", "a", "mat", "and", "we", "saw", "it"];
-    let body: Vec<&str> = (0..n.saturating_sub(12)).map(|i| words[i % words.len()]).collect();
-    format!("Write a long story that starts with these words: {}", body.join(" "))
+    let words = [
+        "the", "cat", "sat", "on", "a", "mat", "and", "we", "saw", "it",
+    ];
+    let body: Vec<&str> = (0..n.saturating_sub(12))
+        .map(|i| words[i % words.len()])
+        .collect();
+    format!(
+        "Write a long story that starts with these words: {}",
+        body.join(" ")
+    )
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {

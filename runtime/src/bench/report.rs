@@ -40,7 +40,12 @@ impl Report {
         let mut errors = Vec::new();
         for s in samples {
             match s {
-                Sample::Ok { ttft: t, latency, prompt_tokens: p, completion_tokens: c } => {
+                Sample::Ok {
+                    ttft: t,
+                    latency,
+                    prompt_tokens: p,
+                    completion_tokens: c,
+                } => {
                     ttft.push(t.as_secs_f64() * 1e3);
                     lat.push(latency.as_secs_f64() * 1e3);
                     out_tokens += c;
@@ -65,10 +70,18 @@ impl Report {
             requests_per_sec: ok as f64 / secs,
             output_tokens_per_sec: out_tokens as f64 / secs,
             decode_tokens_per_sec_per_stream: mean(&decode),
-            prefill_tokens_per_sec: if ttft_sum > 0.0 { prompt_tokens as f64 / ttft_sum } else { 0.0 },
+            prefill_tokens_per_sec: if ttft_sum > 0.0 {
+                prompt_tokens as f64 / ttft_sum
+            } else {
+                0.0
+            },
             ttft_ms: percentiles(ttft),
             latency_ms: percentiles(lat),
-            mean_completion_tokens: if ok > 0 { out_tokens as f64 / ok as f64 } else { 0.0 },
+            mean_completion_tokens: if ok > 0 {
+                out_tokens as f64 / ok as f64
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -86,12 +99,34 @@ impl fmt::Display for Report {
         let [t50, t90, t99] = self.ttft_ms;
         let [l50, l90, l99] = self.latency_ms;
         writeln!(f, "concurrency            {}", self.concurrency)?;
-        writeln!(f, "requests               {} ({} errors) in {:.2}s", self.requests, self.errors, self.wall.as_secs_f64())?;
+        writeln!(
+            f,
+            "requests               {} ({} errors) in {:.2}s",
+            self.requests,
+            self.errors,
+            self.wall.as_secs_f64()
+        )?;
         writeln!(f, "requests/s             {:.2}", self.requests_per_sec)?;
-        writeln!(f, "output tokens/s        {:.1}", self.output_tokens_per_sec)?;
-        writeln!(f, "decode tokens/s/stream {:.1}", self.decode_tokens_per_sec_per_stream)?;
-        writeln!(f, "prefill tokens/s       {:.1}", self.prefill_tokens_per_sec)?;
-        writeln!(f, "mean output tokens     {:.1}", self.mean_completion_tokens)?;
+        writeln!(
+            f,
+            "output tokens/s        {:.1}",
+            self.output_tokens_per_sec
+        )?;
+        writeln!(
+            f,
+            "decode tokens/s/stream {:.1}",
+            self.decode_tokens_per_sec_per_stream
+        )?;
+        writeln!(
+            f,
+            "prefill tokens/s       {:.1}",
+            self.prefill_tokens_per_sec
+        )?;
+        writeln!(
+            f,
+            "mean output tokens     {:.1}",
+            self.mean_completion_tokens
+        )?;
         writeln!(f, "TTFT ms    p50 {t50:.1}  p90 {t90:.1}  p99 {t99:.1}")?;
         write!(f, "latency ms p50 {l50:.1}  p90 {l90:.1}  p99 {l99:.1}")?;
         if let Some(e) = &self.first_error {
@@ -102,6 +137,7 @@ impl fmt::Display for Report {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -116,7 +152,11 @@ mod tests {
 
     #[test]
     fn computes_throughput_and_percentiles() {
-        let samples = vec![ok(100, 1100, 11), ok(200, 1200, 11), Sample::Err("boom".into())];
+        let samples = vec![
+            ok(100, 1100, 11),
+            ok(200, 1200, 11),
+            Sample::Err("boom".into()),
+        ];
         let r = Report::new(&samples, Duration::from_secs(2), 2);
         assert_eq!((r.requests, r.errors), (3, 1));
         assert_eq!(r.output_tokens_per_sec, 11.0);

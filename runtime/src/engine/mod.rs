@@ -66,7 +66,10 @@ pub struct TokenUsage {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Text(String),
-    Finished { reason: FinishReason, usage: TokenUsage },
+    Finished {
+        reason: FinishReason,
+        usage: TokenUsage,
+    },
     Failed(String),
 }
 
@@ -104,14 +107,21 @@ pub struct EngineHandle {
 impl EngineHandle {
     /// Queues a request; its events arrive on the returned receiver. Dropping the receiver
     /// cancels the request.
-    pub fn submit(&self, req: GenerationRequest) -> Result<mpsc::UnboundedReceiver<Event>, SubmitError> {
+    pub fn submit(
+        &self,
+        req: GenerationRequest,
+    ) -> Result<mpsc::UnboundedReceiver<Event>, SubmitError> {
         let before = self.queued.fetch_add(1, Ordering::SeqCst);
         if before >= self.max_queue {
             self.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(SubmitError::QueueFull(before));
         }
         let (events, rx) = mpsc::unbounded_channel();
-        let sub = Submission { req, events, arrived: Instant::now() };
+        let sub = Submission {
+            req,
+            events,
+            arrived: Instant::now(),
+        };
         if self.tx.send(sub).is_err() {
             self.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(SubmitError::Stopped);
@@ -140,7 +150,12 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || worker.run(rx, ready_flag))?;
-    Ok(EngineHandle { tx, queued, max_queue: config.max_queue, ready })
+    Ok(EngineHandle {
+        tx,
+        queued,
+        max_queue: config.max_queue,
+        ready,
+    })
 }
 
 #[cfg(test)]

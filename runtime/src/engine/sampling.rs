@@ -48,7 +48,11 @@ impl Sampler {
             for &t in &seen {
                 if let Some(l) = logits.get_mut(t as usize) {
                     // HF semantics: push the logit towards "less likely" whatever its sign.
-                    *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                    *l = if *l > 0.0 {
+                        *l / p.repetition_penalty
+                    } else {
+                        *l * p.repetition_penalty
+                    };
                 }
             }
         }
@@ -124,11 +128,16 @@ pub fn argmax(logits: &[f32]) -> u32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn params(temperature: f32) -> SamplingParams {
-        SamplingParams { temperature, seed: Some(7), ..Default::default() }
+        SamplingParams {
+            temperature,
+            seed: Some(7),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -142,15 +151,23 @@ mod tests {
         let logits: Vec<f32> = (0..50).map(|i| (i % 7) as f32 * 0.3).collect();
         let run = || {
             let mut s = Sampler::new(params(1.0));
-            (0..20).map(|_| s.sample(&mut logits.clone(), &[])).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| s.sample(&mut logits.clone(), &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
-        assert!(run().iter().any(|&t| t != run()[0]), "temperature 1 should vary");
+        assert!(
+            run().iter().any(|&t| t != run()[0]),
+            "temperature 1 should vary"
+        );
     }
 
     #[test]
     fn top_k_one_is_greedy_even_at_high_temperature() {
-        let mut s = Sampler::new(SamplingParams { top_k: 1, ..params(2.0) });
+        let mut s = Sampler::new(SamplingParams {
+            top_k: 1,
+            ..params(2.0)
+        });
         for _ in 0..20 {
             assert_eq!(s.sample(&mut [1.0, 1.5, 1.4], &[]), 1);
         }
@@ -158,7 +175,10 @@ mod tests {
 
     #[test]
     fn a_small_top_p_keeps_only_the_most_likely_token() {
-        let mut s = Sampler::new(SamplingParams { top_p: 0.1, ..params(1.0) });
+        let mut s = Sampler::new(SamplingParams {
+            top_p: 0.1,
+            ..params(1.0)
+        });
         for _ in 0..20 {
             assert_eq!(s.sample(&mut [0.0, 5.0, 4.0], &[]), 1);
         }
@@ -166,13 +186,19 @@ mod tests {
 
     #[test]
     fn repetition_penalty_steers_away_from_seen_tokens() {
-        let mut s = Sampler::new(SamplingParams { repetition_penalty: 2.0, ..params(0.0) });
+        let mut s = Sampler::new(SamplingParams {
+            repetition_penalty: 2.0,
+            ..params(0.0)
+        });
         assert_eq!(s.sample(&mut [1.0, 1.8, 1.0], &[1]), 0);
     }
 
     #[test]
     fn frequency_penalty_grows_with_each_repetition() {
-        let mut s = Sampler::new(SamplingParams { frequency_penalty: 0.6, ..params(0.0) });
+        let mut s = Sampler::new(SamplingParams {
+            frequency_penalty: 0.6,
+            ..params(0.0)
+        });
         assert_eq!(s.sample(&mut [1.0, 2.0], &[]), 1);
         assert_eq!(s.sample(&mut [1.0, 2.0], &[]), 1, "2.0 - 0.6 still wins");
         assert_eq!(s.sample(&mut [1.0, 2.0], &[]), 0, "2.0 - 1.2 loses");
@@ -180,7 +206,10 @@ mod tests {
 
     #[test]
     fn presence_penalty_applies_once_per_seen_token() {
-        let mut s = Sampler::new(SamplingParams { presence_penalty: 0.5, ..params(0.0) });
+        let mut s = Sampler::new(SamplingParams {
+            presence_penalty: 0.5,
+            ..params(0.0)
+        });
         assert_eq!(s.sample(&mut [1.0, 1.4], &[]), 1);
         assert_eq!(s.sample(&mut [1.0, 1.4], &[]), 0);
     }

@@ -17,12 +17,20 @@ pub struct StopMatcher {
 
 impl StopMatcher {
     pub fn new(stops: Vec<String>) -> Self {
-        Self { stops, held: String::new() }
+        Self {
+            stops,
+            held: String::new(),
+        }
     }
 
     pub fn push(&mut self, text: &str) -> StopOutcome {
         self.held.push_str(text);
-        if let Some(pos) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        if let Some(pos) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
             let before = self.held[..pos].to_string();
             self.held.clear();
             return StopOutcome::Stopped(before);
@@ -56,6 +64,7 @@ impl StopMatcher {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -70,7 +79,10 @@ mod tests {
 
     #[test]
     fn ends_before_a_stop_string_inside_one_piece() {
-        assert_eq!(m(&["END"]).push("abcENDdef"), StopOutcome::Stopped("abc".into()));
+        assert_eq!(
+            m(&["END"]).push("abcENDdef"),
+            StopOutcome::Stopped("abc".into())
+        );
     }
 
     #[test]
@@ -90,7 +102,10 @@ mod tests {
 
     #[test]
     fn the_earliest_of_several_stop_strings_wins() {
-        assert_eq!(m(&["c", "ab"]).push("xabc"), StopOutcome::Stopped("x".into()));
+        assert_eq!(
+            m(&["c", "ab"]).push("xabc"),
+            StopOutcome::Stopped("x".into())
+        );
     }
 
     #[test]

@@ -53,7 +53,11 @@ impl FakeModel {
             .map(|j| ((j * 7 + last * 13) % 17) as f32 * 0.15)
             .collect();
         logits[EOS as usize] = -10.0;
-        let peak = if self.eos_after == Some(last) { EOS } else { next_token(last) };
+        let peak = if self.eos_after == Some(last) {
+            EOS
+        } else {
+            next_token(last)
+        };
         logits[peak as usize] = 4.0;
         logits
     }
@@ -78,7 +82,10 @@ impl CausalLm for FakeModel {
         batch
             .iter()
             .map(|s| {
-                let last = *s.tokens.last().ok_or_else(|| anyhow::anyhow!("empty input"))?;
+                let last = *s
+                    .tokens
+                    .last()
+                    .ok_or_else(|| anyhow::anyhow!("empty input"))?;
                 Ok(self.logits_after(last))
             })
             .collect()

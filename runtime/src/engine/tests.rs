@@ -1,6 +1,8 @@
 //! Engine tests against the deterministic fake model: generation, stop, EOS, determinism,
 //! batching, cancellation and the queue limit.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,14 +12,24 @@ use crate::scheduler::SchedulerConfig;
 
 fn config(max_batch_size: usize, max_queue: usize) -> EngineConfig {
     EngineConfig {
-        scheduler: SchedulerConfig { max_batch_size, max_step_tokens: 256, kv_capacity_tokens: 4096 },
+        scheduler: SchedulerConfig {
+            max_batch_size,
+            max_step_tokens: 256,
+            kv_capacity_tokens: 4096,
+        },
         max_queue,
     }
 }
 
 fn start(model: FakeModel, cfg: EngineConfig) -> (EngineHandle, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new("fake", "test").unwrap());
-    let handle = spawn(Box::new(model), Arc::new(FakeTokenizer), metrics.clone(), cfg).unwrap();
+    let handle = spawn(
+        Box::new(model),
+        Arc::new(FakeTokenizer),
+        metrics.clone(),
+        cfg,
+    )
+    .unwrap();
     (handle, metrics)
 }
 
@@ -31,7 +43,10 @@ fn request(prompt: &str, max_tokens: usize, sampling: SamplingParams) -> Generat
 }
 
 fn greedy() -> SamplingParams {
-    SamplingParams { temperature: 0.0, ..Default::default() }
+    SamplingParams {
+        temperature: 0.0,
+        ..Default::default()
+    }
 }
 
 fn collect(mut rx: mpsc::UnboundedReceiver<Event>) -> (String, FinishReason, TokenUsage) {
@@ -62,7 +77,13 @@ fn generates_greedily_until_max_tokens_and_reports_length() {
     let (text, reason, usage) = collect(engine.submit(request("hello", 6, greedy())).unwrap());
     assert_eq!(text, greedy_chain("hello", 6));
     assert_eq!(reason, FinishReason::Length);
-    assert_eq!(usage, TokenUsage { prompt_tokens: 5, completion_tokens: 6 });
+    assert_eq!(
+        usage,
+        TokenUsage {
+            prompt_tokens: 5,
+            completion_tokens: 6
+        }
+    );
 }
 
 #[test]
@@ -86,27 +107,44 @@ fn ends_at_the_models_eos_token() {
     let (text, reason, usage) = collect(engine.submit(request("a", 10, greedy())).unwrap());
     assert_eq!(reason, FinishReason::Stop);
     assert_eq!(text, greedy_chain("a", 2));
-    assert_eq!(usage.completion_tokens, 3, "the EOS token counts as generated");
+    assert_eq!(
+        usage.completion_tokens, 3,
+        "the EOS token counts as generated"
+    );
 }
 
 #[test]
 fn the_same_seed_gives_the_same_text_alone_and_in_a_batch() {
     let (engine, _) = start(FakeModel::new(512), config(8, 64));
-    let seeded = SamplingParams { temperature: 1.0, seed: Some(42), ..Default::default() };
+    let seeded = SamplingParams {
+        temperature: 1.0,
+        seed: Some(42),
+        ..Default::default()
+    };
     let alone = collect(engine.submit(request("seed", 20, seeded.clone())).unwrap()).0;
     let rxs: Vec<_> = (0..8)
         .map(|i| {
             let (prompt, params) = if i == 3 {
                 ("seed".to_string(), seeded.clone())
             } else {
-                (format!("other {i}"), SamplingParams { seed: Some(i), ..seeded.clone() })
+                (
+                    format!("other {i}"),
+                    SamplingParams {
+                        seed: Some(i),
+                        ..seeded.clone()
+                    },
+                )
             };
             engine.submit(request(&prompt, 20, params)).unwrap()
         })
         .collect();
     let texts: Vec<String> = rxs.into_iter().map(|rx| collect(rx).0).collect();
     assert_eq!(texts[3], alone);
-    assert_ne!(alone, greedy_chain("seed", 20), "sampling should differ from greedy");
+    assert_ne!(
+        alone,
+        greedy_chain("seed", 20),
+        "sampling should differ from greedy"
+    );
 }
 
 #[test]
@@ -115,7 +153,13 @@ fn concurrent_requests_share_forward_passes() {
     model.step_delay = Duration::from_millis(5);
     let batches = model.batches.clone();
     let (engine, metrics) = start(model, config(8, 64));
-    let rxs: Vec<_> = (0..8).map(|i| engine.submit(request(&format!("p{i}"), 10, greedy())).unwrap()).collect();
+    let rxs: Vec<_> = (0..8)
+        .map(|i| {
+            engine
+                .submit(request(&format!("p{i}"), 10, greedy()))
+                .unwrap()
+        })
+        .collect();
     for rx in rxs {
         collect(rx);
     }
@@ -147,7 +191,10 @@ fn a_full_queue_refuses_new_requests() {
     std::thread::sleep(Duration::from_millis(30)); // a is running, no longer queued
     let _b = engine.submit(request("b", 10, greedy())).unwrap();
     let _c = engine.submit(request("c", 10, greedy())).unwrap();
-    assert_eq!(engine.submit(request("d", 10, greedy())).unwrap_err(), SubmitError::QueueFull(2));
+    assert_eq!(
+        engine.submit(request("d", 10, greedy())).unwrap_err(),
+        SubmitError::QueueFull(2)
+    );
 }
 
 #[test]
@@ -172,5 +219,8 @@ fn a_request_larger_than_the_kv_budget_fails_without_stopping_the_engine() {
     let (engine, _) = start(FakeModel::new(512), cfg);
     let mut rx = engine.submit(request("hello", 100, greedy())).unwrap();
     assert!(matches!(rx.blocking_recv(), Some(Event::Failed(_))));
-    assert_eq!(collect(engine.submit(request("hi", 3, greedy())).unwrap()).1, FinishReason::Length);
+    assert_eq!(
+        collect(engine.submit(request("hi", 3, greedy())).unwrap()).1,
+        FinishReason::Length
+    );
 }

@@ -10,7 +10,9 @@ use tokio::sync::mpsc;
 
 use super::sampling::Sampler;
 use super::stop::{StopMatcher, StopOutcome};
-use super::{Detokenizer, EngineConfig, Event, FinishReason, StreamDecoder, Submission, TokenUsage};
+use super::{
+    Detokenizer, EngineConfig, Event, FinishReason, StreamDecoder, Submission, TokenUsage,
+};
 use crate::metrics::Metrics;
 use crate::model::{CausalLm, KvCache, SeqInput};
 use crate::scheduler::{Scheduler, SeqId, StepItem};
@@ -37,7 +39,10 @@ impl Sequence {
     }
 
     fn usage(&self) -> TokenUsage {
-        TokenUsage { prompt_tokens: self.prompt_len, completion_tokens: self.generated() }
+        TokenUsage {
+            prompt_tokens: self.prompt_len,
+            completion_tokens: self.generated(),
+        }
     }
 }
 
@@ -99,21 +104,33 @@ impl Worker {
         let mut cache = self.model.new_cache();
         let token = self.model.info().bos_token_id.unwrap_or(0);
         let tokens = [token];
-        self.model.forward(&mut [SeqInput { tokens: &tokens, cache: &mut cache }])?;
+        self.model.forward(&mut [SeqInput {
+            tokens: &tokens,
+            cache: &mut cache,
+        }])?;
         Ok(())
     }
 
     fn accept(&mut self, sub: Submission) {
         let id = self.next_id;
         self.next_id += 1;
-        let Submission { req, events, arrived } = sub;
+        let Submission {
+            req,
+            events,
+            arrived,
+        } = sub;
         if let Err(e) = self.sched.add(id, req.prompt_tokens.len(), req.max_tokens) {
             self.queued.fetch_sub(1, Ordering::SeqCst);
-            self.metrics.errors.with_label_values(&["kv_capacity"]).inc();
+            self.metrics
+                .errors
+                .with_label_values(&["kv_capacity"])
+                .inc();
             let _ = events.send(Event::Failed(e.to_string()));
             return;
         }
-        self.metrics.prompt_tokens.inc_by(req.prompt_tokens.len() as u64);
+        self.metrics
+            .prompt_tokens
+            .inc_by(req.prompt_tokens.len() as u64);
         let seq = Sequence {
             prompt_len: req.prompt_tokens.len(),
             tokens: req.prompt_tokens,
@@ -132,14 +149,22 @@ impl Worker {
 
     /// Frees the sequences whose receiver was dropped (client disconnected or cancelled).
     fn drop_gone(&mut self) {
-        let gone: Vec<SeqId> = self.seqs.iter().filter(|(_, s)| s.events.is_closed()).map(|(id, _)| *id).collect();
+        let gone: Vec<SeqId> = self
+            .seqs
+            .iter()
+            .filter(|(_, s)| s.events.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
         for id in gone {
             self.sched.remove(id);
             if let Some(seq) = self.seqs.remove(&id) {
                 if !seq.started {
                     self.queued.fetch_sub(1, Ordering::SeqCst);
                 }
-                self.metrics.requests.with_label_values(&["cancelled"]).inc();
+                self.metrics
+                    .requests
+                    .with_label_values(&["cancelled"])
+                    .inc();
             }
         }
     }
@@ -161,7 +186,10 @@ impl Worker {
             return;
         }
         self.mark_started(&mut batch);
-        let decodes = batch.iter().filter(|(i, _)| i.start > 0 && i.len == 1).count();
+        let decodes = batch
+            .iter()
+            .filter(|(i, _)| i.start > 0 && i.len == 1)
+            .count();
         if decodes > 0 {
             self.metrics.decode_batch_size.observe(decodes as f64);
         }
@@ -188,7 +216,10 @@ impl Worker {
             .map(|(item, seq)| {
                 let Sequence { tokens, cache, .. } = seq;
                 let tokens: &Vec<u32> = tokens;
-                SeqInput { tokens: &tokens[item.start..item.start + item.len], cache }
+                SeqInput {
+                    tokens: &tokens[item.start..item.start + item.len],
+                    cache,
+                }
             })
             .collect();
         let logits = self.model.forward(&mut inputs)?;
@@ -206,7 +237,9 @@ impl Worker {
         for (item, seq) in batch {
             self.sched.remove(item.id);
             self.metrics.errors.with_label_values(&["engine"]).inc();
-            let _ = seq.events.send(Event::Failed(format!("inference failed: {err}")));
+            let _ = seq
+                .events
+                .send(Event::Failed(format!("inference failed: {err}")));
         }
     }
 
@@ -234,8 +267,14 @@ impl Worker {
     fn record_token_timing(&self, seq: &mut Sequence) {
         let now = Instant::now();
         match seq.last_token_at {
-            None => self.metrics.time_to_first_token.observe((now - seq.arrived).as_secs_f64()),
-            Some(t) => self.metrics.inter_token_latency.observe((now - t).as_secs_f64()),
+            None => self
+                .metrics
+                .time_to_first_token
+                .observe((now - seq.arrived).as_secs_f64()),
+            Some(t) => self
+                .metrics
+                .inter_token_latency
+                .observe((now - t).as_secs_f64()),
         }
         seq.last_token_at = Some(now);
         self.metrics.generation_tokens.inc();
@@ -268,8 +307,14 @@ impl Worker {
 
     fn finish(&mut self, id: SeqId, seq: Sequence, reason: FinishReason) {
         self.sched.remove(id);
-        self.metrics.requests.with_label_values(&[reason.as_str()]).inc();
-        let _ = seq.events.send(Event::Finished { reason, usage: seq.usage() });
+        self.metrics
+            .requests
+            .with_label_values(&[reason.as_str()])
+            .inc();
+        let _ = seq.events.send(Event::Finished {
+            reason,
+            usage: seq.usage(),
+        });
     }
 
     fn publish_gauges(&self) {

@@ -44,7 +44,11 @@ pub struct Step {
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum SchedulerError {
     #[error("sequence {id} needs {needed} KV tokens but the cache holds {capacity}")]
-    TooLarge { id: SeqId, needed: usize, capacity: usize },
+    TooLarge {
+        id: SeqId,
+        needed: usize,
+        capacity: usize,
+    },
     #[error("sequence {0} is already scheduled")]
     Duplicate(SeqId),
     #[error("sequence {0} is not scheduled")]
@@ -84,16 +88,29 @@ impl Scheduler {
     }
 
     /// Queues a new sequence. It must be able to finish alone within the KV budget.
-    pub fn add(&mut self, id: SeqId, prompt_len: usize, max_new: usize) -> Result<(), SchedulerError> {
+    pub fn add(
+        &mut self,
+        id: SeqId,
+        prompt_len: usize,
+        max_new: usize,
+    ) -> Result<(), SchedulerError> {
         if self.position(id).is_some() {
             return Err(SchedulerError::Duplicate(id));
         }
         let needed = prompt_len + max_new;
         if needed > self.cfg.kv_capacity_tokens {
             let capacity = self.cfg.kv_capacity_tokens;
-            return Err(SchedulerError::TooLarge { id, needed, capacity });
+            return Err(SchedulerError::TooLarge {
+                id,
+                needed,
+                capacity,
+            });
         }
-        self.waiting.push_back(SeqState { id, known: prompt_len, cached: 0 });
+        self.waiting.push_back(SeqState {
+            id,
+            known: prompt_len,
+            cached: 0,
+        });
         Ok(())
     }
 
@@ -166,7 +183,12 @@ impl Scheduler {
             if budget == 0 || kv_free == 0 {
                 break;
             }
-            items.push(StepItem { id: s.id, start: s.cached, len: 1, sample: true });
+            items.push(StepItem {
+                id: s.id,
+                start: s.cached,
+                len: 1,
+                sample: true,
+            });
             budget -= 1;
             kv_free -= 1;
         }
@@ -175,7 +197,12 @@ impl Scheduler {
             if len == 0 {
                 continue;
             }
-            items.push(StepItem { id: s.id, start: s.cached, len, sample: len == s.pending() });
+            items.push(StepItem {
+                id: s.id,
+                start: s.cached,
+                len,
+                sample: len == s.pending(),
+            });
             budget -= len;
             kv_free -= len;
         }
@@ -187,12 +214,18 @@ impl Scheduler {
     /// step budget and the KV budget (their whole known context must fit) allow.
     fn admit(&mut self, items: &mut Vec<StepItem>, mut budget: usize, mut kv_free: usize) {
         while let Some(front) = self.waiting.front().copied() {
-            if self.running.len() >= self.cfg.max_batch_size || budget == 0 || kv_free < front.known {
+            if self.running.len() >= self.cfg.max_batch_size || budget == 0 || kv_free < front.known
+            {
                 break;
             }
             self.waiting.pop_front();
             let len = front.known.min(budget);
-            items.push(StepItem { id: front.id, start: 0, len, sample: len == front.known });
+            items.push(StepItem {
+                id: front.id,
+                start: 0,
+                len,
+                sample: len == front.known,
+            });
             budget -= len;
             kv_free -= len;
             self.running.push(front);
@@ -229,7 +262,11 @@ impl Scheduler {
     }
 
     fn position(&self, id: SeqId) -> Option<()> {
-        let known = self.running.iter().chain(self.waiting.iter()).any(|s| s.id == id);
+        let known = self
+            .running
+            .iter()
+            .chain(self.waiting.iter())
+            .any(|s| s.id == id);
         known.then_some(())
     }
 }

@@ -1,9 +1,15 @@
 //! Pure policy tests: admission, budgets, preemption, cancellation.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use super::*;
 
 fn sched(max_batch_size: usize, max_step_tokens: usize, kv_capacity_tokens: usize) -> Scheduler {
-    Scheduler::new(SchedulerConfig { max_batch_size, max_step_tokens, kv_capacity_tokens })
+    Scheduler::new(SchedulerConfig {
+        max_batch_size,
+        max_step_tokens,
+        kv_capacity_tokens,
+    })
 }
 
 /// Runs a step the way the engine does: every item completes, sampling items get a token.
@@ -41,7 +47,15 @@ fn a_finished_sequence_makes_room_for_the_next_one() {
     run(&mut s);
     assert!(s.remove(1));
     let step = run(&mut s);
-    assert_eq!(step.items, vec![StepItem { id: 2, start: 0, len: 4, sample: true }]);
+    assert_eq!(
+        step.items,
+        vec![StepItem {
+            id: 2,
+            start: 0,
+            len: 4,
+            sample: true
+        }]
+    );
 }
 
 #[test]
@@ -54,8 +68,18 @@ fn decodes_one_token_per_sequence_after_prefill() {
     assert_eq!(
         step.items,
         vec![
-            StepItem { id: 1, start: 5, len: 1, sample: true },
-            StepItem { id: 2, start: 3, len: 1, sample: true },
+            StepItem {
+                id: 1,
+                start: 5,
+                len: 1,
+                sample: true
+            },
+            StepItem {
+                id: 2,
+                start: 3,
+                len: 1,
+                sample: true
+            },
         ]
     );
 }
@@ -68,9 +92,24 @@ fn chunks_a_long_prompt_under_the_step_token_budget() {
     assert_eq!(
         chunks,
         vec![
-            StepItem { id: 1, start: 0, len: 8, sample: false },
-            StepItem { id: 1, start: 8, len: 8, sample: false },
-            StepItem { id: 1, start: 16, len: 4, sample: true },
+            StepItem {
+                id: 1,
+                start: 0,
+                len: 8,
+                sample: false
+            },
+            StepItem {
+                id: 1,
+                start: 8,
+                len: 8,
+                sample: false
+            },
+            StepItem {
+                id: 1,
+                start: 16,
+                len: 4,
+                sample: true
+            },
         ]
     );
 }
@@ -83,9 +122,20 @@ fn a_long_prefill_does_not_stall_running_decodes() {
     s.add(2, 50, 10).unwrap();
     for _ in 0..4 {
         let step = run(&mut s);
-        assert_eq!(step.items[0], StepItem { id: 1, start: step.items[0].start, len: 1, sample: true });
+        assert_eq!(
+            step.items[0],
+            StepItem {
+                id: 1,
+                start: step.items[0].start,
+                len: 1,
+                sample: true
+            }
+        );
         assert_eq!(step.items[1].id, 2);
-        assert_eq!(step.items[1].len, 7, "the prefill takes what the decode leaves");
+        assert_eq!(
+            step.items[1].len, 7,
+            "the prefill takes what the decode leaves"
+        );
     }
 }
 
@@ -106,7 +156,11 @@ fn rejects_a_sequence_that_could_never_fit_the_kv_budget() {
     let mut s = sched(4, 100, 20);
     assert_eq!(
         s.add(7, 15, 10),
-        Err(SchedulerError::TooLarge { id: 7, needed: 25, capacity: 20 })
+        Err(SchedulerError::TooLarge {
+            id: 7,
+            needed: 25,
+            capacity: 20
+        })
     );
     assert!(s.is_idle());
 }
@@ -120,7 +174,15 @@ fn preempts_the_newest_sequence_when_decodes_run_out_of_kv_memory() {
     run(&mut s); // 10 cached: memory full
     let step = run(&mut s);
     assert_eq!(step.preempted, vec![2]);
-    assert_eq!(step.items, vec![StepItem { id: 1, start: 5, len: 1, sample: true }]);
+    assert_eq!(
+        step.items,
+        vec![StepItem {
+            id: 1,
+            start: 5,
+            len: 1,
+            sample: true
+        }]
+    );
     assert_eq!((s.running_len(), s.waiting_len(), s.kv_used()), (1, 1, 6));
 }
 
@@ -134,7 +196,15 @@ fn a_preempted_sequence_recomputes_its_prompt_and_generated_tokens() {
     run(&mut s); // 2 preempted knowing 6 tokens (4 prompt + 2 generated)
     s.remove(1);
     let step = run(&mut s);
-    assert_eq!(step.items, vec![StepItem { id: 2, start: 0, len: 6, sample: true }]);
+    assert_eq!(
+        step.items,
+        vec![StepItem {
+            id: 2,
+            start: 0,
+            len: 6,
+            sample: true
+        }]
+    );
 }
 
 #[test]

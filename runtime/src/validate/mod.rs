@@ -89,7 +89,9 @@ pub enum ValidationError {
     UnknownRole { index: usize, role: String },
     #[error("messages[{index}].content is missing")]
     MissingContent { index: usize },
-    #[error("messages[{index}].content has a part of type '{kind}'; only 'text' parts are supported")]
+    #[error(
+        "messages[{index}].content has a part of type '{kind}'; only 'text' parts are supported"
+    )]
     UnsupportedContentPart { index: usize, kind: String },
     #[error("temperature {0} is out of range: it must be between 0 and 2")]
     TemperatureOutOfRange(f64),

@@ -33,7 +33,10 @@ impl Role {
     }
 }
 
-pub(super) fn check_model(req: &ChatCompletionRequest, limits: &Limits) -> Result<(), ValidationError> {
+pub(super) fn check_model(
+    req: &ChatCompletionRequest,
+    limits: &Limits,
+) -> Result<(), ValidationError> {
     match &req.model {
         Some(m) if *m != limits.served_model_name => Err(ValidationError::UnknownModel(m.clone())),
         _ => Ok(()),
@@ -41,14 +44,20 @@ pub(super) fn check_model(req: &ChatCompletionRequest, limits: &Limits) -> Resul
 }
 
 pub(super) fn messages(req: &ChatCompletionRequest) -> Result<Vec<PromptMessage>, ValidationError> {
-    let raw = req.messages.as_ref().ok_or(ValidationError::MissingMessages)?;
+    let raw = req
+        .messages
+        .as_ref()
+        .ok_or(ValidationError::MissingMessages)?;
     if raw.is_empty() {
         return Err(ValidationError::EmptyMessages);
     }
     raw.iter()
         .enumerate()
         .map(|(index, m)| {
-            let role_str = m.role.as_deref().ok_or(ValidationError::MissingRole { index })?;
+            let role_str = m
+                .role
+                .as_deref()
+                .ok_or(ValidationError::MissingRole { index })?;
             let role = Role::parse(role_str).ok_or_else(|| ValidationError::UnknownRole {
                 index,
                 role: role_str.to_string(),
@@ -144,7 +153,10 @@ pub(super) fn max_tokens(req: &ChatCompletionRequest) -> Result<Option<usize>, V
     Ok(Some(value as usize))
 }
 
-pub(super) fn stop(req: &ChatCompletionRequest, limits: &Limits) -> Result<Vec<String>, ValidationError> {
+pub(super) fn stop(
+    req: &ChatCompletionRequest,
+    limits: &Limits,
+) -> Result<Vec<String>, ValidationError> {
     let stops = match &req.stop {
         None => Vec::new(),
         Some(StopSpec::One(s)) => vec![s.clone()],
@@ -174,11 +186,13 @@ pub(super) fn fit_context(
     }
     match requested {
         None => Ok(context - prompt),
-        Some(max_tokens) if prompt + max_tokens > context => Err(ValidationError::ContextExceeded {
-            prompt,
-            max_tokens,
-            context,
-        }),
+        Some(max_tokens) if prompt + max_tokens > context => {
+            Err(ValidationError::ContextExceeded {
+                prompt,
+                max_tokens,
+                context,
+            })
+        }
         Some(max_tokens) => Ok(max_tokens),
     }
 }

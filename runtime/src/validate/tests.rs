@@ -1,5 +1,7 @@
 //! Unit tests: one per rule, asserting the exact variant.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use super::*;
 use crate::protocol::{ChatMessage, ContentPart, MessageContent, StopSpec, StreamOptions};
 
@@ -57,7 +59,9 @@ fn resolves_defaults_for_a_minimal_request() {
 fn reads_stream_options_and_sampling_fields() {
     let v = check(ChatCompletionRequest {
         stream: Some(true),
-        stream_options: Some(StreamOptions { include_usage: Some(true) }),
+        stream_options: Some(StreamOptions {
+            include_usage: Some(true),
+        }),
         temperature: Some(0.0),
         top_p: Some(0.5),
         top_k: Some(5),
@@ -77,7 +81,11 @@ fn reads_stream_options_and_sampling_fields() {
 
 #[test]
 fn rejects_a_model_other_than_the_served_one() {
-    let err = check(ChatCompletionRequest { model: Some("gpt-4".into()), ..request() }).unwrap_err();
+    let err = check(ChatCompletionRequest {
+        model: Some("gpt-4".into()),
+        ..request()
+    })
+    .unwrap_err();
     assert_eq!(err, ValidationError::UnknownModel("gpt-4".into()));
     assert_eq!(err.param(), Some("model"));
 }
@@ -86,7 +94,11 @@ fn rejects_a_model_other_than_the_served_one() {
 fn rejects_missing_and_empty_messages() {
     let missing = check(ChatCompletionRequest::default()).unwrap_err();
     assert_eq!(missing, ValidationError::MissingMessages);
-    let empty = check(ChatCompletionRequest { messages: Some(vec![]), ..request() }).unwrap_err();
+    let empty = check(ChatCompletionRequest {
+        messages: Some(vec![]),
+        ..request()
+    })
+    .unwrap_err();
     assert_eq!(empty, ValidationError::EmptyMessages);
 }
 
@@ -94,35 +106,77 @@ fn rejects_missing_and_empty_messages() {
 fn rejects_an_unknown_role() {
     let mut m = user("x");
     m.role = Some("wizard".into());
-    let err = check(ChatCompletionRequest { messages: Some(vec![user("a"), m]), ..request() }).unwrap_err();
-    assert_eq!(err, ValidationError::UnknownRole { index: 1, role: "wizard".into() });
+    let err = check(ChatCompletionRequest {
+        messages: Some(vec![user("a"), m]),
+        ..request()
+    })
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ValidationError::UnknownRole {
+            index: 1,
+            role: "wizard".into()
+        }
+    );
 }
 
 #[test]
 fn rejects_a_user_message_without_content_but_accepts_an_empty_assistant_turn() {
     let mut m = user("x");
     m.content = None;
-    let err = check(ChatCompletionRequest { messages: Some(vec![m.clone()]), ..request() }).unwrap_err();
+    let err = check(ChatCompletionRequest {
+        messages: Some(vec![m.clone()]),
+        ..request()
+    })
+    .unwrap_err();
     assert_eq!(err, ValidationError::MissingContent { index: 0 });
     m.role = Some("assistant".into());
-    assert!(check(ChatCompletionRequest { messages: Some(vec![user("a"), m]), ..request() }).is_ok());
+    assert!(check(ChatCompletionRequest {
+        messages: Some(vec![user("a"), m]),
+        ..request()
+    })
+    .is_ok());
 }
 
 #[test]
 fn joins_text_parts_and_rejects_image_parts() {
-    let part = |kind: &str, text: &str| ContentPart { kind: kind.into(), text: Some(text.into()) };
+    let part = |kind: &str, text: &str| ContentPart {
+        kind: kind.into(),
+        text: Some(text.into()),
+    };
     let mut m = user("");
-    m.content = Some(MessageContent::Parts(vec![part("text", "ab"), part("text", "c")]));
-    let v = check(ChatCompletionRequest { messages: Some(vec![m.clone()]), ..request() }).unwrap();
+    m.content = Some(MessageContent::Parts(vec![
+        part("text", "ab"),
+        part("text", "c"),
+    ]));
+    let v = check(ChatCompletionRequest {
+        messages: Some(vec![m.clone()]),
+        ..request()
+    })
+    .unwrap();
     assert_eq!(v.messages[0].content, "abc");
     m.content = Some(MessageContent::Parts(vec![part("image_url", "")]));
-    let err = check(ChatCompletionRequest { messages: Some(vec![m]), ..request() }).unwrap_err();
-    assert_eq!(err, ValidationError::UnsupportedContentPart { index: 0, kind: "image_url".into() });
+    let err = check(ChatCompletionRequest {
+        messages: Some(vec![m]),
+        ..request()
+    })
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ValidationError::UnsupportedContentPart {
+            index: 0,
+            kind: "image_url".into()
+        }
+    );
 }
 
 #[test]
 fn rejects_temperature_above_two() {
-    let err = check(ChatCompletionRequest { temperature: Some(2.5), ..request() }).unwrap_err();
+    let err = check(ChatCompletionRequest {
+        temperature: Some(2.5),
+        ..request()
+    })
+    .unwrap_err();
     assert_eq!(err, ValidationError::TemperatureOutOfRange(2.5));
     assert_eq!(err.param(), Some("temperature"));
 }
@@ -130,25 +184,50 @@ fn rejects_temperature_above_two() {
 #[test]
 fn rejects_top_p_of_zero_and_above_one() {
     for p in [0.0, 1.5] {
-        let err = check(ChatCompletionRequest { top_p: Some(p), ..request() }).unwrap_err();
+        let err = check(ChatCompletionRequest {
+            top_p: Some(p),
+            ..request()
+        })
+        .unwrap_err();
         assert_eq!(err, ValidationError::TopPOutOfRange(p));
     }
 }
 
 #[test]
 fn rejects_negative_top_k() {
-    let err = check(ChatCompletionRequest { top_k: Some(-1), ..request() }).unwrap_err();
+    let err = check(ChatCompletionRequest {
+        top_k: Some(-1),
+        ..request()
+    })
+    .unwrap_err();
     assert_eq!(err, ValidationError::TopKOutOfRange(-1));
 }
 
 #[test]
 fn rejects_zero_max_tokens_naming_the_field_used() {
-    let err = check(ChatCompletionRequest { max_tokens: Some(0), ..request() }).unwrap_err();
-    assert_eq!(err, ValidationError::MaxTokensOutOfRange { param: "max_tokens", value: 0 });
-    let err = check(ChatCompletionRequest { max_completion_tokens: Some(-3), ..request() }).unwrap_err();
+    let err = check(ChatCompletionRequest {
+        max_tokens: Some(0),
+        ..request()
+    })
+    .unwrap_err();
     assert_eq!(
         err,
-        ValidationError::MaxTokensOutOfRange { param: "max_completion_tokens", value: -3 }
+        ValidationError::MaxTokensOutOfRange {
+            param: "max_tokens",
+            value: 0
+        }
+    );
+    let err = check(ChatCompletionRequest {
+        max_completion_tokens: Some(-3),
+        ..request()
+    })
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ValidationError::MaxTokensOutOfRange {
+            param: "max_completion_tokens",
+            value: -3
+        }
     );
 }
 
@@ -165,43 +244,108 @@ fn prefers_max_completion_tokens_over_max_tokens() {
 
 #[test]
 fn rejects_penalties_out_of_range() {
-    let err = check(ChatCompletionRequest { presence_penalty: Some(3.0), ..request() }).unwrap_err();
-    assert_eq!(err, ValidationError::PenaltyOutOfRange { param: "presence_penalty", value: 3.0 });
-    let err = check(ChatCompletionRequest { frequency_penalty: Some(-2.5), ..request() }).unwrap_err();
-    assert_eq!(err, ValidationError::PenaltyOutOfRange { param: "frequency_penalty", value: -2.5 });
-    let err = check(ChatCompletionRequest { repetition_penalty: Some(0.0), ..request() }).unwrap_err();
+    let err = check(ChatCompletionRequest {
+        presence_penalty: Some(3.0),
+        ..request()
+    })
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ValidationError::PenaltyOutOfRange {
+            param: "presence_penalty",
+            value: 3.0
+        }
+    );
+    let err = check(ChatCompletionRequest {
+        frequency_penalty: Some(-2.5),
+        ..request()
+    })
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ValidationError::PenaltyOutOfRange {
+            param: "frequency_penalty",
+            value: -2.5
+        }
+    );
+    let err = check(ChatCompletionRequest {
+        repetition_penalty: Some(0.0),
+        ..request()
+    })
+    .unwrap_err();
     assert_eq!(err, ValidationError::RepetitionPenaltyOutOfRange(0.0));
 }
 
 #[test]
 fn rejects_n_other_than_one() {
-    let err = check(ChatCompletionRequest { n: Some(2), ..request() }).unwrap_err();
+    let err = check(ChatCompletionRequest {
+        n: Some(2),
+        ..request()
+    })
+    .unwrap_err();
     assert_eq!(err, ValidationError::UnsupportedN(2));
-    assert!(check(ChatCompletionRequest { n: Some(1), ..request() }).is_ok());
+    assert!(check(ChatCompletionRequest {
+        n: Some(1),
+        ..request()
+    })
+    .is_ok());
 }
 
 #[test]
 fn rejects_too_many_or_empty_stop_strings() {
     let five = StopSpec::Many((0..5).map(|i| i.to_string()).collect());
-    let err = check(ChatCompletionRequest { stop: Some(five), ..request() }).unwrap_err();
+    let err = check(ChatCompletionRequest {
+        stop: Some(five),
+        ..request()
+    })
+    .unwrap_err();
     assert_eq!(err, ValidationError::TooManyStops { count: 5, max: 4 });
     let empty = StopSpec::Many(vec!["a".into(), String::new()]);
-    let err = check(ChatCompletionRequest { stop: Some(empty), ..request() }).unwrap_err();
+    let err = check(ChatCompletionRequest {
+        stop: Some(empty),
+        ..request()
+    })
+    .unwrap_err();
     assert_eq!(err, ValidationError::EmptyStop);
 }
 
 #[test]
 fn rejects_prompt_plus_max_tokens_beyond_the_context() {
-    let err = check(ChatCompletionRequest { max_tokens: Some(26), ..request() }).unwrap_err();
-    assert_eq!(err, ValidationError::ContextExceeded { prompt: 7, max_tokens: 26, context: 32 });
-    assert!(check(ChatCompletionRequest { max_tokens: Some(25), ..request() }).is_ok());
+    let err = check(ChatCompletionRequest {
+        max_tokens: Some(26),
+        ..request()
+    })
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ValidationError::ContextExceeded {
+            prompt: 7,
+            max_tokens: 26,
+            context: 32
+        }
+    );
+    assert!(check(ChatCompletionRequest {
+        max_tokens: Some(25),
+        ..request()
+    })
+    .is_ok());
 }
 
 #[test]
 fn rejects_a_prompt_that_fills_the_context() {
     let long = "x".repeat(30);
-    let err = check(ChatCompletionRequest { messages: Some(vec![user(&long)]), ..request() }).unwrap_err();
-    assert_eq!(err, ValidationError::PromptTooLong { prompt: 32, context: 32 });
+    let err = check(ChatCompletionRequest {
+        messages: Some(vec![user(&long)]),
+        ..request()
+    })
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ValidationError::PromptTooLong {
+            prompt: 32,
+            context: 32
+        }
+    );
 }
 
 #[test]
@@ -213,5 +357,8 @@ fn reports_template_failures_as_their_own_variant() {
         }
     }
     let err = validate(&request(), &limits(), &Failing).unwrap_err();
-    assert_eq!(err, ValidationError::Template("roles must alternate".into()));
+    assert_eq!(
+        err,
+        ValidationError::Template("roles must alternate".into())
+    );
 }

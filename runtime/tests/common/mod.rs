@@ -1,5 +1,5 @@
 //! Shared helpers for the HTTP tests: starting servers on 127.0.0.1, SSE parsing, JSON posts.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +23,12 @@ pub struct FakeServerConfig {
 
 impl Default for FakeServerConfig {
     fn default() -> Self {
-        Self { max_batch_size: 8, max_queue: 64, max_body_bytes: 64 * 1024, step_delay: Duration::ZERO }
+        Self {
+            max_batch_size: 8,
+            max_queue: 64,
+            max_body_bytes: 64 * 1024,
+            step_delay: Duration::ZERO,
+        }
     }
 }
 
@@ -40,7 +45,13 @@ pub async fn fake_server(cfg: FakeServerConfig) -> String {
         },
         max_queue: cfg.max_queue,
     };
-    let engine = engine::spawn(Box::new(model), Arc::new(FakeTokenizer), metrics.clone(), engine_cfg).unwrap();
+    let engine = engine::spawn(
+        Box::new(model),
+        Arc::new(FakeTokenizer),
+        metrics.clone(),
+        engine_cfg,
+    )
+    .unwrap();
     while !engine.is_ready() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -64,7 +75,10 @@ pub async fn fake_server(cfg: FakeServerConfig) -> String {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(600)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap()
 }
 
 /// POSTs `body` to /v1/chat/completions; returns status, headers and the raw body text.
@@ -90,7 +104,11 @@ pub async fn chat(base: &str, body: &Value) -> Value {
 /// The `data:` payloads of an SSE body, in order.
 pub fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")
-        .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data:")).map(|d| d.trim().to_string()))
+        .filter_map(|ev| {
+            ev.lines()
+                .find_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.trim().to_string())
+        })
         .collect()
 }
 
@@ -99,7 +117,11 @@ pub async fn stream_chat(base: &str, body: &Value) -> (String, String, Option<Va
     let (status, _, text) = post_chat(base, body).await;
     assert_eq!(status, 200, "{text}");
     let payloads = sse_data(&text);
-    assert_eq!(payloads.last().map(String::as_str), Some("[DONE]"), "{text}");
+    assert_eq!(
+        payloads.last().map(String::as_str),
+        Some("[DONE]"),
+        "{text}"
+    );
     let (mut content, mut finish, mut usage) = (String::new(), String::new(), None);
     for p in &payloads[..payloads.len() - 1] {
         let v: Value = serde_json::from_str(p).unwrap();
@@ -128,7 +150,14 @@ pub fn metric(page: &str, name: &str) -> f64 {
 }
 
 pub async fn metrics_page(base: &str) -> String {
-    client().get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap()
+    client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 /// One bad request and the error it must get.
@@ -155,10 +184,34 @@ pub fn bad_inputs(model: &str, body_limit: usize, context: usize) -> Vec<BadInpu
         param,
     };
     vec![
-        bad("invalid json", r#"{"messages": ["#.into(), 400, "invalid_json", None),
-        bad("messages of the wrong type", r#"{"messages":"hi"}"#.into(), 400, "invalid_json", None),
-        bad("missing messages", format!(r#"{{"model":"{model}"}}"#), 400, "missing_messages", Some("messages")),
-        bad("empty messages", r#"{"messages":[]}"#.into(), 400, "empty_messages", Some("messages")),
+        bad(
+            "invalid json",
+            r#"{"messages": ["#.into(),
+            400,
+            "invalid_json",
+            None,
+        ),
+        bad(
+            "messages of the wrong type",
+            r#"{"messages":"hi"}"#.into(),
+            400,
+            "invalid_json",
+            None,
+        ),
+        bad(
+            "missing messages",
+            format!(r#"{{"model":"{model}"}}"#),
+            400,
+            "missing_messages",
+            Some("messages"),
+        ),
+        bad(
+            "empty messages",
+            r#"{"messages":[]}"#.into(),
+            400,
+            "empty_messages",
+            Some("messages"),
+        ),
         bad(
             "unknown role",
             r#"{"messages":[{"role":"wizard","content":"hi"}]}"#.into(),
@@ -166,12 +219,48 @@ pub fn bad_inputs(model: &str, body_limit: usize, context: usize) -> Vec<BadInpu
             "unknown_role",
             Some("messages"),
         ),
-        bad("temperature above 2", with(r#""temperature":5"#), 400, "out_of_range", Some("temperature")),
-        bad("negative temperature", with(r#""temperature":-0.5"#), 400, "out_of_range", Some("temperature")),
-        bad("top_p of zero", with(r#""top_p":0"#), 400, "out_of_range", Some("top_p")),
-        bad("top_p above 1", with(r#""top_p":1.5"#), 400, "out_of_range", Some("top_p")),
-        bad("max_tokens of zero", with(r#""max_tokens":0"#), 400, "out_of_range", Some("max_tokens")),
-        bad("negative max_tokens", with(r#""max_tokens":-5"#), 400, "out_of_range", Some("max_tokens")),
+        bad(
+            "temperature above 2",
+            with(r#""temperature":5"#),
+            400,
+            "out_of_range",
+            Some("temperature"),
+        ),
+        bad(
+            "negative temperature",
+            with(r#""temperature":-0.5"#),
+            400,
+            "out_of_range",
+            Some("temperature"),
+        ),
+        bad(
+            "top_p of zero",
+            with(r#""top_p":0"#),
+            400,
+            "out_of_range",
+            Some("top_p"),
+        ),
+        bad(
+            "top_p above 1",
+            with(r#""top_p":1.5"#),
+            400,
+            "out_of_range",
+            Some("top_p"),
+        ),
+        bad(
+            "max_tokens of zero",
+            with(r#""max_tokens":0"#),
+            400,
+            "out_of_range",
+            Some("max_tokens"),
+        ),
+        bad(
+            "negative max_tokens",
+            with(r#""max_tokens":-5"#),
+            400,
+            "out_of_range",
+            Some("max_tokens"),
+        ),
         bad(
             "max_tokens beyond the context",
             with(&format!(r#""max_tokens":{context}"#)),
@@ -189,12 +278,24 @@ pub fn bad_inputs(model: &str, body_limit: usize, context: usize) -> Vec<BadInpu
         ),
         bad(
             "body over the limit",
-            format!(r#"{{"messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(body_limit)),
+            format!(
+                r#"{{"messages":[{{"role":"user","content":"{}"}}]}}"#,
+                "x".repeat(body_limit)
+            ),
             413,
             "body_too_large",
             None,
         ),
-        BadInput { content_type: "text/plain", ..bad("wrong content type", with(r#""seed":1"#), 415, "unsupported_media_type", None) },
+        BadInput {
+            content_type: "text/plain",
+            ..bad(
+                "wrong content type",
+                with(r#""seed":1"#),
+                415,
+                "unsupported_media_type",
+                None,
+            )
+        },
     ]
 }
 
@@ -224,4 +325,3 @@ pub async fn check_bad_inputs(base: &str, cases: Vec<BadInput>) -> Vec<String> {
     }
     failures
 }
-

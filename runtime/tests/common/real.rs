@@ -1,5 +1,5 @@
 //! Helpers for tests against the real SmolLM2 model: serve arguments and an in-process server.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::time::Duration;
 
@@ -9,8 +9,13 @@ use super::common::client;
 
 /// The real SmolLM2 GGUF that `make model` fetches.
 pub fn model_path() -> std::path::PathBuf {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.exists(), "{} is missing: run `make model` (or `make test`)", p.display());
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.exists(),
+        "{} is missing: run `make model` (or `make test`)",
+        p.display()
+    );
     p
 }
 
