@@ -83,8 +83,11 @@ impl Sampler {
             cand.select_nth_unstable_by(k - 1, by_logit);
             cand.truncate(k);
         }
-        cand.sort_unstable_by(by_logit);
-        let max = cand[0].1;
+        // Sorting is only needed for the nucleus; without top_p, token-id order is as stable.
+        if self.params.top_p < 1.0 {
+            cand.sort_unstable_by(by_logit);
+        }
+        let max = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
         let mut probs: Vec<f32> = cand.iter().map(|(_, l)| (l - max).exp()).collect();
         let total: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
