@@ -101,15 +101,23 @@ impl TextTokenizer {
         }
         let ty = |i: usize| v.token_types.get(i).copied().unwrap_or(1);
         let (mut tokenizer, pieces) = match v.model.as_str() {
-            "gpt2" => (build_gpt2(v)?, (0..n).map(|i| gpt2_piece(&v.tokens[i], ty(i))).collect()),
-            "llama" => (build_spm(v)?, (0..n).map(|i| spm_piece(&v.tokens[i], ty(i))).collect()),
+            "gpt2" => (
+                build_gpt2(v)?,
+                (0..n).map(|i| gpt2_piece(&v.tokens[i], ty(i))).collect(),
+            ),
+            "llama" => (
+                build_spm(v)?,
+                (0..n).map(|i| spm_piece(&v.tokens[i], ty(i))).collect(),
+            ),
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
         add_special_tokens(&mut tokenizer, v)?;
         let mut eos_ids: Vec<u32> = [v.eos, v.eot, v.eom].into_iter().flatten().collect();
         eos_ids.dedup();
         if let Some(bad) = eos_ids.iter().chain(&v.bos).find(|&&id| id as usize >= n) {
-            return Err(TokenizerError::Inconsistent(format!("special token id {bad} >= {n}")));
+            return Err(TokenizerError::Inconsistent(format!(
+                "special token id {bad} >= {n}"
+            )));
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -142,7 +150,10 @@ impl TextTokenizer {
     /// Text of `ids`, control tokens left out; invalid UTF-8 becomes U+FFFD. Equal to the
     /// concatenation of what an `IncrementalDecoder` emits for the same ids.
     pub fn decode(&self, ids: &[u32]) -> String {
-        let bytes: Vec<u8> = ids.iter().flat_map(|&id| self.piece(id).iter().copied()).collect();
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| self.piece(id).iter().copied())
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
@@ -177,7 +188,10 @@ impl TextTokenizer {
     }
 
     fn piece(&self, id: u32) -> &[u8] {
-        self.inner.pieces.get(id as usize).map_or(&[], Vec::as_slice)
+        self.inner
+            .pieces
+            .get(id as usize)
+            .map_or(&[], Vec::as_slice)
     }
 }
 
@@ -233,7 +247,8 @@ fn byte_to_char_table() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut extra = 0u32;
     for b in 0..256u32 {
-        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let printable =
+            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
         let c = if printable {
             b
         } else {
@@ -291,14 +306,17 @@ fn vocab_map(v: &GgufVocab) -> tokenizers::models::bpe::Vocab {
 
 fn build_gpt2(v: &GgufVocab) -> Result<Tokenizer, TokenizerError> {
     let pre = v.pre.as_deref().unwrap_or("default");
-    let regexes = regexes_for(pre).ok_or_else(|| TokenizerError::UnknownPreTokenizer(pre.into()))?;
+    let regexes =
+        regexes_for(pre).ok_or_else(|| TokenizerError::UnknownPreTokenizer(pre.into()))?;
     let merges = v
         .merges
         .iter()
         .map(|m| {
             m.split_once(' ')
                 .map(|(a, b)| (a.to_string(), b.to_string()))
-                .ok_or_else(|| TokenizerError::Inconsistent(format!("merge without a space: {m:?}")))
+                .ok_or_else(|| {
+                    TokenizerError::Inconsistent(format!("merge without a space: {m:?}"))
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let bpe = BPE::builder()
@@ -308,8 +326,12 @@ fn build_gpt2(v: &GgufVocab) -> Result<Tokenizer, TokenizerError> {
         .map_err(build_error)?;
     let mut steps: Vec<PreTokenizerWrapper> = Vec::new();
     for re in regexes {
-        let split = Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
-            .map_err(build_error)?;
+        let split = Split::new(
+            SplitPattern::Regex(re.to_string()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(build_error)?;
         steps.push(split.into());
     }
     steps.push(ByteLevel::new(false, false, false).into());
@@ -322,7 +344,12 @@ fn build_gpt2(v: &GgufVocab) -> Result<Tokenizer, TokenizerError> {
 /// SentencePiece BPE: llama.cpp merges the adjacent pair whose joined piece has the highest
 /// score; BPE merges ranked by that score do the same.
 fn spm_merges(v: &GgufVocab) -> Vec<(String, String)> {
-    let vocab: HashMap<&str, u32> = v.tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i as u32)).collect();
+    let vocab: HashMap<&str, u32> = v
+        .tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i as u32))
+        .collect();
     let mut merges: Vec<(String, String, f32)> = Vec::new();
     for (i, piece) in v.tokens.iter().enumerate() {
         let ty = v.token_types.get(i).copied().unwrap_or(1);
@@ -335,10 +362,16 @@ fn spm_merges(v: &GgufVocab) -> Vec<(String, String)> {
             .skip(1)
             .filter_map(|(at, _)| {
                 let (l, r) = piece.split_at(at);
-                (vocab.contains_key(l) && vocab.contains_key(r)).then(|| (l.to_string(), r.to_string(), score))
+                (vocab.contains_key(l) && vocab.contains_key(r))
+                    .then(|| (l.to_string(), r.to_string(), score))
             })
             .collect();
-        local.sort_by_key(|(l, r, _)| (vocab.get(l.as_str()).copied(), vocab.get(r.as_str()).copied()));
+        local.sort_by_key(|(l, r, _)| {
+            (
+                vocab.get(l.as_str()).copied(),
+                vocab.get(r.as_str()).copied(),
+            )
+        });
         merges.extend(local);
     }
     merges.sort_by(|a, b| b.2.total_cmp(&a.2));
@@ -436,7 +469,10 @@ mod tests {
     }
 
     fn id(v: &GgufVocab, piece: &str) -> u32 {
-        v.tokens.iter().position(|t| t == piece).map_or(u32::MAX, |i| i as u32)
+        v.tokens
+            .iter()
+            .position(|t| t == piece)
+            .map_or(u32::MAX, |i| i as u32)
     }
 
     #[test]
@@ -444,7 +480,13 @@ mod tests {
         let v = spm_vocab();
         let tok = TextTokenizer::from_gguf_vocab(&v).expect("builds");
         let ids = tok.encode("hello é", true).expect("encodes");
-        let want = vec![1, id(&v, "\u{2581}hello"), id(&v, "\u{2581}"), id(&v, "<0xC3>"), id(&v, "<0xA9>")];
+        let want = vec![
+            1,
+            id(&v, "\u{2581}hello"),
+            id(&v, "\u{2581}"),
+            id(&v, "<0xC3>"),
+            id(&v, "<0xA9>"),
+        ];
         assert_eq!(ids, want);
         assert_eq!(tok.decode(&ids), " hello é");
     }
@@ -454,11 +496,19 @@ mod tests {
         let v = spm_vocab();
         let tok = TextTokenizer::from_gguf_vocab(&v).expect("builds");
         let mut dec = tok.incremental_decoder();
-        assert_eq!(dec.push(1), None, "BOS is a control token and prints nothing");
+        assert_eq!(
+            dec.push(1),
+            None,
+            "BOS is a control token and prints nothing"
+        );
         assert_eq!(dec.push(id(&v, "\u{2581}hello")).as_deref(), Some(" hello"));
         assert_eq!(dec.push(id(&v, "<0xC3>")), None);
         assert_eq!(dec.push(id(&v, "<0xA9>")).as_deref(), Some("é"));
-        assert_eq!(dec.push(id(&v, "<0xFF>")).as_deref(), Some("\u{FFFD}"), "an invalid byte is replaced, not held");
+        assert_eq!(
+            dec.push(id(&v, "<0xFF>")).as_deref(),
+            Some("\u{FFFD}"),
+            "an invalid byte is replaced, not held"
+        );
         assert_eq!(dec.finish(), None);
     }
 
@@ -466,9 +516,14 @@ mod tests {
     fn an_unknown_tokenizer_model_or_pre_tokenizer_is_refused() {
         let mut v = spm_vocab();
         v.model = "bert".into();
-        assert!(matches!(TextTokenizer::from_gguf_vocab(&v), Err(TokenizerError::UnsupportedModel(m)) if m == "bert"));
+        assert!(
+            matches!(TextTokenizer::from_gguf_vocab(&v), Err(TokenizerError::UnsupportedModel(m)) if m == "bert")
+        );
         v.model = "gpt2".into();
         v.pre = Some("no-such-pre".into());
-        assert!(matches!(TextTokenizer::from_gguf_vocab(&v), Err(TokenizerError::UnknownPreTokenizer(_))));
+        assert!(matches!(
+            TextTokenizer::from_gguf_vocab(&v),
+            Err(TokenizerError::UnknownPreTokenizer(_))
+        ));
     }
 }
