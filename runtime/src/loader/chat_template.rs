@@ -215,7 +215,8 @@ mod tests {
 
     #[test]
     fn a_model_without_template_and_without_override_is_a_missing_template_error() {
-        let err = ChatTemplate::resolve(None, None, String::new(), String::new()).unwrap_err();
+        let err =
+            ChatTemplate::resolve(None, None, String::new(), String::new()).expect_err("must fail");
         assert!(matches!(err, ChatTemplateError::Missing), "{err:?}");
     }
 
@@ -246,7 +247,7 @@ mod tests {
             String::new(),
             String::new(),
         )
-        .unwrap_err();
+        .expect_err("must fail");
         assert!(matches!(err, ChatTemplateError::Read { .. }), "{err:?}");
     }
 
@@ -260,7 +261,7 @@ mod tests {
         .expect("compiles");
         let err = t
             .render(&[ChatMessage::new("assistant", "x")], false)
-            .unwrap_err();
+            .expect_err("must fail");
         match err {
             ChatTemplateError::Raised(msg) => assert_eq!(msg, "first must be user"),
             other => panic!("unexpected {other:?}"),
@@ -269,7 +270,8 @@ mod tests {
 
     #[test]
     fn a_template_with_a_syntax_error_fails_at_load() {
-        let err = ChatTemplate::new("{% for %}".into(), String::new(), String::new()).unwrap_err();
+        let err = ChatTemplate::new("{% for %}".into(), String::new(), String::new())
+            .expect_err("must fail");
         assert!(matches!(err, ChatTemplateError::Syntax(_)), "{err:?}");
     }
 

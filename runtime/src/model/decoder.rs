@@ -194,7 +194,7 @@ impl Decoder {
             .zip(&lay.ranges)
             .map(|(seq, r)| {
                 let kr = r.start * kv_dim..r.end * kv_dim;
-                &*seq.cache.append(l, &k[kr.clone()], &v[kr])
+                seq.cache.append(l, &k[kr.clone()], &v[kr])
             })
             .collect();
         let attn = self.attend(&q, q_dim, &histories, &lay.ranges);

@@ -60,6 +60,7 @@ pub fn relative_max_diff(a: &[f32], b: &[f32]) -> f32 {
 /// Runs the prompts as one batched prefill followed by `steps` batched decode steps (feeding
 /// each sequence its own greedy token), and the same sequences one at a time; asserts the
 /// logits agree within `tol` (relative) and the argmax is equal at every step.
+#[allow(clippy::needless_range_loop)] // `step` indexes the per-sequence histories
 pub fn assert_batched_equals_single(
     model: &dyn CausalLm,
     prompts: &[Vec<u32>],
