@@ -6,6 +6,7 @@ pub mod chat_template;
 pub mod gguf;
 pub mod pretokenize;
 pub mod tokenizer;
+pub mod vocab;
 
 use std::path::PathBuf;
 
