@@ -39,6 +39,11 @@ fn token_ids_equal_llama_cpp_for_every_fixture_string() {
             ));
         }
         assert_eq!(tok.decode(&ids), case.text, "decode(encode(x)) == x");
+        let hf = tok.inner().decode(&ids, true).expect("tokenizers decodes");
+        assert_eq!(
+            hf, case.text,
+            "the rebuilt tokenizers::Tokenizer decodes the same"
+        );
     }
     assert!(failures.is_empty(), "mismatches:\n{}", failures.join("\n"));
 }
