@@ -117,7 +117,8 @@ impl TextTokenizer {
     }
 
     /// Token ids of `text`. Special-token markers in the text (e.g. `<|im_start|>`) encode to
-    /// their single id. `add_special` prepends BOS when the model asks for it.
+    /// their single id. `add_special` prepends BOS when the model asks for it (and the text
+    /// does not already start with it).
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, TokenizerError> {
         let enc = self
             .inner
@@ -125,7 +126,10 @@ impl TextTokenizer {
             .encode_fast(text, false)
             .map_err(|e| TokenizerError::Encode(e.to_string()))?;
         let mut ids = Vec::with_capacity(enc.len() + 1);
-        if add_special && self.inner.add_bos {
+        // Chat templates often start with `{{ bos_token }}` already: never send BOS twice.
+        let starts_with_bos =
+            self.inner.bos.is_some() && enc.get_ids().first() == self.inner.bos.as_ref();
+        if add_special && self.inner.add_bos && !starts_with_bos {
             ids.extend(self.inner.bos);
         }
         ids.extend_from_slice(enc.get_ids());
@@ -293,6 +297,18 @@ mod tests {
         ];
         assert_eq!(ids, want);
         assert_eq!(tok.decode(&ids), " hello é");
+    }
+
+    #[test]
+    fn a_text_that_already_starts_with_bos_gets_no_second_one() {
+        let v = spm_vocab();
+        let tok = TextTokenizer::from_gguf_vocab(&v).expect("builds");
+        let ids = tok.encode("<s>hello", true).expect("encodes");
+        assert_eq!(ids, vec![1, id(&v, "\u{2581}hello")]);
+        assert_eq!(
+            tok.encode("hello", false).expect("encodes"),
+            vec![id(&v, "\u{2581}hello")]
+        );
     }
 
     #[test]
