@@ -37,14 +37,58 @@ fn smollm2_metadata_is_read_from_the_gguf() {
     assert_eq!(m.info.kv_bytes_per_token, 30 * 2 * 3 * 64 * 4);
 }
 
+#[derive(serde::Deserialize)]
+struct GreedyFixture {
+    max_tokens: usize,
+    cases: Vec<GreedyCase>,
+}
+
+#[derive(serde::Deserialize)]
+struct GreedyCase {
+    question: String,
+    prompt_ids: Vec<u32>,
+    greedy_ids: Vec<u32>,
+}
+
+fn greedy_fixture() -> GreedyFixture {
+    serde_json::from_str(include_str!("fixtures/greedy_smollm2.json")).expect("fixture parses")
+}
+
 #[test]
-fn greedy_answer_to_the_capital_of_france_mentions_paris() {
+fn chat_templated_prompts_tokenize_exactly_as_in_llama_cpp() {
     let m = load_smollm2();
-    let prompt = chat_prompt(&m, "What is the capital of France?");
-    assert_eq!(&prompt[..1], &[1], "the chat template opens with <|im_start|>");
-    let out = greedy(m.model.as_ref(), &prompt, 20).expect("generates");
+    for c in greedy_fixture().cases {
+        assert_eq!(
+            chat_prompt(&m, &c.question),
+            c.prompt_ids,
+            "prompt tokens of {:?}",
+            c.question
+        );
+    }
+}
+
+/// "What is the capital of France?" makes this Q4_1 file answer in (wrong) French in llama.cpp
+/// too; this phrasing gives "The capital of France is Paris." in llama.cpp, and must here.
+#[test]
+fn greedy_answer_to_the_capital_of_france_is_paris_as_in_llama_cpp() {
+    let m = load_smollm2();
+    let fixture = greedy_fixture();
+    let case = &fixture.cases[0];
+    assert_eq!(case.question, "Name the capital of France.");
+    let out = greedy(
+        m.model.as_ref(),
+        &chat_prompt(&m, &case.question),
+        fixture.max_tokens,
+    )
+    .expect("generates");
     let text = m.tokenizer.decode(&out);
     assert!(text.contains("Paris"), "greedy answer was {text:?}");
+    assert_eq!(
+        out,
+        case.greedy_ids,
+        "llama.cpp answered {:?}",
+        m.tokenizer.decode(&case.greedy_ids)
+    );
 }
 
 #[test]
@@ -117,7 +161,10 @@ fn decode_tok_per_s(m: &LoadedModel, batch: usize, steps: usize) -> f64 {
         let mut seqs: Vec<SeqInput<'_>> = next
             .iter()
             .zip(caches.iter_mut())
-            .map(|(t, c)| SeqInput { tokens: t, cache: c })
+            .map(|(t, c)| SeqInput {
+                tokens: t,
+                cache: c,
+            })
             .collect();
         let start = Instant::now();
         let logits = m.model.forward(&mut seqs).expect("forward");

@@ -33,9 +33,17 @@ fn token_ids_equal_llama_cpp_for_every_fixture_string() {
     for case in &fixture.cases {
         let ids = tok.encode(&case.text, false).expect("encodes");
         if ids != case.ids {
-            failures.push(format!("{:?}\n  ours:      {ids:?}\n  llama.cpp: {:?}", case.text, case.ids));
+            failures.push(format!(
+                "{:?}\n  ours:      {ids:?}\n  llama.cpp: {:?}",
+                case.text, case.ids
+            ));
         }
         assert_eq!(tok.decode(&ids), case.text, "decode(encode(x)) == x");
+        let hf = tok.inner().decode(&ids, true).expect("tokenizers decodes");
+        assert_eq!(
+            hf, case.text,
+            "the rebuilt tokenizers::Tokenizer decodes the same"
+        );
     }
     assert!(failures.is_empty(), "mismatches:\n{}", failures.join("\n"));
 }
@@ -43,7 +51,9 @@ fn token_ids_equal_llama_cpp_for_every_fixture_string() {
 #[test]
 fn special_token_markers_encode_to_single_ids_and_decode_to_nothing() {
     let tok = smollm2_tokenizer();
-    let ids = tok.encode("<|im_start|>user\nHi<|im_end|>", false).expect("encodes");
+    let ids = tok
+        .encode("<|im_start|>user\nHi<|im_end|>", false)
+        .expect("encodes");
     assert_eq!(ids.first(), Some(&1));
     assert_eq!(ids.last(), Some(&2));
     assert_eq!(tok.decode(&ids), "user\nHi");
@@ -72,7 +82,10 @@ fn incremental_decoder_never_emits_a_broken_character() {
     }
     assert_eq!(dec.finish(), None);
     assert_eq!(streamed, text);
-    assert!(silent_steps > 0, "some tokens must end mid-character for this test to mean anything");
+    assert!(
+        silent_steps > 0,
+        "some tokens must end mid-character for this test to mean anything"
+    );
 }
 
 #[test]

@@ -68,7 +68,11 @@ impl std::fmt::Debug for ChatTemplate {
 
 impl ChatTemplate {
     /// Compiles `source`; a syntax error is reported here, at load, not at the first request.
-    pub fn new(source: String, bos_token: String, eos_token: String) -> Result<Self, ChatTemplateError> {
+    pub fn new(
+        source: String,
+        bos_token: String,
+        eos_token: String,
+    ) -> Result<Self, ChatTemplateError> {
         let mut env = Environment::new();
         // Hugging Face renders chat templates with trim_blocks and lstrip_blocks on.
         let syntax = minijinja::syntax::SyntaxConfig::builder()
@@ -99,17 +103,23 @@ impl ChatTemplate {
         eos_token: String,
     ) -> Result<Self, ChatTemplateError> {
         let source = match override_path {
-            Some(path) => std::fs::read_to_string(path).map_err(|source| ChatTemplateError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?,
+            Some(path) => {
+                std::fs::read_to_string(path).map_err(|source| ChatTemplateError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+            }
             None => from_model.ok_or(ChatTemplateError::Missing)?,
         };
         Self::new(source, bos_token, eos_token)
     }
 
     /// The prompt text for `messages`; `add_generation_prompt` opens the assistant's turn.
-    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, ChatTemplateError> {
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, ChatTemplateError> {
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
@@ -122,8 +132,12 @@ impl ChatTemplate {
                 eos_token => &self.eos_token,
             })
             .map_err(|e| match e.kind() {
-                ErrorKind::InvalidOperation if e.detail().is_some_and(|d| d.starts_with(RAISED)) => {
-                    ChatTemplateError::Raised(e.detail().unwrap_or_default()[RAISED.len()..].to_string())
+                ErrorKind::InvalidOperation
+                    if e.detail().is_some_and(|d| d.starts_with(RAISED)) =>
+                {
+                    ChatTemplateError::Raised(
+                        e.detail().unwrap_or_default()[RAISED.len()..].to_string(),
+                    )
                 }
                 _ => ChatTemplateError::Render(describe(&e)),
             })
@@ -175,7 +189,10 @@ mod tests {
     fn smollm2_template_renders_system_and_user_with_generation_prompt() {
         let out = smollm2()
             .render(
-                &[ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi!")],
+                &[
+                    ChatMessage::new("system", "Be brief."),
+                    ChatMessage::new("user", "Hi!"),
+                ],
                 true,
             )
             .expect("renders");
@@ -187,7 +204,9 @@ mod tests {
 
     #[test]
     fn smollm2_template_adds_its_default_system_prompt_without_generation_prompt() {
-        let out = smollm2().render(&[ChatMessage::new("user", "Hi!")], false).expect("renders");
+        let out = smollm2()
+            .render(&[ChatMessage::new("user", "Hi!")], false)
+            .expect("renders");
         assert_eq!(
             out,
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n"
@@ -196,7 +215,8 @@ mod tests {
 
     #[test]
     fn a_model_without_template_and_without_override_is_a_missing_template_error() {
-        let err = ChatTemplate::resolve(None, None, String::new(), String::new()).unwrap_err();
+        let err =
+            ChatTemplate::resolve(None, None, String::new(), String::new()).expect_err("must fail");
         assert!(matches!(err, ChatTemplateError::Missing), "{err:?}");
     }
 
@@ -206,16 +226,28 @@ mod tests {
         let path = dir.path().join("t.jinja");
         std::fs::write(&path, "{{ bos_token }}{% for m in messages %}[{{ m.role|upper }}]{{ m.content.strip() }}{% endfor %}")
             .expect("write");
-        let t = ChatTemplate::resolve(Some(SMOLLM2.into()), Some(&path), "<s>".into(), "</s>".into())
-            .expect("loads");
-        let out = t.render(&[ChatMessage::new("user", "  hi  ")], true).expect("renders");
+        let t = ChatTemplate::resolve(
+            Some(SMOLLM2.into()),
+            Some(&path),
+            "<s>".into(),
+            "</s>".into(),
+        )
+        .expect("loads");
+        let out = t
+            .render(&[ChatMessage::new("user", "  hi  ")], true)
+            .expect("renders");
         assert_eq!(out, "<s>[USER]hi");
     }
 
     #[test]
     fn a_missing_override_file_is_a_read_error() {
-        let err = ChatTemplate::resolve(None, Some(Path::new("/nonexistent/t.jinja")), String::new(), String::new())
-            .unwrap_err();
+        let err = ChatTemplate::resolve(
+            None,
+            Some(Path::new("/nonexistent/t.jinja")),
+            String::new(),
+            String::new(),
+        )
+        .expect_err("must fail");
         assert!(matches!(err, ChatTemplateError::Read { .. }), "{err:?}");
     }
 
@@ -227,7 +259,9 @@ mod tests {
             String::new(),
         )
         .expect("compiles");
-        let err = t.render(&[ChatMessage::new("assistant", "x")], false).unwrap_err();
+        let err = t
+            .render(&[ChatMessage::new("assistant", "x")], false)
+            .expect_err("must fail");
         match err {
             ChatTemplateError::Raised(msg) => assert_eq!(msg, "first must be user"),
             other => panic!("unexpected {other:?}"),
@@ -236,13 +270,19 @@ mod tests {
 
     #[test]
     fn a_template_with_a_syntax_error_fails_at_load() {
-        let err = ChatTemplate::new("{% for %}".into(), String::new(), String::new()).unwrap_err();
+        let err = ChatTemplate::new("{% for %}".into(), String::new(), String::new())
+            .expect_err("must fail");
         assert!(matches!(err, ChatTemplateError::Syntax(_)), "{err:?}");
     }
 
     #[test]
     fn strftime_now_is_available_to_templates() {
-        let t = ChatTemplate::new("{{ strftime_now('%Y') }}".into(), String::new(), String::new()).expect("compiles");
+        let t = ChatTemplate::new(
+            "{{ strftime_now('%Y') }}".into(),
+            String::new(),
+            String::new(),
+        )
+        .expect("compiles");
         let year = t.render(&[], false).expect("renders");
         assert_eq!(year.len(), 4);
         assert!(year.chars().all(|c| c.is_ascii_digit()));

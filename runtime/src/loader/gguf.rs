@@ -86,7 +86,10 @@ impl GgufFile {
     pub fn uint(&self, key: &str) -> Result<Option<usize>, LoadError> {
         let bad = |v: &Value| LoadError::BadMetadata {
             key: key.to_string(),
-            reason: format!("expected a non-negative integer, found {:?}", v.value_type()),
+            reason: format!(
+                "expected a non-negative integer, found {:?}",
+                v.value_type()
+            ),
         };
         let Some(v) = self.metadata().get(key) else {
             return Ok(None);
@@ -106,7 +109,8 @@ impl GgufFile {
     }
 
     pub fn required_uint(&self, key: &str) -> Result<usize, LoadError> {
-        self.uint(key)?.ok_or_else(|| LoadError::MissingMetadata(key.to_string()))
+        self.uint(key)?
+            .ok_or_else(|| LoadError::MissingMetadata(key.to_string()))
     }
 
     pub fn float(&self, key: &str) -> Result<Option<f32>, LoadError> {
@@ -152,7 +156,9 @@ impl GgufFile {
     /// The `tokenizer.ggml.*` metadata.
     pub fn vocab(&self) -> Result<GgufVocab, LoadError> {
         let key = "tokenizer.ggml.model";
-        let model = self.string(key).ok_or_else(|| LoadError::MissingMetadata(key.into()))?;
+        let model = self
+            .string(key)
+            .ok_or_else(|| LoadError::MissingMetadata(key.into()))?;
         let numbers = |key: &str| -> Vec<f64> {
             self.array(key)
                 .map(|items| {
@@ -170,21 +176,32 @@ impl GgufFile {
                 })
                 .unwrap_or_default()
         };
-        let id = |key: &str| -> Result<Option<u32>, LoadError> { Ok(self.uint(key)?.map(|v| v as u32)) };
+        let id =
+            |key: &str| -> Result<Option<u32>, LoadError> { Ok(self.uint(key)?.map(|v| v as u32)) };
         Ok(GgufVocab {
             model: model.to_string(),
             pre: self.string("tokenizer.ggml.pre").map(str::to_string),
             tokens: self.strings("tokenizer.ggml.tokens"),
-            token_types: numbers("tokenizer.ggml.token_type").into_iter().map(|x| x as i32).collect(),
-            scores: numbers("tokenizer.ggml.scores").into_iter().map(|x| x as f32).collect(),
+            token_types: numbers("tokenizer.ggml.token_type")
+                .into_iter()
+                .map(|x| x as i32)
+                .collect(),
+            scores: numbers("tokenizer.ggml.scores")
+                .into_iter()
+                .map(|x| x as f32)
+                .collect(),
             merges: self.strings("tokenizer.ggml.merges"),
             bos: id("tokenizer.ggml.bos_token_id")?,
             eos: id("tokenizer.ggml.eos_token_id")?,
             eot: id("tokenizer.ggml.eot_token_id")?,
             eom: id("tokenizer.ggml.eom_token_id")?,
             unk: id("tokenizer.ggml.unknown_token_id")?,
-            add_bos: self.bool("tokenizer.ggml.add_bos_token").unwrap_or(model == "llama"),
-            add_space_prefix: self.bool("tokenizer.ggml.add_space_prefix").unwrap_or(model == "llama"),
+            add_bos: self
+                .bool("tokenizer.ggml.add_bos_token")
+                .unwrap_or(model == "llama"),
+            add_space_prefix: self
+                .bool("tokenizer.ggml.add_space_prefix")
+                .unwrap_or(model == "llama"),
         })
     }
 
@@ -200,7 +217,9 @@ impl GgufFile {
                 reason: format!("{n_heads} heads cannot share {n_kv_heads} KV heads"),
             });
         }
-        let head_dim = self.uint(&k("attention.key_length"))?.unwrap_or(hidden / n_heads);
+        let head_dim = self
+            .uint(&k("attention.key_length"))?
+            .unwrap_or(hidden / n_heads);
         let rope_dim = self.uint(&k("rope.dimension_count"))?.unwrap_or(head_dim);
         let context_length = self.required_uint(&k("context_length"))?;
         let rope_freq_factors = if self.has_tensor("rope_freqs.weight") {
@@ -215,15 +234,25 @@ impl GgufFile {
             head_dim,
             rope_dim: rope_dim.min(head_dim),
             rope_theta: self.float(&k("rope.freq_base"))?.unwrap_or(10_000.0),
-            rope_style: if arch == "qwen2" { RopeStyle::Neox } else { RopeStyle::Interleaved },
+            rope_style: if arch == "qwen2" {
+                RopeStyle::Neox
+            } else {
+                RopeStyle::Interleaved
+            },
             rope_freq_factors,
-            rms_eps: self.float(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6),
+            rms_eps: self
+                .float(&k("attention.layer_norm_rms_epsilon"))?
+                .unwrap_or(1e-6),
         };
         Ok((cfg, context_length))
     }
 
     /// Every weight of a llama-family model; `biases` loads qwen2's q/k/v biases.
-    pub fn decoder_weights(&mut self, arch: &str, biases: bool) -> Result<DecoderWeights, LoadError> {
+    pub fn decoder_weights(
+        &mut self,
+        arch: &str,
+        biases: bool,
+    ) -> Result<DecoderWeights, LoadError> {
         let n_layers = self.required_uint(&format!("{arch}.block_count"))?;
         let mut layers = Vec::with_capacity(n_layers);
         for i in 0..n_layers {

@@ -6,6 +6,7 @@ pub mod chat_template;
 pub mod gguf;
 pub mod pretokenize;
 pub mod tokenizer;
+pub mod vocab;
 
 use std::path::PathBuf;
 
@@ -84,7 +85,9 @@ pub struct LoadedModel {
 
 impl std::fmt::Debug for LoadedModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedModel").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("LoadedModel")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,7 +95,9 @@ impl std::fmt::Debug for LoadedModel {
 /// later use rayon's global pool, which the server sizes.
 pub fn load(opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
     let path = &opts.model_path;
-    let is_gguf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    let is_gguf = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
     if !is_gguf {
         return Err(LoadError::UnsupportedFileFormat(path.clone()));
     }
@@ -106,7 +111,11 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
     }
     let vocab = file.vocab()?;
     let tokenizer = TextTokenizer::from_gguf_vocab(&vocab)?;
-    let token = |id: Option<u32>| id.and_then(|i| tokenizer.token_text(i)).unwrap_or_default().to_string();
+    let token = |id: Option<u32>| {
+        id.and_then(|i| tokenizer.token_text(i))
+            .unwrap_or_default()
+            .to_string()
+    };
     let chat_template = ChatTemplate::resolve(
         file.string("tokenizer.chat_template").map(str::to_string),
         opts.chat_template_path.as_deref(),
@@ -120,13 +129,18 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
     if tokenizer.vocab_size() > vocab_size {
         return Err(LoadError::BadMetadata {
             key: "tokenizer.ggml.tokens".into(),
-            reason: format!("{} tokens but the output layer has {vocab_size} rows", tokenizer.vocab_size()),
+            reason: format!(
+                "{} tokens but the output layer has {vocab_size} rows",
+                tokenizer.vocab_size()
+            ),
         });
     }
     let info = ModelInfo {
         architecture: arch,
         vocab_size,
-        context_length: opts.context_length.map_or(model_context, |c| c.min(model_context)),
+        context_length: opts
+            .context_length
+            .map_or(model_context, |c| c.min(model_context)),
         eos_token_ids: tokenizer.eos_token_ids().to_vec(),
         bos_token_id: tokenizer.bos_token_id(),
         kv_bytes_per_token: 0, // filled by Decoder::new

@@ -4,6 +4,47 @@
 //! pieces the previous one produced, keeping matches and the text between them (as llama.cpp's
 //! `unicode_regex_split` does).
 
+/// Every `tokenizer.ggml.pre` value `regexes_for` knows.
+pub const KNOWN: &[&str] = &[
+    "llama3",
+    "llama-v3",
+    "llama-bpe",
+    "falcon3",
+    "falcon-h1",
+    "pixtral",
+    "dbrx",
+    "smaug-bpe",
+    "deepseek-llm",
+    "deepseek-v3",
+    "deepseek-coder",
+    "falcon",
+    "starcoder",
+    "refact",
+    "command-r",
+    "smollm",
+    "codeshell",
+    "exaone",
+    "minerva-7b",
+    "gpt-2",
+    "phi-2",
+    "jina-es",
+    "jina-de",
+    "jina-v2-es",
+    "jina-v2-de",
+    "roberta-bpe",
+    "jina-v1-en",
+    "jina-v2-code",
+    "mpt",
+    "olmo",
+    "jais",
+    "stablelm2",
+    "qwen2",
+    "deepseek-r1-qwen",
+    "megrez",
+    "chatglm-bpe",
+    "default",
+];
+
 /// The regex sequence for a `tokenizer.ggml.pre` value; `None` for one llama.cpp does not know
 /// (or that this runtime has not taken over yet).
 pub fn regexes_for(pre: &str) -> Option<&'static [&'static str]> {
@@ -61,4 +102,48 @@ pub fn regexes_for(pre: &str) -> Option<&'static [&'static str]> {
         _ => return None,
     };
     Some(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+    use tokenizers::{
+        OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer, SplitDelimiterBehavior,
+    };
+
+    fn split(pre: &str, text: &str) -> Vec<String> {
+        let mut s = PreTokenizedString::from(text);
+        for re in regexes_for(pre).unwrap_or_default() {
+            let step = Split::new(
+                SplitPattern::Regex(re.to_string()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .expect("regex compiles");
+            step.pre_tokenize(&mut s).expect("splits");
+        }
+        s.get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(piece, _, _)| piece.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn every_known_pre_tokenizer_regex_compiles_and_keeps_all_text() {
+        let text = "Hello  world's 12345 日本語 😀\n\n  code()\t;";
+        for pre in KNOWN {
+            assert!(regexes_for(pre).is_some(), "{pre}");
+            assert_eq!(split(pre, text).concat(), text, "{pre} loses text");
+        }
+        assert!(regexes_for("no-such-pre").is_none());
+    }
+
+    #[test]
+    fn smollm_splits_every_digit_and_keeps_a_leading_space_on_words() {
+        assert_eq!(
+            split("smollm", "ab 123 cd"),
+            vec!["ab", " ", "1", "2", "3", " cd"]
+        );
+    }
 }

@@ -5,28 +5,13 @@
 //! tokens (so chat-template markers encode to one id). Decoding, whole or incremental, goes
 //! through a per-token byte table so streamed pieces never split a UTF-8 character.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokenizers::decoders::byte_fallback::ByteFallback;
-use tokenizers::decoders::byte_level::ByteLevel;
-use tokenizers::decoders::fuse::Fuse;
-use tokenizers::decoders::sequence::Sequence as DecoderSequence;
-use tokenizers::decoders::strip::Strip;
-use tokenizers::models::bpe::BPE;
-use tokenizers::normalizers::{Prepend, Replace};
-use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper};
-use tokenizers::{SplitDelimiterBehavior, Tokenizer};
+use tokenizers::Tokenizer;
 
-use super::pretokenize::regexes_for;
-
-/// GGUF `tokenizer.ggml.token_type` values.
-const TYPE_CONTROL: i32 = 3;
-const TYPE_USER_DEFINED: i32 = 4;
-const TYPE_UNUSED: i32 = 5;
-const TYPE_BYTE: i32 = 6;
+use super::vocab::{add_special_tokens, build_gpt2, build_spm, gpt2_piece, spm_piece};
+#[cfg(test)]
+use super::vocab::{TYPE_BYTE, TYPE_CONTROL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
@@ -101,15 +86,23 @@ impl TextTokenizer {
         }
         let ty = |i: usize| v.token_types.get(i).copied().unwrap_or(1);
         let (mut tokenizer, pieces) = match v.model.as_str() {
-            "gpt2" => (build_gpt2(v)?, (0..n).map(|i| gpt2_piece(&v.tokens[i], ty(i))).collect()),
-            "llama" => (build_spm(v)?, (0..n).map(|i| spm_piece(&v.tokens[i], ty(i))).collect()),
+            "gpt2" => (
+                build_gpt2(v)?,
+                (0..n).map(|i| gpt2_piece(&v.tokens[i], ty(i))).collect(),
+            ),
+            "llama" => (
+                build_spm(v)?,
+                (0..n).map(|i| spm_piece(&v.tokens[i], ty(i))).collect(),
+            ),
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
         add_special_tokens(&mut tokenizer, v)?;
         let mut eos_ids: Vec<u32> = [v.eos, v.eot, v.eom].into_iter().flatten().collect();
         eos_ids.dedup();
         if let Some(bad) = eos_ids.iter().chain(&v.bos).find(|&&id| id as usize >= n) {
-            return Err(TokenizerError::Inconsistent(format!("special token id {bad} >= {n}")));
+            return Err(TokenizerError::Inconsistent(format!(
+                "special token id {bad} >= {n}"
+            )));
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -124,7 +117,8 @@ impl TextTokenizer {
     }
 
     /// Token ids of `text`. Special-token markers in the text (e.g. `<|im_start|>`) encode to
-    /// their single id. `add_special` prepends BOS when the model asks for it.
+    /// their single id. `add_special` prepends BOS when the model asks for it (and the text
+    /// does not already start with it).
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>, TokenizerError> {
         let enc = self
             .inner
@@ -132,7 +126,10 @@ impl TextTokenizer {
             .encode_fast(text, false)
             .map_err(|e| TokenizerError::Encode(e.to_string()))?;
         let mut ids = Vec::with_capacity(enc.len() + 1);
-        if add_special && self.inner.add_bos {
+        // Chat templates often start with `{{ bos_token }}` already: never send BOS twice.
+        let starts_with_bos =
+            self.inner.bos.is_some() && enc.get_ids().first() == self.inner.bos.as_ref();
+        if add_special && self.inner.add_bos && !starts_with_bos {
             ids.extend(self.inner.bos);
         }
         ids.extend_from_slice(enc.get_ids());
@@ -142,7 +139,10 @@ impl TextTokenizer {
     /// Text of `ids`, control tokens left out; invalid UTF-8 becomes U+FFFD. Equal to the
     /// concatenation of what an `IncrementalDecoder` emits for the same ids.
     pub fn decode(&self, ids: &[u32]) -> String {
-        let bytes: Vec<u8> = ids.iter().flat_map(|&id| self.piece(id).iter().copied()).collect();
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| self.piece(id).iter().copied())
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
@@ -177,7 +177,10 @@ impl TextTokenizer {
     }
 
     fn piece(&self, id: u32) -> &[u8] {
-        self.inner.pieces.get(id as usize).map_or(&[], Vec::as_slice)
+        self.inner
+            .pieces
+            .get(id as usize)
+            .map_or(&[], Vec::as_slice)
     }
 }
 
@@ -228,168 +231,6 @@ impl IncrementalDecoder {
     }
 }
 
-/// GPT-2's reversible byte <-> printable-char mapping (`bytes_to_unicode`).
-fn byte_to_char_table() -> [char; 256] {
-    let mut table = ['\0'; 256];
-    let mut extra = 0u32;
-    for b in 0..256u32 {
-        let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
-        let c = if printable {
-            b
-        } else {
-            extra += 1;
-            255 + extra
-        };
-        table[b as usize] = char::from_u32(c).unwrap_or('\0');
-    }
-    table
-}
-
-fn gpt2_piece(token: &str, ty: i32) -> Vec<u8> {
-    if ty == TYPE_CONTROL || ty == TYPE_UNUSED {
-        return Vec::new();
-    }
-    thread_local! {
-        static CHAR_TO_BYTE: HashMap<char, u8> = byte_to_char_table()
-            .iter()
-            .enumerate()
-            .map(|(b, &c)| (c, b as u8))
-            .collect();
-    }
-    CHAR_TO_BYTE.with(|map| {
-        let mapped: Option<Vec<u8>> = token.chars().map(|c| map.get(&c).copied()).collect();
-        // User-defined tokens may be stored as plain text rather than byte-level encoded.
-        mapped.unwrap_or_else(|| token.as_bytes().to_vec())
-    })
-}
-
-fn spm_piece(token: &str, ty: i32) -> Vec<u8> {
-    match ty {
-        TYPE_CONTROL | TYPE_UNUSED => Vec::new(),
-        TYPE_BYTE => parse_byte_token(token).map_or_else(Vec::new, |b| vec![b]),
-        _ => token.replace('\u{2581}', " ").into_bytes(),
-    }
-}
-
-/// `<0x0A>` -> 10.
-fn parse_byte_token(token: &str) -> Option<u8> {
-    let hex = token.strip_prefix("<0x")?.strip_suffix('>')?;
-    u8::from_str_radix(hex, 16).ok()
-}
-
-fn build_error(e: impl std::fmt::Display) -> TokenizerError {
-    TokenizerError::Build(e.to_string())
-}
-
-fn vocab_map(v: &GgufVocab) -> tokenizers::models::bpe::Vocab {
-    v.tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), i as u32))
-        .collect()
-}
-
-fn build_gpt2(v: &GgufVocab) -> Result<Tokenizer, TokenizerError> {
-    let pre = v.pre.as_deref().unwrap_or("default");
-    let regexes = regexes_for(pre).ok_or_else(|| TokenizerError::UnknownPreTokenizer(pre.into()))?;
-    let merges = v
-        .merges
-        .iter()
-        .map(|m| {
-            m.split_once(' ')
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .ok_or_else(|| TokenizerError::Inconsistent(format!("merge without a space: {m:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab_map(v), merges)
-        .ignore_merges(matches!(pre, "llama3" | "llama-v3" | "llama-bpe"))
-        .build()
-        .map_err(build_error)?;
-    let mut steps: Vec<PreTokenizerWrapper> = Vec::new();
-    for re in regexes {
-        let split = Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false)
-            .map_err(build_error)?;
-        steps.push(split.into());
-    }
-    steps.push(ByteLevel::new(false, false, false).into());
-    let mut tokenizer = Tokenizer::new(bpe);
-    tokenizer.with_pre_tokenizer(Some(PreSequence::new(steps)));
-    tokenizer.with_decoder(Some(ByteLevel::new(false, false, false)));
-    Ok(tokenizer)
-}
-
-/// SentencePiece BPE: llama.cpp merges the adjacent pair whose joined piece has the highest
-/// score; BPE merges ranked by that score do the same.
-fn spm_merges(v: &GgufVocab) -> Vec<(String, String)> {
-    let vocab: HashMap<&str, u32> = v.tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i as u32)).collect();
-    let mut merges: Vec<(String, String, f32)> = Vec::new();
-    for (i, piece) in v.tokens.iter().enumerate() {
-        let ty = v.token_types.get(i).copied().unwrap_or(1);
-        if ty == TYPE_CONTROL || ty == TYPE_BYTE || ty == TYPE_UNUSED {
-            continue;
-        }
-        let score = v.scores.get(i).copied().unwrap_or(0.0);
-        let mut local: Vec<(String, String, f32)> = piece
-            .char_indices()
-            .skip(1)
-            .filter_map(|(at, _)| {
-                let (l, r) = piece.split_at(at);
-                (vocab.contains_key(l) && vocab.contains_key(r)).then(|| (l.to_string(), r.to_string(), score))
-            })
-            .collect();
-        local.sort_by_key(|(l, r, _)| (vocab.get(l.as_str()).copied(), vocab.get(r.as_str()).copied()));
-        merges.extend(local);
-    }
-    merges.sort_by(|a, b| b.2.total_cmp(&a.2));
-    merges.into_iter().map(|(l, r, _)| (l, r)).collect()
-}
-
-fn build_spm(v: &GgufVocab) -> Result<Tokenizer, TokenizerError> {
-    let mut builder = BPE::builder()
-        .vocab_and_merges(vocab_map(v), spm_merges(v))
-        .byte_fallback(true)
-        .fuse_unk(true);
-    if let Some(unk) = v.unk.and_then(|id| v.tokens.get(id as usize)) {
-        builder = builder.unk_token(unk.clone());
-    }
-    let bpe = builder.build().map_err(build_error)?;
-    let mut norms: Vec<NormalizerWrapper> = Vec::new();
-    if v.add_space_prefix {
-        norms.push(Prepend::new("\u{2581}".into()).into());
-    }
-    norms.push(Replace::new(" ", "\u{2581}").map_err(build_error)?.into());
-    let mut tokenizer = Tokenizer::new(bpe);
-    tokenizer
-        .with_normalizer(Some(tokenizers::normalizers::Sequence::new(norms)))
-        .map_err(build_error)?;
-    let decoders: Vec<DecoderWrapper> = vec![
-        Replace::new("\u{2581}", " ").map_err(build_error)?.into(),
-        ByteFallback::new().into(),
-        Fuse::new().into(),
-        Strip::new(' ', usize::from(v.add_space_prefix), 0).into(),
-    ];
-    tokenizer.with_decoder(Some(DecoderSequence::new(decoders)));
-    Ok(tokenizer)
-}
-
-/// Control tokens are special (matched in text, left out of decoded output); user-defined
-/// tokens are matched in text too, as llama.cpp does.
-fn add_special_tokens(tokenizer: &mut Tokenizer, v: &GgufVocab) -> Result<(), TokenizerError> {
-    let mut special = Vec::new();
-    let mut user = Vec::new();
-    for (i, t) in v.tokens.iter().enumerate() {
-        match v.token_types.get(i).copied().unwrap_or(1) {
-            TYPE_CONTROL => special.push(AddedToken::from(t.clone(), true).normalized(false)),
-            TYPE_USER_DEFINED => user.push(AddedToken::from(t.clone(), false).normalized(false)),
-            _ => {}
-        }
-    }
-    tokenizer.add_special_tokens(special).map_err(build_error)?;
-    tokenizer.add_tokens(user).map_err(build_error)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,7 +277,10 @@ mod tests {
     }
 
     fn id(v: &GgufVocab, piece: &str) -> u32 {
-        v.tokens.iter().position(|t| t == piece).map_or(u32::MAX, |i| i as u32)
+        v.tokens
+            .iter()
+            .position(|t| t == piece)
+            .map_or(u32::MAX, |i| i as u32)
     }
 
     #[test]
@@ -444,9 +288,27 @@ mod tests {
         let v = spm_vocab();
         let tok = TextTokenizer::from_gguf_vocab(&v).expect("builds");
         let ids = tok.encode("hello é", true).expect("encodes");
-        let want = vec![1, id(&v, "\u{2581}hello"), id(&v, "\u{2581}"), id(&v, "<0xC3>"), id(&v, "<0xA9>")];
+        let want = vec![
+            1,
+            id(&v, "\u{2581}hello"),
+            id(&v, "\u{2581}"),
+            id(&v, "<0xC3>"),
+            id(&v, "<0xA9>"),
+        ];
         assert_eq!(ids, want);
         assert_eq!(tok.decode(&ids), " hello é");
+    }
+
+    #[test]
+    fn a_text_that_already_starts_with_bos_gets_no_second_one() {
+        let v = spm_vocab();
+        let tok = TextTokenizer::from_gguf_vocab(&v).expect("builds");
+        let ids = tok.encode("<s>hello", true).expect("encodes");
+        assert_eq!(ids, vec![1, id(&v, "\u{2581}hello")]);
+        assert_eq!(
+            tok.encode("hello", false).expect("encodes"),
+            vec![id(&v, "\u{2581}hello")]
+        );
     }
 
     #[test]
@@ -454,11 +316,19 @@ mod tests {
         let v = spm_vocab();
         let tok = TextTokenizer::from_gguf_vocab(&v).expect("builds");
         let mut dec = tok.incremental_decoder();
-        assert_eq!(dec.push(1), None, "BOS is a control token and prints nothing");
+        assert_eq!(
+            dec.push(1),
+            None,
+            "BOS is a control token and prints nothing"
+        );
         assert_eq!(dec.push(id(&v, "\u{2581}hello")).as_deref(), Some(" hello"));
         assert_eq!(dec.push(id(&v, "<0xC3>")), None);
         assert_eq!(dec.push(id(&v, "<0xA9>")).as_deref(), Some("é"));
-        assert_eq!(dec.push(id(&v, "<0xFF>")).as_deref(), Some("\u{FFFD}"), "an invalid byte is replaced, not held");
+        assert_eq!(
+            dec.push(id(&v, "<0xFF>")).as_deref(),
+            Some("\u{FFFD}"),
+            "an invalid byte is replaced, not held"
+        );
         assert_eq!(dec.finish(), None);
     }
 
@@ -466,9 +336,14 @@ mod tests {
     fn an_unknown_tokenizer_model_or_pre_tokenizer_is_refused() {
         let mut v = spm_vocab();
         v.model = "bert".into();
-        assert!(matches!(TextTokenizer::from_gguf_vocab(&v), Err(TokenizerError::UnsupportedModel(m)) if m == "bert"));
+        assert!(
+            matches!(TextTokenizer::from_gguf_vocab(&v), Err(TokenizerError::UnsupportedModel(m)) if m == "bert")
+        );
         v.model = "gpt2".into();
         v.pre = Some("no-such-pre".into());
-        assert!(matches!(TextTokenizer::from_gguf_vocab(&v), Err(TokenizerError::UnknownPreTokenizer(_))));
+        assert!(matches!(
+            TextTokenizer::from_gguf_vocab(&v),
+            Err(TokenizerError::UnknownPreTokenizer(_))
+        ));
     }
 }

@@ -82,11 +82,8 @@ impl Decoder {
             cfg.rope_style,
             cfg.rope_freq_factors.as_deref(),
         );
-        info.kv_bytes_per_token = weights.layers.len()
-            * 2
-            * cfg.n_kv_heads
-            * cfg.head_dim
-            * std::mem::size_of::<f32>();
+        info.kv_bytes_per_token =
+            weights.layers.len() * 2 * cfg.n_kv_heads * cfg.head_dim * std::mem::size_of::<f32>();
         Self {
             cfg,
             weights,
@@ -110,7 +107,8 @@ impl Decoder {
             if seq.tokens.is_empty() {
                 bail!("sequence {i} of the batch has no new tokens");
             }
-            if seq.cache.n_layers() != self.weights.layers.len() || seq.cache.kv_dim() != self.kv_dim()
+            if seq.cache.n_layers() != self.weights.layers.len()
+                || seq.cache.kv_dim() != self.kv_dim()
             {
                 bail!("sequence {i} carries a KV cache made for a different model");
             }
@@ -122,7 +120,11 @@ impl Decoder {
                     self.rope.max_positions()
                 );
             }
-            if let Some(&bad) = seq.tokens.iter().find(|&&t| t as usize >= self.info.vocab_size) {
+            if let Some(&bad) = seq
+                .tokens
+                .iter()
+                .find(|&&t| t as usize >= self.info.vocab_size)
+            {
                 bail!("token id {bad} is outside the vocabulary");
             }
             let row0 = positions.len();
@@ -133,12 +135,28 @@ impl Decoder {
     }
 
     fn embed(&self, batch: &[SeqInput<'_>]) -> anyhow::Result<Vec<f32>> {
-        let ids: Vec<u32> = batch.iter().flat_map(|s| s.tokens.iter().copied()).collect();
-        let ids = Tensor::from_vec(ids, batch.iter().map(|s| s.tokens.len()).sum::<usize>(), &Device::Cpu)?;
-        Ok(self.weights.embed.embedding(&ids)?.flatten_all()?.to_vec1::<f32>()?)
+        let ids: Vec<u32> = batch
+            .iter()
+            .flat_map(|s| s.tokens.iter().copied())
+            .collect();
+        let ids = Tensor::from_vec(
+            ids,
+            batch.iter().map(|s| s.tokens.len()).sum::<usize>(),
+            &Device::Cpu,
+        )?;
+        Ok(self
+            .weights
+            .embed
+            .embedding(&ids)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
     }
 
-    fn run_layers(&self, batch: &mut [SeqInput<'_>], lay: &BatchLayout) -> anyhow::Result<Vec<f32>> {
+    fn run_layers(
+        &self,
+        batch: &mut [SeqInput<'_>],
+        lay: &BatchLayout,
+    ) -> anyhow::Result<Vec<f32>> {
         let mut x = self.embed(batch)?;
         for seq in batch.iter_mut() {
             seq.cache.reserve(seq.tokens.len());
@@ -176,7 +194,7 @@ impl Decoder {
             .zip(&lay.ranges)
             .map(|(seq, r)| {
                 let kr = r.start * kv_dim..r.end * kv_dim;
-                &*seq.cache.append(l, &k[kr.clone()], &v[kr])
+                seq.cache.append(l, &k[kr.clone()], &v[kr])
             })
             .collect();
         let attn = self.attend(&q, q_dim, &histories, &lay.ranges);

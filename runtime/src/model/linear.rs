@@ -105,8 +105,12 @@ mod tests {
     #[test]
     fn f32_linear_with_bias_matches_a_plain_matmul() -> candle_core::Result<()> {
         let (n, k, m) = (3, 32, 5);
-        let w: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0).collect();
-        let x: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 11) as f32 - 5.0) / 10.0).collect();
+        let w: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0)
+            .collect();
+        let x: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 10.0)
+            .collect();
         let b: Vec<f32> = (0..m).map(|i| i as f32).collect();
         let wt = Tensor::from_slice(&w, (m, k), &Device::Cpu)?;
         let lin = Linear::new(QTensor::quantize(&wt, GgmlDType::F32)?, Some(b.clone()))?;
@@ -123,6 +127,55 @@ mod tests {
         let wt = Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu)?;
         let lin = Linear::new(QTensor::quantize(&wt, GgmlDType::Q8_0)?, None)?;
         assert!(lin.forward(&[0.0; 31], 1).is_err());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod batch_invariance {
+    use super::*;
+
+    /// Largest difference between each row computed alone and inside a batch of `n` rows.
+    fn worst_row_difference(dtype: GgmlDType) -> candle_core::Result<f32> {
+        let (n, k, m) = (5, 512, 64);
+        let w: Vec<f32> = (0..m * k)
+            .map(|i| (((i * 7919) % 1000) as f32 / 500.0 - 1.0) * 0.05)
+            .collect();
+        let x: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 104729) % 997) as f32 / 498.5 - 1.0)
+            .collect();
+        let wt = Tensor::from_slice(&w, (m, k), &Device::Cpu)?;
+        let lin = Linear::new(QTensor::quantize(&wt, dtype)?, None)?;
+        let all = lin.forward(&x, n)?;
+        let mut worst = 0f32;
+        for r in 0..n {
+            let one = lin.forward(&x[r * k..(r + 1) * k], 1)?;
+            for (a, b) in one.iter().zip(&all[r * m..(r + 1) * m]) {
+                worst = worst.max((a - b).abs());
+            }
+        }
+        Ok(worst)
+    }
+
+    /// What makes "same seed, same text alone or in a batch" hold: rows do not see each other.
+    /// The block formats are bit-exact; candle's F32/F16 gemm and Q6_K paths differ only in the
+    /// last bits (accumulation order depends on the batch size).
+    #[test]
+    fn every_format_gives_each_row_the_same_result_alone_or_in_a_batch() -> candle_core::Result<()>
+    {
+        for dtype in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q5K,
+        ] {
+            assert_eq!(worst_row_difference(dtype)?, 0.0, "{dtype:?}");
+        }
+        for dtype in [GgmlDType::F32, GgmlDType::F16, GgmlDType::Q6K] {
+            let worst = worst_row_difference(dtype)?;
+            assert!(worst < 1e-5, "{dtype:?}: {worst}");
+        }
         Ok(())
     }
 }

@@ -33,7 +33,12 @@ pub fn add_in_place(acc: &mut [f32], other: &[f32]) {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
             *s += x * y;
@@ -91,7 +96,10 @@ impl RopeTable {
         let inv_freq: Vec<f64> = (0..half)
             .map(|i| {
                 let f = 1.0 / (theta as f64).powf(2.0 * i as f64 / rope_dim as f64);
-                f / freq_factors.and_then(|ff| ff.get(i)).copied().unwrap_or(1.0) as f64
+                f / freq_factors
+                    .and_then(|ff| ff.get(i))
+                    .copied()
+                    .unwrap_or(1.0) as f64
             })
             .collect();
         let mut cos = Vec::with_capacity(max_positions * half);
