@@ -150,14 +150,9 @@ impl PromptBuilder for TemplatePrompt {
             .template
             .render(&msgs, true)
             .map_err(|e| e.to_string())?;
-        // Templates that write the BOS text themselves must not get a second BOS.
-        let bos_text = self
-            .tokenizer
-            .bos_token_id()
-            .and_then(|id| self.tokenizer.token_text(id));
-        let add_bos = !bos_text.is_some_and(|b| !b.is_empty() && text.starts_with(b));
+        // `encode` adds BOS when the model asks for it, unless the template already wrote it.
         self.tokenizer
-            .encode(&text, add_bos)
+            .encode(&text, true)
             .map_err(|e| e.to_string())
     }
 }
