@@ -3,6 +3,7 @@
 //! main -> api -> validate -> loader -> model -> kernels; engine -> model and scheduler;
 //! protocol and metrics at the bottom.
 pub mod api;
+pub mod bench;
 pub mod engine;
 pub mod kernels;
 pub mod loader;

@@ -1,2 +1,49 @@
 //! `deepseek-runtime`: serve | bench (fetch, backup, restore, route come with their issues).
-fn main() {}
+//! Every flag can also come from a `DSR_*` environment variable (for Kubernetes).
+
+use clap::{Parser, Subcommand};
+
+use deepseek_runtime::api::serve::{self, ServeArgs};
+use deepseek_runtime::bench::{self, BenchArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "deepseek-runtime",
+    version,
+    about = "OpenAI-compatible LLM serving runtime"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load a model and serve the OpenAI chat API.
+    Serve(Box<ServeArgs>),
+    /// Load-test an OpenAI-compatible server with streaming requests.
+    Bench(BenchArgs),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Serve(args) => serve::run(*args),
+        Command::Bench(args) => {
+            let rt = tokio::runtime::Runtime::new()?;
+            let report = rt.block_on(bench::run(args))?;
+            println!("{report}");
+            Ok(())
+        }
+    }
+}

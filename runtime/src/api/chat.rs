@@ -1,0 +1,152 @@
+//! `POST /v1/chat/completions`: body parsing (OpenAI-shaped rejections), validation, submission,
+//! and the non-streaming reply. Streaming replies are shaped in `sse`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tokio::sync::mpsc;
+
+use super::{sse, ApiError, AppState};
+use crate::engine::{Event, GenerationRequest};
+use crate::protocol::{AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, Usage};
+use crate::validate::{validate, ValidRequest};
+
+pub async fn chat_completions(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let req = parse_body(&headers, body, st.max_body_bytes)?;
+        let valid = validate_blocking(&st, req).await?;
+        let rx = submit(&st, &valid)?;
+        Ok::<_, ApiError>((valid, rx))
+    }
+    .await;
+    match result {
+        Ok((valid, rx)) if valid.stream => {
+            sse::stream_reply(st, valid, rx, started).into_response()
+        }
+        Ok((_, rx)) => match collect_reply(&st, rx, started).await {
+            Ok(reply) => Json(reply).into_response(),
+            Err(e) => error_response(&st, e),
+        },
+        Err(e) => error_response(&st, e),
+    }
+}
+
+/// Records the error in the metrics and shapes it.
+pub fn error_response(st: &AppState, e: ApiError) -> Response {
+    st.metrics.errors.with_label_values(&[e.code()]).inc();
+    e.into_response()
+}
+
+/// JSON only: a missing content type is accepted (curl -d), any other type is a 415.
+pub fn parse_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<ChatCompletionRequest, ApiError> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        if !ct
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+        {
+            return Err(ApiError::UnsupportedMediaType(ct.to_string()));
+        }
+    }
+    let bytes = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge { limit },
+        _ => ApiError::InvalidJson(rejection.body_text()),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))
+}
+
+/// Rendering the template and tokenizing are CPU work: keep them off the async workers.
+pub async fn validate_blocking(
+    st: &Arc<AppState>,
+    req: ChatCompletionRequest,
+) -> Result<ValidRequest, ApiError> {
+    let st = st.clone();
+    tokio::task::spawn_blocking(move || validate(&req, &st.limits, st.prompt.as_ref()))
+        .await
+        .map_err(|e| ApiError::Generation(format!("validation task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+pub fn submit(
+    st: &AppState,
+    valid: &ValidRequest,
+) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
+    if !st.engine.is_ready() {
+        return Err(ApiError::NotReady);
+    }
+    let rx = st.engine.submit(GenerationRequest {
+        prompt_tokens: valid.prompt_tokens.clone(),
+        max_tokens: valid.max_tokens,
+        sampling: valid.sampling.clone(),
+        stop: valid.stop.clone(),
+    })?;
+    Ok(rx)
+}
+
+async fn collect_reply(
+    st: &AppState,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    started: Instant,
+) -> Result<ChatCompletion, ApiError> {
+    let mut text = String::new();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::Text(t) => text.push_str(&t),
+            Event::Failed(e) => return Err(ApiError::Generation(e)),
+            Event::Finished { reason, usage } => {
+                st.metrics
+                    .request_duration
+                    .observe(started.elapsed().as_secs_f64());
+                return Ok(ChatCompletion {
+                    id: completion_id(),
+                    object: "chat.completion".into(),
+                    created: now_secs(),
+                    model: st.limits.served_model_name.clone(),
+                    choices: vec![Choice {
+                        index: 0,
+                        message: AssistantMessage {
+                            role: "assistant".into(),
+                            content: text,
+                        },
+                        finish_reason: Some(reason.as_str().into()),
+                        logprobs: None,
+                    }],
+                    usage: usage_of(usage),
+                });
+            }
+        }
+    }
+    Err(ApiError::EngineStopped)
+}
+
+pub fn usage_of(u: crate::engine::TokenUsage) -> Usage {
+    Usage {
+        prompt_tokens: u.prompt_tokens as u32,
+        completion_tokens: u.completion_tokens as u32,
+        total_tokens: (u.prompt_tokens + u.completion_tokens) as u32,
+    }
+}
+
+pub fn completion_id() -> String {
+    format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
+}
+
+pub fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}

@@ -1,0 +1,172 @@
+//! `deepseek-runtime serve`: flags (each also from a `DSR_*` environment variable), loading the
+//! model, wiring it to the engine and the API, and serving until SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::{router, server, AppState};
+use crate::engine::{self, Detokenizer, EngineConfig, StreamDecoder};
+use crate::loader::{
+    self, ChatMessage, ChatTemplate, IncrementalDecoder, LoadOptions, TextTokenizer,
+};
+use crate::metrics::Metrics;
+use crate::scheduler::SchedulerConfig;
+use crate::validate::{Limits, PromptBuilder, PromptMessage};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Model file (GGUF).
+    #[arg(long, env = "DSR_MODEL")]
+    pub model: PathBuf,
+    #[arg(long, env = "DSR_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, env = "DSR_PORT", default_value_t = 8000)]
+    pub port: u16,
+    /// Name clients use in `model`; defaults to the file name without extension.
+    #[arg(long, env = "DSR_SERVED_MODEL_NAME")]
+    pub served_model_name: Option<String>,
+    /// Revision label on every metric (the operator sets it per rollout revision).
+    #[arg(long, env = "DSR_REVISION", default_value = "local")]
+    pub revision: String,
+    /// Most sequences decoded together in one forward pass.
+    #[arg(long, env = "DSR_MAX_BATCH_SIZE", default_value_t = 16)]
+    pub max_batch_size: usize,
+    /// Requests waiting to start before new ones get 429.
+    #[arg(long, env = "DSR_MAX_QUEUE", default_value_t = 256)]
+    pub max_queue: usize,
+    /// Caps the context window (prompt + output tokens); the model's own when omitted.
+    #[arg(long, env = "DSR_CONTEXT_LENGTH")]
+    pub context_length: Option<usize>,
+    /// Compute threads (rayon's global pool); all cores when omitted.
+    #[arg(long, env = "DSR_THREADS")]
+    pub threads: Option<usize>,
+    /// Jinja chat template file, replacing (or supplying) the model's.
+    #[arg(long, env = "DSR_CHAT_TEMPLATE")]
+    pub chat_template: Option<PathBuf>,
+    /// Largest request body in bytes (413 beyond it).
+    #[arg(long, env = "DSR_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most tokens fed per forward pass (decodes plus prefill chunks).
+    #[arg(long, env = "DSR_MAX_STEP_TOKENS", default_value_t = 512)]
+    pub max_step_tokens: usize,
+    /// KV cache budget in MiB over all sequences.
+    #[arg(long, env = "DSR_KV_CACHE_MB", default_value_t = 2048)]
+    pub kv_cache_mb: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "DSR_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+/// Blocking entry point of the `serve` subcommand.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("sizing the compute thread pool")?;
+    }
+    let state = build_state(&args)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+            .parse()
+            .with_context(|| format!("bad --host/--port {}:{}", args.host, args.port))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        tracing::info!(%addr, model = %state.limits.served_model_name, "serving");
+        let grace = Duration::from_secs(args.shutdown_grace_secs);
+        server::serve(listener, router(state), server::shutdown_signal(), grace).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Loads the model and starts the engine; the state every handler shares.
+pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
+    let loaded = loader::load(&LoadOptions {
+        model_path: args.model.clone(),
+        chat_template_path: args.chat_template.clone(),
+        context_length: args.context_length,
+    })
+    .with_context(|| format!("loading {}", args.model.display()))?;
+    let name = args.served_model_name.clone().unwrap_or_else(|| {
+        let stem = args
+            .model
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned());
+        stem.unwrap_or_else(|| "model".into())
+    });
+    let metrics = Arc::new(Metrics::new(&name, &args.revision)?);
+    let info = loaded.info.clone();
+    let kv_tokens = (args.kv_cache_mb * 1024 * 1024) / info.kv_bytes_per_token.max(1);
+    let config = EngineConfig {
+        scheduler: SchedulerConfig {
+            max_batch_size: args.max_batch_size.max(1),
+            max_step_tokens: args.max_step_tokens.max(args.max_batch_size).max(1),
+            kv_capacity_tokens: kv_tokens,
+        },
+        max_queue: args.max_queue,
+    };
+    let detok = Arc::new(TokenizerDetok(loaded.tokenizer.clone()));
+    let engine = engine::spawn(loaded.model, detok, metrics.clone(), config)?;
+    let prompt = Arc::new(TemplatePrompt {
+        tokenizer: loaded.tokenizer,
+        template: loaded.chat_template,
+    });
+    Ok(Arc::new(AppState {
+        engine,
+        prompt,
+        limits: Limits {
+            served_model_name: name,
+            // A sequence can never outgrow the KV budget either.
+            context_length: info.context_length.min(kv_tokens),
+            max_stop_strings: 4,
+        },
+        revision: args.revision.clone(),
+        created: chrono::Utc::now().timestamp(),
+        metrics,
+        max_body_bytes: args.max_body_bytes,
+    }))
+}
+
+/// The model's chat template rendered with minijinja, then tokenized.
+pub struct TemplatePrompt {
+    pub tokenizer: TextTokenizer,
+    pub template: ChatTemplate,
+}
+
+impl PromptBuilder for TemplatePrompt {
+    fn prompt_tokens(&self, messages: &[PromptMessage]) -> Result<Vec<u32>, String> {
+        let msgs: Vec<ChatMessage> = messages
+            .iter()
+            .map(|m| ChatMessage::new(m.role.as_str(), m.content.clone()))
+            .collect();
+        let text = self
+            .template
+            .render(&msgs, true)
+            .map_err(|e| e.to_string())?;
+        // `encode` adds BOS when the model asks for it, unless the template already wrote it.
+        self.tokenizer
+            .encode(&text, true)
+            .map_err(|e| e.to_string())
+    }
+}
+
+struct TokenizerDetok(TextTokenizer);
+
+impl Detokenizer for TokenizerDetok {
+    fn stream(&self) -> Box<dyn StreamDecoder> {
+        Box::new(self.0.incremental_decoder())
+    }
+}
+
+impl StreamDecoder for IncrementalDecoder {
+    fn push(&mut self, token: u32) -> Option<String> {
+        IncrementalDecoder::push(self, token)
+    }
+}

@@ -1,0 +1,149 @@
+//! Streaming replies as Server-Sent Events, in OpenAI's order: a role chunk, content deltas, a
+//! chunk with `finish_reason`, a usage chunk when `stream_options.include_usage`, then
+//! `data: [DONE]`. Dropping the stream (client gone) drops the engine receiver, which frees the
+//! sequence at the next step.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::response::sse::{Event as SseEvent, Sse};
+use futures::Stream;
+use tokio::sync::mpsc;
+
+use super::chat::{completion_id, now_secs, usage_of};
+use super::{ApiError, AppState};
+use crate::engine::Event;
+use crate::protocol::{ChatCompletionChunk, ChunkChoice, Delta, ErrorBody, Usage};
+use crate::validate::ValidRequest;
+
+struct ChunkMaker {
+    id: String,
+    created: i64,
+    model: String,
+}
+
+impl ChunkMaker {
+    fn chunk(&self, delta: Delta, finish_reason: Option<String>) -> ChatCompletionChunk {
+        ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason,
+                logprobs: None,
+            }],
+            usage: None,
+        }
+    }
+
+    fn usage_chunk(&self, usage: Usage) -> ChatCompletionChunk {
+        ChatCompletionChunk {
+            choices: Vec::new(),
+            usage: Some(usage),
+            ..self.chunk(Delta::default(), None)
+        }
+    }
+}
+
+fn data<T: serde::Serialize>(value: &T) -> SseEvent {
+    SseEvent::default().data(serde_json::to_string(value).unwrap_or_default())
+}
+
+struct StreamState {
+    st: Arc<AppState>,
+    rx: mpsc::UnboundedReceiver<Event>,
+    maker: ChunkMaker,
+    include_usage: bool,
+    pending: VecDeque<SseEvent>,
+    done: bool,
+    started: Instant,
+}
+
+impl StreamState {
+    /// Turns one engine event into SSE frames.
+    fn on_event(&mut self, ev: Option<Event>) {
+        match ev {
+            Some(Event::Text(t)) => {
+                let delta = Delta {
+                    role: None,
+                    content: Some(t),
+                };
+                self.pending.push_back(data(&self.maker.chunk(delta, None)));
+            }
+            Some(Event::Finished { reason, usage }) => {
+                let last = self
+                    .maker
+                    .chunk(Delta::default(), Some(reason.as_str().into()));
+                self.pending.push_back(data(&last));
+                if self.include_usage {
+                    self.pending
+                        .push_back(data(&self.maker.usage_chunk(usage_of(usage))));
+                }
+                self.st
+                    .metrics
+                    .request_duration
+                    .observe(self.started.elapsed().as_secs_f64());
+                self.finish();
+            }
+            Some(Event::Failed(e)) => self.fail(ApiError::Generation(e)),
+            None => self.fail(ApiError::EngineStopped),
+        }
+    }
+
+    /// Headers are already sent, so a failure mid-stream becomes an error frame.
+    fn fail(&mut self, e: ApiError) {
+        self.st.metrics.errors.with_label_values(&[e.code()]).inc();
+        self.pending
+            .push_back(data(&ErrorBody { error: e.detail() }));
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        self.pending.push_back(SseEvent::default().data("[DONE]"));
+        self.done = true;
+    }
+}
+
+pub fn stream_reply(
+    st: Arc<AppState>,
+    valid: ValidRequest,
+    rx: mpsc::UnboundedReceiver<Event>,
+    started: Instant,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let maker = ChunkMaker {
+        id: completion_id(),
+        created: now_secs(),
+        model: st.limits.served_model_name.clone(),
+    };
+    let role = Delta {
+        role: Some("assistant".into()),
+        content: Some(String::new()),
+    };
+    let first = data(&maker.chunk(role, None));
+    let state = StreamState {
+        st,
+        rx,
+        maker,
+        include_usage: valid.include_usage,
+        pending: VecDeque::from([first]),
+        done: false,
+        started,
+    };
+    Sse::new(futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(ev) = s.pending.pop_front() {
+                return Some((Ok::<_, Infallible>(ev), s));
+            }
+            if s.done {
+                return None;
+            }
+            let ev = s.rx.recv().await;
+            s.on_event(ev);
+        }
+    }))
+}
