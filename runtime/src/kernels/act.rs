@@ -1,6 +1,6 @@
 //! Activation quantisation, done once per matmul call as llama.cpp does: each activation row
 //! becomes blocks of i8 with one f32 scale, so every weight-row dot is an integer dot.
-//! Q8_0 pairs with Q4_0 and Q8_0 weights, Q8_1 (adds the block sum) with Q4_1, Q8_K (adds
+//! Q8_0 pairs with Q8_0 weights, Q8_1 (adds the block sum) with Q4_0 and Q4_1, Q8_K (adds
 //! sums of each 16 values) with the K-quants.
 
 use super::formats::{QK, QK_K};

@@ -29,7 +29,7 @@ mod avx2 {
         )*};
     }
     wrap! {
-        dot_q4_0: BlockQ8_0;
+        dot_q4_0: BlockQ8_1;
         dot_q4_1: BlockQ8_1;
         dot_q8_0: BlockQ8_0;
         dot_q4k: BlockQ8K;
@@ -47,7 +47,7 @@ mod avx2 {
         )*};
     }
     wrap4! {
-        dot4_q4_0 = dot_q4_0_n: BlockQ8_0;
+        dot4_q4_0 = dot_q4_0_n: BlockQ8_1;
         dot4_q4_1 = dot_q4_1_n: BlockQ8_1;
         dot4_q8_0 = dot_q8_0_n: BlockQ8_0;
     }
@@ -63,30 +63,30 @@ fn simd(_path: KernelPath) -> bool {
     false
 }
 
-/// Q4_0 and Q8_0 weights against Q8_0 activations.
-pub fn q8_0_dot(format: WeightFormat, path: KernelPath) -> DotQ8_0 {
+/// Q8_0 weights against Q8_0 activations.
+pub fn q8_0_dot(path: KernelPath) -> DotQ8_0 {
+    #[cfg(target_arch = "x86_64")]
+    if simd(path) {
+        return avx2::dot_q8_0;
+    }
+    let _ = simd(path);
+    scalar::dot_q8_0
+}
+
+/// Q4_0 and Q4_1 weights against Q8_1 activations (both use the block sums).
+pub fn q8_1_dot(format: WeightFormat, path: KernelPath) -> DotQ8_1 {
     #[cfg(target_arch = "x86_64")]
     if simd(path) {
         return match format {
             WeightFormat::Q4_0 => avx2::dot_q4_0,
-            _ => avx2::dot_q8_0,
+            _ => avx2::dot_q4_1,
         };
     }
     let _ = simd(path);
     match format {
         WeightFormat::Q4_0 => scalar::dot_q4_0,
-        _ => scalar::dot_q8_0,
+        _ => scalar::dot_q4_1,
     }
-}
-
-/// Q4_1 weights against Q8_1 activations.
-pub fn q4_1_dot(path: KernelPath) -> DotQ8_1 {
-    #[cfg(target_arch = "x86_64")]
-    if simd(path) {
-        return avx2::dot_q4_1;
-    }
-    let _ = simd(path);
-    scalar::dot_q4_1
 }
 
 /// K-quant weights against Q8_K activations.
@@ -118,24 +118,24 @@ pub fn f16_dot(path: KernelPath) -> DotF32 {
 }
 
 /// The 4-row form of `q8_0_dot`, where the path has one.
-pub fn q8_0_dot4(format: WeightFormat, path: KernelPath) -> Option<Dot4<BlockQ8_0>> {
+pub fn q8_0_dot4(path: KernelPath) -> Option<Dot4<BlockQ8_0>> {
+    #[cfg(target_arch = "x86_64")]
+    if simd(path) {
+        return Some(avx2::dot4_q8_0);
+    }
+    let _ = simd(path);
+    None
+}
+
+/// The 4-row form of `q8_1_dot`, where the path has one.
+pub fn q8_1_dot4(format: WeightFormat, path: KernelPath) -> Option<Dot4<BlockQ8_1>> {
     #[cfg(target_arch = "x86_64")]
     if simd(path) {
         return Some(match format {
             WeightFormat::Q4_0 => avx2::dot4_q4_0,
-            _ => avx2::dot4_q8_0,
+            _ => avx2::dot4_q4_1,
         });
     }
     let _ = (simd(path), format);
-    None
-}
-
-/// The 4-row form of `q4_1_dot`, where the path has one.
-pub fn q4_1_dot4(path: KernelPath) -> Option<Dot4<BlockQ8_1>> {
-    #[cfg(target_arch = "x86_64")]
-    if simd(path) {
-        return Some(avx2::dot4_q4_1);
-    }
-    let _ = simd(path);
     None
 }

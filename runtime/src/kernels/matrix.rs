@@ -143,19 +143,23 @@ impl QuantMatrix {
         let blocks = self.cols / 32;
         let kblocks = self.cols / 256;
         match self.format {
-            WeightFormat::Q4_0 | WeightFormat::Q8_0 => {
+            WeightFormat::Q8_0 => {
                 ensure_len(&mut s.q8_0, n * blocks);
                 quantize_q8_0(x, &mut s.q8_0[..n * blocks]);
-                let dot = dispatch::q8_0_dot(self.format, self.path);
-                let dot4 = dispatch::q8_0_dot4(self.format, self.path);
-                self.run_rows(pool, &s.q8_0[..n * blocks], blocks, (dot, dot4), out);
+                let dots = (
+                    dispatch::q8_0_dot(self.path),
+                    dispatch::q8_0_dot4(self.path),
+                );
+                self.run_rows(pool, &s.q8_0[..n * blocks], blocks, dots, out);
             }
-            WeightFormat::Q4_1 => {
+            WeightFormat::Q4_0 | WeightFormat::Q4_1 => {
                 ensure_len(&mut s.q8_1, n * blocks);
                 quantize_q8_1(x, &mut s.q8_1[..n * blocks]);
-                let dot = dispatch::q4_1_dot(self.path);
-                let dot4 = dispatch::q4_1_dot4(self.path);
-                self.run_rows(pool, &s.q8_1[..n * blocks], blocks, (dot, dot4), out);
+                let dots = (
+                    dispatch::q8_1_dot(self.format, self.path),
+                    dispatch::q8_1_dot4(self.format, self.path),
+                );
+                self.run_rows(pool, &s.q8_1[..n * blocks], blocks, dots, out);
             }
             WeightFormat::Q4K | WeightFormat::Q5K | WeightFormat::Q6K => {
                 ensure_len(&mut s.q8_k, n * kblocks);

@@ -4,7 +4,7 @@
 use super::act::{BlockQ8K, BlockQ8_0, BlockQ8_1};
 use super::formats::{rd_f16, scale_min_k4};
 
-pub fn dot_q4_0(w: &[u8], a: &[BlockQ8_0]) -> f32 {
+pub fn dot_q4_0(w: &[u8], a: &[BlockQ8_1]) -> f32 {
     let mut acc = 0.0f32;
     for (b, y) in w.chunks_exact(18).zip(a) {
         let mut sumi = 0i32;
