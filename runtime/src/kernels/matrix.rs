@@ -3,8 +3,10 @@
 //! output rows are split across the pool in small chunks; each weight row, once loaded, is
 //! dotted with every activation row of a tile before moving on, so n > 1 shares weight reads.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 
@@ -21,6 +23,13 @@ thread_local! {
     static SCRATCH: RefCell<ActScratch> = RefCell::new(ActScratch::default());
 }
 
+/// Where the block bytes live: our own copy, or a CPU `QTensor` shared with candle (no copy).
+#[derive(Debug, Clone)]
+enum Weights {
+    Owned(Vec<u8>),
+    Shared(Arc<QTensor>),
+}
+
 /// A `rows x cols` weight matrix (rows = output features, cols = input features) stored as
 /// GGUF blocks, row after row.
 #[derive(Debug, Clone)]
@@ -28,7 +37,7 @@ pub struct QuantMatrix {
     format: WeightFormat,
     rows: usize,
     cols: usize,
-    data: Vec<u8>,
+    data: Weights,
     path: KernelPath,
 }
 
@@ -40,34 +49,40 @@ impl QuantMatrix {
         cols: usize,
         data: Vec<u8>,
     ) -> Result<Self, KernelError> {
-        if cols == 0 || cols % format.block_len() != 0 {
-            return Err(KernelError::ColsNotBlockMultiple { format, cols });
-        }
-        let expected = rows * format.row_bytes(cols);
-        if data.len() != expected {
-            return Err(KernelError::DataLength {
-                expected,
-                got: data.len(),
-            });
-        }
+        check(format, rows, cols, data.len())?;
         Ok(Self {
             format,
             rows,
             cols,
-            data,
+            data: Weights::Owned(data),
             path: KernelPath::detect(),
         })
     }
 
-    /// Builds from a CPU `QTensor` of shape `[rows, cols]` (candle's weight layout).
+    /// Builds from a `QTensor` of shape `[rows, cols]` (candle's weight layout), copying its
+    /// bytes.
     pub fn from_qtensor(t: &QTensor) -> Result<Self, KernelError> {
-        let format = format_of(t.dtype()).ok_or(KernelError::UnsupportedFormat(t.dtype()))?;
-        let (rows, cols) = t
-            .shape()
-            .dims2()
-            .map_err(|e| KernelError::Candle(e.to_string()))?;
+        let (format, rows, cols) = describe(t)?;
         let data = t.data().map_err(|e| KernelError::Candle(e.to_string()))?;
         Self::new(format, rows, cols, data.into_owned())
+    }
+
+    /// Builds from a CPU `QTensor` without copying: the matrix reads candle's own block bytes
+    /// (so a weight shared with an embedding or a fallback `QMatMul` is stored once).
+    pub fn from_qtensor_arc(t: Arc<QTensor>) -> Result<Self, KernelError> {
+        let (format, rows, cols) = describe(&t)?;
+        if !t.device().is_cpu() {
+            return Err(KernelError::NotOnCpu);
+        }
+        let len = t.data().map_err(|e| KernelError::Candle(e.to_string()))?.len();
+        check(format, rows, cols, len)?;
+        Ok(Self {
+            format,
+            rows,
+            cols,
+            data: Weights::Shared(t),
+            path: KernelPath::detect(),
+        })
     }
 
     /// Forces a kernel path (tests and benches); fails when this CPU lacks it.
@@ -93,10 +108,15 @@ impl QuantMatrix {
     }
     /// Bytes of weights one full product streams.
     pub fn weight_bytes(&self) -> usize {
-        self.data.len()
+        self.rows * self.format.row_bytes(self.cols)
     }
-    pub fn data(&self) -> &[u8] {
-        &self.data
+
+    /// The raw block bytes, row after row.
+    pub fn data(&self) -> Result<Cow<'_, [u8]>, KernelError> {
+        match &self.data {
+            Weights::Owned(v) => Ok(Cow::Borrowed(v)),
+            Weights::Shared(t) => t.data().map_err(|e| KernelError::Candle(e.to_string())),
+        }
     }
 
     /// `out[i][r] = sum_c x[i][c] * W[r][c]`: `x` is `n x cols`, `out` is `n x rows`, both
@@ -125,9 +145,10 @@ impl QuantMatrix {
         if n == 0 || self.rows == 0 {
             return Ok(());
         }
+        let data = self.data()?;
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            self.quantize_and_run(pool, &mut s, x, n, out);
+            self.quantize_and_run(pool, &mut s, &data, x, n, out);
         });
         Ok(())
     }
@@ -136,6 +157,7 @@ impl QuantMatrix {
         &self,
         pool: &E,
         s: &mut ActScratch,
+        w: &[u8],
         x: &[f32],
         n: usize,
         out: &mut [f32],
@@ -150,7 +172,7 @@ impl QuantMatrix {
                     dispatch::q8_0_dot(self.path),
                     dispatch::q8_0_dot4(self.path),
                 );
-                self.run_rows(pool, &s.q8_0[..n * blocks], blocks, dots, out);
+                self.run_rows(pool, w, &s.q8_0[..n * blocks], blocks, dots, out);
             }
             WeightFormat::Q4_0 | WeightFormat::Q4_1 => {
                 ensure_len(&mut s.q8_1, n * blocks);
@@ -159,17 +181,17 @@ impl QuantMatrix {
                     dispatch::q8_1_dot(self.format, self.path),
                     dispatch::q8_1_dot4(self.format, self.path),
                 );
-                self.run_rows(pool, &s.q8_1[..n * blocks], blocks, dots, out);
+                self.run_rows(pool, w, &s.q8_1[..n * blocks], blocks, dots, out);
             }
             WeightFormat::Q4K | WeightFormat::Q5K | WeightFormat::Q6K => {
                 ensure_len(&mut s.q8_k, n * kblocks);
                 quantize_q8_k(x, &mut s.q8_k[..n * kblocks]);
                 let dot = dispatch::q8_k_dot(self.format, self.path);
-                self.run_rows(pool, &s.q8_k[..n * kblocks], kblocks, (dot, None), out);
+                self.run_rows(pool, w, &s.q8_k[..n * kblocks], kblocks, (dot, None), out);
             }
             WeightFormat::F16 => {
                 let dot = dispatch::f16_dot(self.path);
-                self.run_rows(pool, x, self.cols, (dot, None), out);
+                self.run_rows(pool, w, x, self.cols, (dot, None), out);
             }
         }
     }
@@ -178,6 +200,7 @@ impl QuantMatrix {
     fn run_rows<T: Sync, E: Executor + ?Sized>(
         &self,
         pool: &E,
+        weights: &[u8],
         acts: &[T],
         per_row: usize,
         (dot, dot4): (fn(&[u8], &[T]) -> f32, Option<Dot4<T>>),
@@ -199,7 +222,7 @@ impl QuantMatrix {
             for t0 in (0..n).step_by(ACT_TILE) {
                 let end = (t0 + ACT_TILE).min(n);
                 for r in r0..r1 {
-                    let w = &self.data[r * rb..(r + 1) * rb];
+                    let w = &weights[r * rb..(r + 1) * rb];
                     let mut i = t0;
                     if let Some(dot4) = dot4 {
                         while i + 4 <= end {
@@ -249,6 +272,26 @@ impl OutSink {
         // SAFETY: in bounds (checked above); no other thread writes index `i` (see Sync).
         unsafe { *self.ptr.add(i) = v };
     }
+}
+
+fn check(format: WeightFormat, rows: usize, cols: usize, len: usize) -> Result<(), KernelError> {
+    if cols == 0 || cols % format.block_len() != 0 {
+        return Err(KernelError::ColsNotBlockMultiple { format, cols });
+    }
+    let expected = rows * format.row_bytes(cols);
+    if len != expected {
+        return Err(KernelError::DataLength { expected, got: len });
+    }
+    Ok(())
+}
+
+fn describe(t: &QTensor) -> Result<(WeightFormat, usize, usize), KernelError> {
+    let format = format_of(t.dtype()).ok_or(KernelError::UnsupportedFormat(t.dtype()))?;
+    let (rows, cols) = t
+        .shape()
+        .dims2()
+        .map_err(|e| KernelError::Candle(e.to_string()))?;
+    Ok((format, rows, cols))
 }
 
 /// The kernel format of a candle GGML dtype, when this module implements it.

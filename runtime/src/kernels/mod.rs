@@ -78,6 +78,8 @@ pub enum KernelError {
         x_len: usize,
         out_len: usize,
     },
+    #[error("weights must be in CPU memory")]
+    NotOnCpu,
     #[error("candle: {0}")]
     Candle(String),
 }

@@ -145,7 +145,7 @@ fn check_matmul(format: WeightFormat, path: KernelPath, rows: usize, cols: usize
     for i in 0..n {
         for r in 0..rows {
             let xi = &x[i * cols..(i + 1) * cols];
-            let (exact, qbound, mag) = reference(format, &m.data()[r * rb..(r + 1) * rb], xi);
+            let (exact, qbound, mag) = reference(format, &m.data().expect("cpu bytes")[r * rb..(r + 1) * rb], xi);
             let got = f64::from(out[i * rows + r]);
             let tol = qbound * 1.001 + mag * 2e-5 + 1e-30;
             assert!(
@@ -234,7 +234,9 @@ fn dequantisation_matches_candle_for_every_format() {
         assert_eq!(ours, theirs, "{format:?}");
         let m = QuantMatrix::from_qtensor(&qt).expect("supported");
         assert_eq!((m.format(), m.rows(), m.cols()), (format, rows, cols));
-        assert_eq!(m.data(), &data[..]);
+        assert_eq!(m.data().expect("cpu bytes").as_ref(), &data[..]);
+        let shared = QuantMatrix::from_qtensor_arc(std::sync::Arc::new(qt)).expect("supported");
+        assert_eq!(shared.data().expect("cpu bytes").as_ref(), &data[..]);
     }
 }
 
@@ -281,7 +283,7 @@ fn batched_rows_equal_separate_single_row_calls() {
         m.matmul(xi, 1, &mut single).expect("shapes match");
         for (r, (s, b)) in single.iter().zip(&batched[i * rows..]).enumerate() {
             // The 4-row kernel sums in another order than the 1-row kernel: f32 rounding only.
-            let (_, _, mag) = reference(WeightFormat::Q4_1, &m.data()[r * rb..(r + 1) * rb], xi);
+            let (_, _, mag) = reference(WeightFormat::Q4_1, &m.data().expect("cpu bytes")[r * rb..(r + 1) * rb], xi);
             assert!(f64::from((s - b).abs()) <= 1e-5 * mag, "act {i} row {r}: {s} vs {b}");
         }
     }
