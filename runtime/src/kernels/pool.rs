@@ -3,7 +3,10 @@
 //! come back-to-back, microseconds apart) and then park on a condvar, so an idle server or a
 //! CPU shared with another process is not starved by busy-waiting. Work inside a job is handed
 //! out in small chunks from an atomic counter, so a thread slowed down by a competing process
-//! simply takes fewer chunks instead of stalling the whole call.
+//! simply takes fewer chunks. And the caller never waits for a worker that has not started:
+//! once the caller has run out of chunks it closes the job, and waits only for workers that
+//! joined (and so are mid-chunk). A descheduled worker costs nothing, which is what keeps
+//! throughput up when the cores are shared (rayon-style "everyone must check in" collapses).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -11,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How long a worker (or the caller waiting for workers) spins before parking.
-const SPIN: Duration = Duration::from_micros(50);
+const SPIN: Duration = Duration::from_micros(30);
 
 type JobFn = dyn Fn() + Sync;
 
@@ -22,11 +25,12 @@ struct JobPtr(*const JobFn);
 unsafe impl Send for JobPtr {}
 
 struct Shared {
+    /// The open job; `None` once the submitter closed it (late workers then skip it).
     job: Mutex<Option<JobPtr>>,
     wake: Condvar,
     /// Bumped once per job; workers compare it with the last one they ran.
     epoch: AtomicU64,
-    /// Workers still inside the current job.
+    /// Workers that joined the current job and have not finished it.
     active: AtomicUsize,
     done_lock: Mutex<()>,
     done: Condvar,
@@ -102,9 +106,6 @@ impl ThreadPool {
         // drops back to zero, i.e. before every worker has finished calling `f`, and workers
         // never touch the pointer outside a job they were counted into.
         let ptr: *const JobFn = unsafe { std::mem::transmute::<&(dyn Fn() + Sync), _>(f) };
-        self.shared
-            .active
-            .store(self.workers.len(), Ordering::SeqCst);
         {
             let mut job = self.shared.job.lock().unwrap_or_else(|e| e.into_inner());
             *job = Some(JobPtr(ptr));
@@ -112,8 +113,10 @@ impl ThreadPool {
         }
         self.shared.wake.notify_all();
         f();
-        self.wait_done();
+        // All chunks are claimed. Close the job: from here no worker can join, and those that
+        // joined (counted in `active` under the same lock) are finishing their last chunk.
         *self.shared.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.wait_done();
     }
 
     fn wait_done(&self) {
@@ -137,8 +140,9 @@ fn worker_loop(s: &Shared) {
     loop {
         let job = wait_for_job(s, &mut seen);
         let Some(JobPtr(ptr)) = job else { return };
-        // SAFETY: the submitter keeps the closure alive until `active` reaches zero, which
-        // cannot happen before this worker decrements it below.
+        // SAFETY: this worker joined (incremented `active`) while the job was open, and the
+        // submitter keeps the closure alive until `active` is back to zero, which cannot
+        // happen before this worker decrements it below.
         unsafe { (*ptr)() };
         if s.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             let _g = s.done_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -158,6 +162,8 @@ fn wait_for_job(s: &Shared, seen: &mut u64) -> Option<JobPtr> {
             let job = s.job.lock().unwrap_or_else(|e| e.into_inner());
             *seen = s.epoch.load(Ordering::Acquire);
             if let Some(j) = *job {
+                // Joining under the lock orders it before the submitter's close.
+                s.active.fetch_add(1, Ordering::AcqRel);
                 return Some(j);
             }
             continue;
