@@ -206,3 +206,63 @@ pub fn global() -> &'static ThreadPool {
         ThreadPool::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_chunk_runs_exactly_once_over_many_back_to_back_jobs() {
+        let pool = ThreadPool::new(3);
+        for job in 0..2000usize {
+            let chunks = 1 + job % 17;
+            let next = AtomicUsize::new(0);
+            let hits: Vec<AtomicUsize> = (0..chunks).map(|_| AtomicUsize::new(0)).collect();
+            pool.run(&|| loop {
+                let c = next.fetch_add(1, Ordering::Relaxed);
+                if c >= chunks {
+                    break;
+                }
+                hits[c].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "job {job}");
+        }
+    }
+
+    #[test]
+    fn jobs_submitted_from_several_threads_do_not_interleave_or_get_lost() {
+        let pool = ThreadPool::new(2);
+        let total = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    for _ in 0..300 {
+                        let next = AtomicUsize::new(0);
+                        pool.run(&|| {
+                            while next.fetch_add(1, Ordering::Relaxed) < 4 {
+                                total.fetch_add(1, Ordering::Relaxed);
+                            }
+                        });
+                    }
+                });
+            }
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 3 * 300 * 4);
+    }
+
+    #[test]
+    fn parked_workers_wake_up_for_a_later_job() {
+        let pool = ThreadPool::new(2);
+        std::thread::sleep(SPIN * 50); // long past the spin: the worker is parked
+        let ran = AtomicUsize::new(0);
+        pool.run(&|| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            // Hold the job open until the other thread has joined (or give up after 2 s).
+            let start = Instant::now();
+            while ran.load(Ordering::SeqCst) < 2 && start.elapsed() < Duration::from_secs(2) {
+                std::thread::yield_now();
+            }
+        });
+        assert_eq!(ran.load(Ordering::SeqCst), 2);
+    }
+}
