@@ -1,2 +1,149 @@
-//! Turns files on disk into a ready model: GGUF / safetensors weights, the tokenizer and the chat
-//! template. `load` is the one entry point the server uses.
+//! Turns files on disk into a ready model: GGUF weights, the tokenizer and the chat template.
+//! `load` is the one entry point the server uses; architecture dispatch happens here by GGUF
+//! `general.architecture`.
+
+pub mod chat_template;
+pub mod gguf;
+pub mod pretokenize;
+pub mod tokenizer;
+
+use std::path::PathBuf;
+
+pub use chat_template::{ChatMessage, ChatTemplate, ChatTemplateError};
+pub use gguf::GgufFile;
+pub use tokenizer::{GgufVocab, IncrementalDecoder, TextTokenizer, TokenizerError};
+
+use crate::model::{CausalLm, Decoder, ModelInfo};
+
+/// Architectures `load` accepts.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}: only GGUF model files are supported so far")]
+    UnsupportedFileFormat(PathBuf),
+    #[error("not a valid GGUF file: {0}")]
+    Gguf(String),
+    #[error("architecture {0:?} is not supported (supported: llama, qwen2)")]
+    UnsupportedArchitecture(String),
+    #[error("model metadata lacks {0}")]
+    MissingMetadata(String),
+    #[error("model metadata {key} is invalid: {reason}")]
+    BadMetadata { key: String, reason: String },
+    #[error("model file lacks tensor {0}")]
+    MissingTensor(String),
+    #[error("tensor {name} cannot be loaded: {reason}")]
+    Tensor { name: String, reason: String },
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    ChatTemplate(#[from] ChatTemplateError),
+}
+
+impl LoadError {
+    /// A stable label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "io",
+            Self::UnsupportedFileFormat(_) => "unsupported_file_format",
+            Self::Gguf(_) => "gguf",
+            Self::UnsupportedArchitecture(_) => "unsupported_architecture",
+            Self::MissingMetadata(_) => "missing_metadata",
+            Self::BadMetadata { .. } => "bad_metadata",
+            Self::MissingTensor(_) => "missing_tensor",
+            Self::Tensor { .. } => "tensor",
+            Self::Tokenizer(_) => "tokenizer",
+            Self::ChatTemplate(_) => "chat_template",
+        }
+    }
+}
+
+/// What to load and how.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// A `.gguf` file.
+    pub model_path: PathBuf,
+    /// A Jinja file that replaces (or supplies) the model's chat template.
+    pub chat_template_path: Option<PathBuf>,
+    /// Caps the model's context length (positions per sequence); `None` keeps the model's.
+    pub context_length: Option<usize>,
+}
+
+/// A model ready to serve.
+pub struct LoadedModel {
+    pub model: Box<dyn CausalLm>,
+    pub tokenizer: TextTokenizer,
+    pub chat_template: ChatTemplate,
+    pub info: ModelInfo,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel").field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+/// Loads weights, tokenizer and chat template. Runs on the caller's thread; the linear layers
+/// later use rayon's global pool, which the server sizes.
+pub fn load(opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
+    let path = &opts.model_path;
+    let is_gguf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    if !is_gguf {
+        return Err(LoadError::UnsupportedFileFormat(path.clone()));
+    }
+    let mut file = GgufFile::open(path)?;
+    let arch = file
+        .string("general.architecture")
+        .ok_or_else(|| LoadError::MissingMetadata("general.architecture".into()))?
+        .to_string();
+    if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
+        return Err(LoadError::UnsupportedArchitecture(arch));
+    }
+    let vocab = file.vocab()?;
+    let tokenizer = TextTokenizer::from_gguf_vocab(&vocab)?;
+    let token = |id: Option<u32>| id.and_then(|i| tokenizer.token_text(i)).unwrap_or_default().to_string();
+    let chat_template = ChatTemplate::resolve(
+        file.string("tokenizer.chat_template").map(str::to_string),
+        opts.chat_template_path.as_deref(),
+        token(vocab.bos),
+        token(vocab.eos),
+    )?;
+
+    let (cfg, model_context) = file.decoder_config(&arch)?;
+    let weights = file.decoder_weights(&arch, arch == "qwen2")?;
+    let vocab_size = weights.lm_head.out_dim();
+    if tokenizer.vocab_size() > vocab_size {
+        return Err(LoadError::BadMetadata {
+            key: "tokenizer.ggml.tokens".into(),
+            reason: format!("{} tokens but the output layer has {vocab_size} rows", tokenizer.vocab_size()),
+        });
+    }
+    let info = ModelInfo {
+        architecture: arch,
+        vocab_size,
+        context_length: opts.context_length.map_or(model_context, |c| c.min(model_context)),
+        eos_token_ids: tokenizer.eos_token_ids().to_vec(),
+        bos_token_id: tokenizer.bos_token_id(),
+        kv_bytes_per_token: 0, // filled by Decoder::new
+    };
+    let model = Decoder::new(cfg, weights, info);
+    let info = model.info().clone();
+    tracing::info!(
+        architecture = %info.architecture,
+        vocab = info.vocab_size,
+        context = info.context_length,
+        kv_bytes_per_token = info.kv_bytes_per_token,
+        "model loaded"
+    );
+    Ok(LoadedModel {
+        model: Box::new(model),
+        tokenizer,
+        chat_template,
+        info,
+    })
+}

@@ -2,9 +2,15 @@
 //! `CausalLm` trait every architecture implements. The engine depends only on this module's
 //! types, never on a concrete architecture.
 
+pub mod decoder;
 pub mod kv_cache;
+pub mod linear;
+pub mod ops;
 
+pub use decoder::{Decoder, DecoderConfig, DecoderWeights, LayerWeights};
 pub use kv_cache::KvCache;
+pub use linear::Linear;
+pub use ops::RopeStyle;
 
 /// Static facts about a loaded model that the engine, the scheduler and the API need.
 #[derive(Debug, Clone)]

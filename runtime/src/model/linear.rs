@@ -1,0 +1,128 @@
+//! The one linear layer every architecture uses for its projections: `y = x W^T (+ b)`.
+//! This is the single place where a weight matmul happens, so a faster CPU kernel
+//! (`crate::kernels`) can replace candle's `QMatMul` here without touching any architecture.
+//!
+//! Shapes: input `[n_tokens, in_dim]` f32 row-major, output `[n_tokens, out_dim]` f32 row-major.
+//! The weight is stored as GGUF lays it out: `[out_dim, in_dim]` in any GGML block format.
+
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+
+/// A (possibly quantized) weight matrix with an optional f32 bias.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Arc<QTensor>,
+    matmul: QMatMul,
+    bias: Option<Vec<f32>>,
+    in_dim: usize,
+    out_dim: usize,
+}
+
+impl Linear {
+    /// `weight` has shape `[out_dim, in_dim]`; `bias`, when given, has `out_dim` entries.
+    pub fn new(weight: QTensor, bias: Option<Vec<f32>>) -> candle_core::Result<Self> {
+        Self::from_arc(Arc::new(weight), bias)
+    }
+
+    /// Like `new`, sharing a weight that is also used elsewhere (tied embeddings).
+    pub fn from_arc(weight: Arc<QTensor>, bias: Option<Vec<f32>>) -> candle_core::Result<Self> {
+        let (out_dim, in_dim) = weight.shape().dims2()?;
+        if let Some(b) = &bias {
+            if b.len() != out_dim {
+                candle_core::bail!("bias has {} entries, weight has {out_dim} rows", b.len());
+            }
+        }
+        let matmul = QMatMul::from_arc(weight.clone())?;
+        Ok(Self {
+            weight,
+            matmul,
+            bias,
+            in_dim,
+            out_dim,
+        })
+    }
+
+    pub fn in_dim(&self) -> usize {
+        self.in_dim
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    /// The weight's block format (Q4_1, Q8_0, F16, ...).
+    pub fn dtype(&self) -> GgmlDType {
+        self.weight.dtype()
+    }
+
+    /// The raw weight, `[out_dim, in_dim]`, for kernels that read GGML blocks directly.
+    pub fn weight(&self) -> &Arc<QTensor> {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+
+    /// `x`: `[n_tokens, in_dim]` -> `[n_tokens, out_dim]`.
+    pub fn forward(&self, x: &[f32], n_tokens: usize) -> candle_core::Result<Vec<f32>> {
+        if x.len() != n_tokens * self.in_dim {
+            candle_core::bail!(
+                "linear input has {} floats, expected {n_tokens} x {}",
+                x.len(),
+                self.in_dim
+            );
+        }
+        let xs = Tensor::from_slice(x, (n_tokens, self.in_dim), &Device::Cpu)?;
+        let ys = self.matmul.forward(&xs)?;
+        let mut out = ys.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(bias) = &self.bias {
+            for row in out.chunks_exact_mut(self.out_dim) {
+                row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(w: &[f32], b: &[f32], x: &[f32], n: usize, k: usize, m: usize) -> Vec<f32> {
+        let mut out = vec![0.0; n * m];
+        for t in 0..n {
+            for o in 0..m {
+                let dot: f32 = (0..k).map(|i| x[t * k + i] * w[o * k + i]).sum();
+                out[t * m + o] = dot + b[o];
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn f32_linear_with_bias_matches_a_plain_matmul() -> candle_core::Result<()> {
+        let (n, k, m) = (3, 32, 5);
+        let w: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0).collect();
+        let x: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 11) as f32 - 5.0) / 10.0).collect();
+        let b: Vec<f32> = (0..m).map(|i| i as f32).collect();
+        let wt = Tensor::from_slice(&w, (m, k), &Device::Cpu)?;
+        let lin = Linear::new(QTensor::quantize(&wt, GgmlDType::F32)?, Some(b.clone()))?;
+        let got = lin.forward(&x, n)?;
+        let want = reference(&w, &b, &x, n, k, m);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-4, "{g} vs {w}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_an_input_of_the_wrong_width() -> candle_core::Result<()> {
+        let wt = Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu)?;
+        let lin = Linear::new(QTensor::quantize(&wt, GgmlDType::Q8_0)?, None)?;
+        assert!(lin.forward(&[0.0; 31], 1).is_err());
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! The non-matmul arithmetic of a decoder layer on plain f32 rows: RMSNorm, rotary position
+//! embedding (precomputed tables), SiLU gating, softmax and causal attention of one head of one
+//! sequence over its KV cache. All buffers are row-major; shapes are given per function.
+
+/// `out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight`, for each row `t` of `x: [n][dim]`.
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
+    let dim = weight.len();
+    let mut out = vec![0.0; x.len()];
+    for (row, dst) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+        let mean_sq = dot(row, row) / dim as f32;
+        let scale = 1.0 / (mean_sq + eps).sqrt();
+        for ((d, v), w) in dst.iter_mut().zip(row).zip(weight) {
+            *d = v * scale * w;
+        }
+    }
+    out
+}
+
+/// `gate[i] = silu(gate[i]) * up[i]` in place; both `[n][ffn_dim]`.
+pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    for (g, u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// `acc += other`, element-wise (residual connections).
+pub fn add_in_place(acc: &mut [f32], other: &[f32]) {
+    acc.iter_mut().zip(other).for_each(|(a, b)| *a += b);
+}
+
+/// Dot product with eight independent accumulators so the compiler can vectorise it.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `acc += w * v`.
+#[inline]
+fn axpy(acc: &mut [f32], w: f32, v: &[f32]) {
+    acc.iter_mut().zip(v).for_each(|(a, x)| *a += w * x);
+}
+
+/// Numerically stable softmax in place.
+pub fn softmax_in_place(xs: &mut [f32]) {
+    let max = xs.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in xs.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    xs.iter_mut().for_each(|x| *x *= inv);
+}
+
+/// How rotary dimensions are paired: GGUF llama weights rotate adjacent pairs `(2i, 2i+1)`;
+/// qwen2 (GPT-NeoX style) rotates `(i, i + rope_dim/2)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    Interleaved,
+    Neox,
+}
+
+/// cos/sin tables `[max_positions][rope_dim/2]`, computed once at load.
+#[derive(Debug, Clone)]
+pub struct RopeTable {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    half: usize,
+    style: RopeStyle,
+    max_positions: usize,
+}
+
+impl RopeTable {
+    /// `freq_factors` (llama 3.1 `rope_freqs.weight`) divide each frequency when present.
+    pub fn new(
+        rope_dim: usize,
+        theta: f32,
+        max_positions: usize,
+        style: RopeStyle,
+        freq_factors: Option<&[f32]>,
+    ) -> Self {
+        let half = rope_dim / 2;
+        let inv_freq: Vec<f64> = (0..half)
+            .map(|i| {
+                let f = 1.0 / (theta as f64).powf(2.0 * i as f64 / rope_dim as f64);
+                f / freq_factors.and_then(|ff| ff.get(i)).copied().unwrap_or(1.0) as f64
+            })
+            .collect();
+        let mut cos = Vec::with_capacity(max_positions * half);
+        let mut sin = Vec::with_capacity(max_positions * half);
+        for pos in 0..max_positions {
+            for f in &inv_freq {
+                let angle = pos as f64 * f;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        Self {
+            cos,
+            sin,
+            half,
+            style,
+            max_positions,
+        }
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// Rotates every head of every row in place. `x: [n][n_heads * head_dim]`,
+    /// `positions[t]` is row `t`'s absolute position (each token its own).
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, positions: &[usize]) {
+        let row_len = x.len() / positions.len().max(1);
+        for (row, &pos) in x.chunks_exact_mut(row_len).zip(positions) {
+            let cos = &self.cos[pos * self.half..(pos + 1) * self.half];
+            let sin = &self.sin[pos * self.half..(pos + 1) * self.half];
+            for head in row.chunks_exact_mut(head_dim) {
+                self.rotate(head, cos, sin);
+            }
+        }
+    }
+
+    fn rotate(&self, head: &mut [f32], cos: &[f32], sin: &[f32]) {
+        for i in 0..self.half {
+            let (a, b) = match self.style {
+                RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                RopeStyle::Neox => (i, i + self.half),
+            };
+            let (x0, x1) = (head[a], head[b]);
+            head[a] = x0 * cos[i] - x1 * sin[i];
+            head[b] = x0 * sin[i] + x1 * cos[i];
+        }
+    }
+}
+
+/// Where one head's data lies in the row-major buffers of one sequence.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLayout {
+    pub head_dim: usize,
+    /// Floats per row of `q` (`n_heads * head_dim`).
+    pub q_stride: usize,
+    /// Floats per cached position (`n_kv_heads * head_dim`).
+    pub kv_stride: usize,
+}
+
+/// Causal attention of query head `q_head` (reading KV head `kv_head`) for one sequence.
+/// `q: [t][q_stride]` holds the sequence's new rows; `keys`/`values: [base + t][kv_stride]` hold
+/// its whole history including the new rows, so new row `i` sees positions `0..=base + i`.
+/// Returns `[t][head_dim]`.
+pub fn attend_head(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    layout: HeadLayout,
+    q_head: usize,
+    kv_head: usize,
+) -> Vec<f32> {
+    let hd = layout.head_dim;
+    let t = q.len() / layout.q_stride;
+    let base = keys.len() / layout.kv_stride - t;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut out = vec![0.0; t * hd];
+    let mut scores = Vec::with_capacity(base + t);
+    for i in 0..t {
+        let qi = &q[i * layout.q_stride + q_head * hd..][..hd];
+        let n_keys = base + i + 1;
+        scores.clear();
+        for j in 0..n_keys {
+            let kj = &keys[j * layout.kv_stride + kv_head * hd..][..hd];
+            scores.push(dot(qi, kj) * scale);
+        }
+        softmax_in_place(&mut scores);
+        let oi = &mut out[i * hd..(i + 1) * hd];
+        for (j, &w) in scores.iter().enumerate() {
+            axpy(oi, w, &values[j * layout.kv_stride + kv_head * hd..][..hd]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_gives_unit_root_mean_square_before_the_weight() {
+        let out = rms_norm(&[3.0, 4.0, 0.0, 0.0], &[1.0, 1.0], 1e-6);
+        let rms = ((out[0] * out[0] + out[1] * out[1]) / 2.0).sqrt();
+        assert!((rms - 1.0).abs() < 1e-5);
+        assert!((out[0] / out[1] - 0.75).abs() < 1e-6);
+        assert_eq!(&out[2..], &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn rope_at_position_zero_is_the_identity_and_preserves_norms_elsewhere() {
+        for style in [RopeStyle::Interleaved, RopeStyle::Neox] {
+            let table = RopeTable::new(8, 10000.0, 16, style, None);
+            let orig: Vec<f32> = (0..16).map(|i| i as f32 - 7.5).collect();
+            let mut x = orig.clone();
+            table.apply(&mut x, 8, &[0, 9]);
+            assert_eq!(&x[..8], &orig[..8]);
+            let norm = |v: &[f32]| dot(v, v);
+            assert!((norm(&x[8..]) - norm(&orig[8..])).abs() < 1e-3);
+            assert_ne!(&x[8..], &orig[8..]);
+        }
+    }
+
+    #[test]
+    fn a_single_cached_position_returns_its_value_exactly() {
+        let layout = HeadLayout {
+            head_dim: 2,
+            q_stride: 2,
+            kv_stride: 2,
+        };
+        let out = attend_head(&[1.0, 0.0], &[0.5, 0.5], &[3.0, -1.0], layout, 0, 0);
+        assert_eq!(out, vec![3.0, -1.0]);
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_survives_large_inputs() {
+        let mut xs = vec![1000.0, 1000.0, -1000.0];
+        softmax_in_place(&mut xs);
+        assert!((xs.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!((xs[0] - 0.5).abs() < 1e-6);
+    }
+}
