@@ -21,7 +21,16 @@ pub use formats::{dequantize_row, WeightFormat};
 pub use matrix::{format_of, QuantMatrix};
 pub use pool::{Executor, ThreadPool};
 
+use std::sync::OnceLock;
+
 use candle_core::quantized::GgmlDType;
+
+/// Whether model layers should use these kernels: yes unless `DEEPSEEK_CPU_KERNELS=stock`
+/// (read once), which keeps candle's own matmul for before/after comparisons.
+pub fn fast_path_enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("DEEPSEEK_CPU_KERNELS").map_or(true, |v| v != "stock"))
+}
 
 /// Which implementation of the row-dot kernels runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

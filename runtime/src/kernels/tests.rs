@@ -86,14 +86,15 @@ fn dequant(format: WeightFormat, row: &[u8], cols: usize) -> Vec<f32> {
 }
 
 /// The activations as the kernel sees them after quantisation, and the per-value bound of the
-/// quantisation error (half a step of the value's block scale).
+/// quantisation error (about half a step of the value's block scale).
 fn quantised_view(format: WeightFormat, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let mut deq = Vec::with_capacity(x.len());
     let mut err = Vec::with_capacity(x.len());
     let mut push = |d: f32, qs: &[i8]| {
         for &q in qs {
             deq.push(f32::from(q) * d);
-            err.push(d * 0.5);
+            // Half a step, plus the f16 rounding of the stored scale (ggml's layout).
+            err.push(d.abs() * 0.57);
         }
     };
     match format {

@@ -71,7 +71,7 @@ pub fn dot_q4_0_n<const N: usize>(w: &[u8], a: &[BlockQ8_1], stride: usize) -> [
         let qx = nibbles32(&b[2..18]);
         for i in 0..N {
             let y = &a[i * stride + k];
-            offs[i] += dw * y.s;
+            offs[i] += dw * y.ds;
             let p = _mm256_cvtepi32_ps(dot_us8(qx, load32_i8(&y.qs)));
             acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y.d), p, acc[i]);
         }
@@ -156,7 +156,7 @@ macro_rules! single_row {
 single_row!(dot_q4_0, BlockQ8_1, 18, |b, y| {
     let dw = rd_f16(b, 0);
     let v = _mm256_cvtepi32_ps(dot_us8(nibbles32(&b[2..18]), load32_i8(&y.qs)));
-    (v, dw * y.d, dw * y.s)
+    (v, dw * y.d, dw * y.ds)
 }, |v, s| v - 8.0 * s);
 
 single_row!(dot_q4_1, BlockQ8_1, 20, |b, y| {
