@@ -84,7 +84,9 @@ fn bench_formats(c: &mut Criterion) {
             };
             g.throughput(Throughput::Bytes(m.weight_bytes() as u64));
             for n in [1usize, 8] {
-                let x: Vec<f32> = (0..n * cols).map(|i| ((i % 97) as f32 - 48.0) / 50.0).collect();
+                let x: Vec<f32> = (0..n * cols)
+                    .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
+                    .collect();
                 let mut out = vec![0.0f32; n * rows];
                 g.bench_with_input(BenchmarkId::new(label, format!("n{n}")), &n, |b, &n| {
                     b.iter(|| m.matmul_with(&pool, black_box(&x), n, &mut out))
@@ -118,7 +120,9 @@ fn bench_vs_candle(c: &mut Criterion) {
         };
         g.throughput(Throughput::Bytes(ours.weight_bytes() as u64));
         for n in [1usize, 8] {
-            let x: Vec<f32> = (0..n * cols).map(|i| ((i % 89) as f32 - 44.0) / 50.0).collect();
+            let x: Vec<f32> = (0..n * cols)
+                .map(|i| ((i % 89) as f32 - 44.0) / 50.0)
+                .collect();
             let xt = Tensor::from_vec(x.clone(), (n, cols), &Device::Cpu);
             let Ok(xt) = xt else { panic!("tensor") };
             let mut out = vec![0.0f32; n * rows];
@@ -138,7 +142,7 @@ fn bench_vs_candle(c: &mut Criterion) {
 /// Read bandwidth of one and all threads over a buffer far larger than the caches.
 fn bench_memory(c: &mut Criterion) {
     let words = 64 << 20; // 64 Mi u32 = 256 MiB
-    // Integer sums so the loop vectorises and the memory, not the adder, is the limit.
+                          // Integer sums so the loop vectorises and the memory, not the adder, is the limit.
     let buf: Vec<u32> = (0..words).map(|i| (i % 7) as u32).collect();
     let sum = |s: &[u32]| s.iter().fold(0u32, |a, v| a.wrapping_add(*v));
     let mut g = c.benchmark_group("memory");
@@ -146,9 +150,7 @@ fn bench_memory(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2));
     g.throughput(Throughput::Bytes((words * 4) as u64));
-    g.bench_function("sum_1thread", |b| {
-        b.iter(|| sum(black_box(&buf)))
-    });
+    g.bench_function("sum_1thread", |b| b.iter(|| sum(black_box(&buf))));
     let pool = ThreadPool::new(threads());
     g.bench_function("sum_pool", |b| {
         b.iter(|| {
@@ -164,7 +166,9 @@ fn bench_memory(c: &mut Criterion) {
         })
     });
     let mut dst = vec![0u32; words];
-    g.bench_function("memcpy", |b| b.iter(|| dst.copy_from_slice(black_box(&buf))));
+    g.bench_function("memcpy", |b| {
+        b.iter(|| dst.copy_from_slice(black_box(&buf)))
+    });
     g.finish();
 }
 
@@ -185,18 +189,31 @@ impl Executor for Rayon {
 /// Run it once more with a competing process (`yes > /dev/null &`) to see degradation.
 fn bench_pools(c: &mut Criterion) {
     let f = WeightFormat::Q4_1;
-    let shapes = [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)];
+    let shapes = [
+        (576, 576),
+        (192, 576),
+        (192, 576),
+        (576, 576),
+        (1536, 576),
+        (1536, 576),
+        (576, 1536),
+    ];
     let layer: Vec<QuantMatrix> = shapes
         .iter()
-        .map(|&(r, c)| match QuantMatrix::new(f, r, c, weights(f, r, c)) {
-            Ok(m) => m,
-            Err(e) => panic!("bench matrix: {e}"),
-        })
+        .map(
+            |&(r, c)| match QuantMatrix::new(f, r, c, weights(f, r, c)) {
+                Ok(m) => m,
+                Err(e) => panic!("bench matrix: {e}"),
+            },
+        )
         .collect();
     let x: Vec<f32> = (0..1536).map(|i| ((i % 97) as f32 - 48.0) / 50.0).collect();
     let mut out = vec![0.0f32; 1536];
     let ours = ThreadPool::new(threads());
-    let rayon = match rayon::ThreadPoolBuilder::new().num_threads(threads()).build() {
+    let rayon = match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads())
+        .build()
+    {
         Ok(p) => Rayon(p),
         Err(e) => panic!("rayon: {e}"),
     };

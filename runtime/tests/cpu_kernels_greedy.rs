@@ -24,7 +24,8 @@ const PROMPTS: [&str; 4] = [
 const NEW_TOKENS: usize = 24;
 
 fn fixture_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/greedy_smollm2_f32_reference.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/greedy_smollm2_f32_reference.json")
 }
 
 fn greedy_answers() -> Vec<(String, Vec<u32>, String)> {

@@ -38,7 +38,10 @@ pub struct BlockQ8K {
 
 impl Default for BlockQ8_0 {
     fn default() -> Self {
-        Self { d: 0.0, qs: [0; QK] }
+        Self {
+            d: 0.0,
+            qs: [0; QK],
+        }
     }
 }
 

@@ -11,10 +11,13 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QTensor};
 
 use super::act::{ensure_len, quantize_q8_0, quantize_q8_1, quantize_q8_k, ActScratch};
+use super::dispatch::{self, Dot4};
 use super::formats::WeightFormat;
 use super::pool::{self, Executor};
-use super::dispatch::{self, Dot4};
 use super::{KernelError, KernelPath};
+
+/// The 1-row kernel and, where the path has one, the 4-row kernel.
+type RowDots<T> = (fn(&[u8], &[T]) -> f32, Option<Dot4<T>>);
 
 /// Activation rows processed against each loaded weight row (keeps their blocks in L1/L2).
 const ACT_TILE: usize = 16;
@@ -74,7 +77,10 @@ impl QuantMatrix {
         if !t.device().is_cpu() {
             return Err(KernelError::NotOnCpu);
         }
-        let len = t.data().map_err(|e| KernelError::Candle(e.to_string()))?.len();
+        let len = t
+            .data()
+            .map_err(|e| KernelError::Candle(e.to_string()))?
+            .len();
         check(format, rows, cols, len)?;
         Ok(Self {
             format,
@@ -203,7 +209,7 @@ impl QuantMatrix {
         weights: &[u8],
         acts: &[T],
         per_row: usize,
-        (dot, dot4): (fn(&[u8], &[T]) -> f32, Option<Dot4<T>>),
+        (dot, dot4): RowDots<T>,
         out: &mut [f32],
     ) {
         let n = acts.len() / per_row;
@@ -275,7 +281,7 @@ impl OutSink {
 }
 
 fn check(format: WeightFormat, rows: usize, cols: usize, len: usize) -> Result<(), KernelError> {
-    if cols == 0 || cols % format.block_len() != 0 {
+    if cols == 0 || !cols.is_multiple_of(format.block_len()) {
         return Err(KernelError::ColsNotBlockMultiple { format, cols });
     }
     let expected = rows * format.row_bytes(cols);

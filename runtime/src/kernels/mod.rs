@@ -77,9 +77,7 @@ pub enum KernelError {
     DataLength { expected: usize, got: usize },
     #[error("kernel path {0:?} is not supported by this CPU")]
     PathUnavailable(KernelPath),
-    #[error(
-        "matmul of {rows}x{cols} weights with n={n}: x has {x_len} values, out has {out_len}"
-    )]
+    #[error("matmul of {rows}x{cols} weights with n={n}: x has {x_len} values, out has {out_len}")]
     ShapeMismatch {
         rows: usize,
         cols: usize,

@@ -123,10 +123,17 @@ impl ThreadPool {
         let start = Instant::now();
         while self.shared.active.load(Ordering::Acquire) != 0 {
             if start.elapsed() > SPIN {
-                let guard = self.shared.done_lock.lock().unwrap_or_else(|e| e.into_inner());
+                let guard = self
+                    .shared
+                    .done_lock
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 if self.shared.active.load(Ordering::Acquire) != 0 {
                     // A timeout guards against a lost wake-up; the loop re-checks anyway.
-                    let _ = self.shared.done.wait_timeout(guard, Duration::from_millis(1));
+                    let _ = self
+                        .shared
+                        .done
+                        .wait_timeout(guard, Duration::from_millis(1));
                 }
             } else {
                 std::hint::spin_loop();
@@ -225,7 +232,10 @@ mod tests {
                 }
                 hits[c].fetch_add(1, Ordering::Relaxed);
             });
-            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "job {job}");
+            assert!(
+                hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                "job {job}"
+            );
         }
     }
 

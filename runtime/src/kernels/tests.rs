@@ -126,9 +126,21 @@ fn quantised_view(format: WeightFormat, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
 fn reference(format: WeightFormat, row: &[u8], x: &[f32]) -> (f64, f64, f64) {
     let w = dequant(format, row, x.len());
     let (xq, err) = quantised_view(format, x);
-    let exact: f64 = w.iter().zip(x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
-    let qbound: f64 = w.iter().zip(&err).map(|(a, e)| f64::from(a.abs() * e)).sum();
-    let mag: f64 = w.iter().zip(&xq).map(|(a, b)| f64::from((a * b).abs())).sum();
+    let exact: f64 = w
+        .iter()
+        .zip(x)
+        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+        .sum();
+    let qbound: f64 = w
+        .iter()
+        .zip(&err)
+        .map(|(a, e)| f64::from(a.abs() * e))
+        .sum();
+    let mag: f64 = w
+        .iter()
+        .zip(&xq)
+        .map(|(a, b)| f64::from((a * b).abs()))
+        .sum();
     (exact, qbound, mag)
 }
 
@@ -146,7 +158,11 @@ fn check_matmul(format: WeightFormat, path: KernelPath, rows: usize, cols: usize
     for i in 0..n {
         for r in 0..rows {
             let xi = &x[i * cols..(i + 1) * cols];
-            let (exact, qbound, mag) = reference(format, &m.data().expect("cpu bytes")[r * rb..(r + 1) * rb], xi);
+            let (exact, qbound, mag) = reference(
+                format,
+                &m.data().expect("cpu bytes")[r * rb..(r + 1) * rb],
+                xi,
+            );
             let got = f64::from(out[i * rows + r]);
             let tol = qbound * 1.001 + mag * 2e-5 + 1e-30;
             assert!(
@@ -196,7 +212,10 @@ fn simd_kernels_agree_with_the_scalar_kernels_up_to_f32_rounding() {
             let (_, _, mag) = reference(format, w, &x[act * cols..(act + 1) * cols]);
             // Summation order differs, so allow f32 rounding of the terms' total size.
             let tol = 1e-5 * mag + 1e-30;
-            assert!(f64::from((p - q).abs()) <= tol, "{format:?} output {i}: {p} vs {q}");
+            assert!(
+                f64::from((p - q).abs()) <= tol,
+                "{format:?} output {i}: {p} vs {q}"
+            );
         }
     }
 }
@@ -256,7 +275,8 @@ fn matmul_on_three_threads_equals_single_threaded() {
             m.matmul_with(&ThreadPool::new(1), &x, n, &mut one)
                 .expect("shapes match");
             for _ in 0..3 {
-                m.matmul_with(&pool, &x, n, &mut three).expect("shapes match");
+                m.matmul_with(&pool, &x, n, &mut three)
+                    .expect("shapes match");
                 assert_eq!(one, three, "{format:?} n={n}");
             }
         }
@@ -284,8 +304,15 @@ fn batched_rows_equal_separate_single_row_calls() {
         m.matmul(xi, 1, &mut single).expect("shapes match");
         for (r, (s, b)) in single.iter().zip(&batched[i * rows..]).enumerate() {
             // The 4-row kernel sums in another order than the 1-row kernel: f32 rounding only.
-            let (_, _, mag) = reference(WeightFormat::Q4_1, &m.data().expect("cpu bytes")[r * rb..(r + 1) * rb], xi);
-            assert!(f64::from((s - b).abs()) <= 1e-5 * mag, "act {i} row {r}: {s} vs {b}");
+            let (_, _, mag) = reference(
+                WeightFormat::Q4_1,
+                &m.data().expect("cpu bytes")[r * rb..(r + 1) * rb],
+                xi,
+            );
+            assert!(
+                f64::from((s - b).abs()) <= 1e-5 * mag,
+                "act {i} row {r}: {s} vs {b}"
+            );
         }
     }
 }
@@ -296,7 +323,9 @@ fn rejects_mismatched_activation_and_output_lengths() {
     let mut out = vec![0.0; 2];
     let err = m.matmul(&[0.0; 31], 1, &mut out).expect_err("x too short");
     assert!(matches!(err, KernelError::ShapeMismatch { x_len: 31, .. }));
-    let err = m.matmul(&[0.0; 32], 1, &mut [0.0; 3]).expect_err("out too long");
+    let err = m
+        .matmul(&[0.0; 32], 1, &mut [0.0; 3])
+        .expect_err("out too long");
     assert!(matches!(err, KernelError::ShapeMismatch { out_len: 3, .. }));
 }
 

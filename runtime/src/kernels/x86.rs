@@ -153,23 +153,41 @@ macro_rules! single_row {
     };
 }
 
-single_row!(dot_q4_0, BlockQ8_1, 18, |b, y| {
-    let dw = rd_f16(b, 0);
-    let v = _mm256_cvtepi32_ps(dot_us8(nibbles32(&b[2..18]), load32_i8(&y.qs)));
-    (v, dw * y.d, dw * y.ds)
-}, |v, s| v - 8.0 * s);
+single_row!(
+    dot_q4_0,
+    BlockQ8_1,
+    18,
+    |b, y| {
+        let dw = rd_f16(b, 0);
+        let v = _mm256_cvtepi32_ps(dot_us8(nibbles32(&b[2..18]), load32_i8(&y.qs)));
+        (v, dw * y.d, dw * y.ds)
+    },
+    |v, s| v - 8.0 * s
+);
 
-single_row!(dot_q4_1, BlockQ8_1, 20, |b, y| {
-    let v = _mm256_cvtepi32_ps(dot_us8(nibbles32(&b[4..20]), load32_i8(&y.qs)));
-    (v, rd_f16(b, 0) * y.d, rd_f16(b, 2) * y.s)
-}, |v, s| v + s);
+single_row!(
+    dot_q4_1,
+    BlockQ8_1,
+    20,
+    |b, y| {
+        let v = _mm256_cvtepi32_ps(dot_us8(nibbles32(&b[4..20]), load32_i8(&y.qs)));
+        (v, rd_f16(b, 0) * y.d, rd_f16(b, 2) * y.s)
+    },
+    |v, s| v + s
+);
 
-single_row!(dot_q8_0, BlockQ8_0, 34, |b, y| {
-    let qx = load32(&b[2..34]);
-    let sy = _mm256_sign_epi8(load32_i8(&y.qs), qx);
-    let v = _mm256_cvtepi32_ps(dot_us8(_mm256_sign_epi8(qx, qx), sy));
-    (v, rd_f16(b, 0) * y.d, 0.0)
-}, |v, _| v);
+single_row!(
+    dot_q8_0,
+    BlockQ8_0,
+    34,
+    |b, y| {
+        let qx = load32(&b[2..34]);
+        let sy = _mm256_sign_epi8(load32_i8(&y.qs), qx);
+        let v = _mm256_cvtepi32_ps(dot_us8(_mm256_sign_epi8(qx, qx), sy));
+        (v, rd_f16(b, 0) * y.d, 0.0)
+    },
+    |v, _| v
+);
 
 /// The 8 scales and 8 mins of a Q4_K/Q5_K super-block, unpacked from 12 bytes (ggml's utmp).
 #[inline(always)]
@@ -283,10 +301,8 @@ pub fn dot_q6k(w: &[u8], a: &[BlockQ8K]) -> f32 {
                 let o = 128 * half + 32 * k;
                 let q8 = load32(as_u8(&y.qs[o..o + 32]));
                 // (q6 - 32) * q8 = q6 * q8 - 32 * q8, keeping maddubs' unsigned operand >= 0.
-                let p = _mm256_sub_epi16(
-                    _mm256_maddubs_epi16(*qk, q8),
-                    _mm256_maddubs_epi16(m32, q8),
-                );
+                let p =
+                    _mm256_sub_epi16(_mm256_maddubs_epi16(*qk, q8), _mm256_maddubs_epi16(m32, q8));
                 let s = _mm256_set_m128i(
                     _mm_set1_epi16(i16::from(sc[2 * k + 1] as i8)),
                     _mm_set1_epi16(i16::from(sc[2 * k] as i8)),
