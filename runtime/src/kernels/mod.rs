@@ -1,2 +1,92 @@
 //! CPU linear-layer kernels for GGUF block formats (SIMD with runtime detection + portable
 //! fallback). The model's linear layers (`model::linear`) call into this module on CPU.
+//!
+//! - `formats`: block layouts and reference dequantisation;
+//! - `act`: activation quantisation (Q8_0 / Q8_1 / Q8_K), once per matmul call;
+//! - `scalar`, `x86`: row-dot kernels (portable, AVX2), chosen by `dispatch`;
+//! - `matrix`: `QuantMatrix::matmul`; `pool`: the parking thread pool it runs on.
+
+pub mod act;
+mod dispatch;
+pub mod formats;
+pub mod matrix;
+pub mod pool;
+pub mod scalar;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use formats::{dequantize_row, WeightFormat};
+pub use matrix::{format_of, QuantMatrix};
+pub use pool::{Executor, ThreadPool};
+
+use std::sync::OnceLock;
+
+use candle_core::quantized::GgmlDType;
+
+/// Whether model layers should use these kernels: yes unless `DEEPSEEK_CPU_KERNELS=stock`
+/// (read once), which keeps candle's own matmul for before/after comparisons.
+pub fn fast_path_enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("DEEPSEEK_CPU_KERNELS").map_or(true, |v| v != "stock"))
+}
+
+/// Which implementation of the row-dot kernels runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KernelPath {
+    /// Portable Rust, correct on every target.
+    Scalar,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+}
+
+impl KernelPath {
+    /// The fastest path this CPU supports.
+    pub fn detect() -> Self {
+        if Self::Avx2.is_supported() {
+            Self::Avx2
+        } else {
+            Self::Scalar
+        }
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Self::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => {
+                is_x86_feature_detected!("avx2")
+                    && is_x86_feature_detected!("fma")
+                    && is_x86_feature_detected!("f16c")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Self::Avx2 => false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum KernelError {
+    #[error("weight format {0:?} has no CPU kernel")]
+    UnsupportedFormat(GgmlDType),
+    #[error("{cols} columns is not a whole number of {format:?} blocks")]
+    ColsNotBlockMultiple { format: WeightFormat, cols: usize },
+    #[error("weight data is {got} bytes, expected {expected}")]
+    DataLength { expected: usize, got: usize },
+    #[error("kernel path {0:?} is not supported by this CPU")]
+    PathUnavailable(KernelPath),
+    #[error("matmul of {rows}x{cols} weights with n={n}: x has {x_len} values, out has {out_len}")]
+    ShapeMismatch {
+        rows: usize,
+        cols: usize,
+        n: usize,
+        x_len: usize,
+        out_len: usize,
+    },
+    #[error("weights must be in CPU memory")]
+    NotOnCpu,
+    #[error("candle: {0}")]
+    Candle(String),
+}

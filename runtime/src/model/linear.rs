@@ -4,17 +4,26 @@
 //!
 //! Shapes: input `[n_tokens, in_dim]` f32 row-major, output `[n_tokens, out_dim]` f32 row-major.
 //! The weight is stored as GGUF lays it out: `[out_dim, in_dim]` in any GGML block format.
+//!
+//! On CPU, formats with a `crate::kernels` kernel (Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K, F16) run
+//! through `QuantMatrix` (SIMD, activations quantised once, batched rows share weight reads);
+//! other formats, and any weight on a GPU, use candle's `QMatMul`. `DEEPSEEK_CPU_KERNELS=stock`
+//! forces `QMatMul` everywhere (speed and output comparisons).
 
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
+use crate::kernels::{self, QuantMatrix};
+
 /// A (possibly quantized) weight matrix with an optional f32 bias.
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Arc<QTensor>,
     matmul: QMatMul,
+    /// The CPU kernel path, when the format has one (shares the weight's bytes, no copy).
+    fast: Option<QuantMatrix>,
     bias: Option<Vec<f32>>,
     in_dim: usize,
     out_dim: usize,
@@ -35,9 +44,13 @@ impl Linear {
             }
         }
         let matmul = QMatMul::from_arc(weight.clone())?;
+        let fast = kernels::fast_path_enabled()
+            .then(|| QuantMatrix::from_qtensor_arc(weight.clone()).ok())
+            .flatten();
         Ok(Self {
             weight,
             matmul,
+            fast,
             bias,
             in_dim,
             out_dim,
@@ -62,6 +75,11 @@ impl Linear {
         &self.weight
     }
 
+    /// Whether products run on `crate::kernels` (else candle's `QMatMul`).
+    pub fn uses_cpu_kernels(&self) -> bool {
+        self.fast.is_some()
+    }
+
     pub fn bias(&self) -> Option<&[f32]> {
         self.bias.as_deref()
     }
@@ -75,9 +93,18 @@ impl Linear {
                 self.in_dim
             );
         }
-        let xs = Tensor::from_slice(x, (n_tokens, self.in_dim), &Device::Cpu)?;
-        let ys = self.matmul.forward(&xs)?;
-        let mut out = ys.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = match &self.fast {
+            Some(m) => {
+                let mut out = vec![0.0f32; n_tokens * self.out_dim];
+                m.matmul(x, n_tokens, &mut out)
+                    .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                out
+            }
+            None => {
+                let xs = Tensor::from_slice(x, (n_tokens, self.in_dim), &Device::Cpu)?;
+                self.matmul.forward(&xs)?.flatten_all()?.to_vec1::<f32>()?
+            }
+        };
         if let Some(bias) = &self.bias {
             for row in out.chunks_exact_mut(self.out_dim) {
                 row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
@@ -118,6 +145,23 @@ mod tests {
         let want = reference(&w, &b, &x, n, k, m);
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-4, "{g} vs {w}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn quantized_cpu_weights_take_the_kernel_path_and_agree_with_qmatmul() -> candle_core::Result<()> {
+        let (n, k, m) = (3, 64, 9);
+        let w: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0).collect();
+        let x: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 11) as f32 - 5.0) / 10.0).collect();
+        let wt = Tensor::from_slice(&w, (m, k), &Device::Cpu)?;
+        let lin = Linear::new(QTensor::quantize(&wt, GgmlDType::Q8_0)?, None)?;
+        assert_eq!(lin.uses_cpu_kernels(), kernels::fast_path_enabled());
+        let got = lin.forward(&x, n)?;
+        let xs = Tensor::from_slice(&x, (n, k), &Device::Cpu)?;
+        let want = lin.matmul.forward(&xs)?.flatten_all()?.to_vec1::<f32>()?;
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-3, "{g} vs {w}");
         }
         Ok(())
     }

@@ -1,0 +1,315 @@
+//! `QuantMatrix`: a weight matrix in a GGUF block format and its product with a batch of f32
+//! activation rows. Activations are quantised once per call into a reused per-thread scratch;
+//! output rows are split across the pool in small chunks; each weight row, once loaded, is
+//! dotted with every activation row of a tile before moving on, so n > 1 shares weight reads.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+
+use super::act::{ensure_len, quantize_q8_0, quantize_q8_1, quantize_q8_k, ActScratch};
+use super::dispatch::{self, Dot4};
+use super::formats::WeightFormat;
+use super::pool::{self, Executor};
+use super::{KernelError, KernelPath};
+
+/// The 1-row kernel and, where the path has one, the 4-row kernel.
+type RowDots<T> = (fn(&[u8], &[T]) -> f32, Option<Dot4<T>>);
+
+/// Activation rows processed against each loaded weight row (keeps their blocks in L1/L2).
+const ACT_TILE: usize = 16;
+
+thread_local! {
+    static SCRATCH: RefCell<ActScratch> = RefCell::new(ActScratch::default());
+}
+
+/// Where the block bytes live: our own copy, or a CPU `QTensor` shared with candle (no copy).
+#[derive(Debug, Clone)]
+enum Weights {
+    Owned(Vec<u8>),
+    Shared(Arc<QTensor>),
+}
+
+/// A `rows x cols` weight matrix (rows = output features, cols = input features) stored as
+/// GGUF blocks, row after row.
+#[derive(Debug, Clone)]
+pub struct QuantMatrix {
+    format: WeightFormat,
+    rows: usize,
+    cols: usize,
+    data: Weights,
+    path: KernelPath,
+}
+
+impl QuantMatrix {
+    /// Wraps raw block bytes; uses the fastest kernel path this CPU supports.
+    pub fn new(
+        format: WeightFormat,
+        rows: usize,
+        cols: usize,
+        data: Vec<u8>,
+    ) -> Result<Self, KernelError> {
+        check(format, rows, cols, data.len())?;
+        Ok(Self {
+            format,
+            rows,
+            cols,
+            data: Weights::Owned(data),
+            path: KernelPath::detect(),
+        })
+    }
+
+    /// Builds from a `QTensor` of shape `[rows, cols]` (candle's weight layout), copying its
+    /// bytes.
+    pub fn from_qtensor(t: &QTensor) -> Result<Self, KernelError> {
+        let (format, rows, cols) = describe(t)?;
+        let data = t.data().map_err(|e| KernelError::Candle(e.to_string()))?;
+        Self::new(format, rows, cols, data.into_owned())
+    }
+
+    /// Builds from a CPU `QTensor` without copying: the matrix reads candle's own block bytes
+    /// (so a weight shared with an embedding or a fallback `QMatMul` is stored once).
+    pub fn from_qtensor_arc(t: Arc<QTensor>) -> Result<Self, KernelError> {
+        let (format, rows, cols) = describe(&t)?;
+        if !t.device().is_cpu() {
+            return Err(KernelError::NotOnCpu);
+        }
+        let len = t
+            .data()
+            .map_err(|e| KernelError::Candle(e.to_string()))?
+            .len();
+        check(format, rows, cols, len)?;
+        Ok(Self {
+            format,
+            rows,
+            cols,
+            data: Weights::Shared(t),
+            path: KernelPath::detect(),
+        })
+    }
+
+    /// Forces a kernel path (tests and benches); fails when this CPU lacks it.
+    pub fn with_path(mut self, path: KernelPath) -> Result<Self, KernelError> {
+        if !path.is_supported() {
+            return Err(KernelError::PathUnavailable(path));
+        }
+        self.path = path;
+        Ok(self)
+    }
+
+    pub fn format(&self) -> WeightFormat {
+        self.format
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    pub fn path(&self) -> KernelPath {
+        self.path
+    }
+    /// Bytes of weights one full product streams.
+    pub fn weight_bytes(&self) -> usize {
+        self.rows * self.format.row_bytes(self.cols)
+    }
+
+    /// The raw block bytes, row after row.
+    pub fn data(&self) -> Result<Cow<'_, [u8]>, KernelError> {
+        match &self.data {
+            Weights::Owned(v) => Ok(Cow::Borrowed(v)),
+            Weights::Shared(t) => t.data().map_err(|e| KernelError::Candle(e.to_string())),
+        }
+    }
+
+    /// `out[i][r] = sum_c x[i][c] * W[r][c]`: `x` is `n x cols`, `out` is `n x rows`, both
+    /// row-major. Runs on the process-wide kernel pool.
+    pub fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) -> Result<(), KernelError> {
+        self.matmul_with(pool::global(), x, n, out)
+    }
+
+    /// As `matmul`, on the given pool.
+    pub fn matmul_with<E: Executor + ?Sized>(
+        &self,
+        pool: &E,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        if x.len() != n * self.cols || out.len() != n * self.rows {
+            return Err(KernelError::ShapeMismatch {
+                rows: self.rows,
+                cols: self.cols,
+                n,
+                x_len: x.len(),
+                out_len: out.len(),
+            });
+        }
+        if n == 0 || self.rows == 0 {
+            return Ok(());
+        }
+        let data = self.data()?;
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            self.quantize_and_run(pool, &mut s, &data, x, n, out);
+        });
+        Ok(())
+    }
+
+    fn quantize_and_run<E: Executor + ?Sized>(
+        &self,
+        pool: &E,
+        s: &mut ActScratch,
+        w: &[u8],
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) {
+        let blocks = self.cols / 32;
+        let kblocks = self.cols / 256;
+        match self.format {
+            WeightFormat::Q8_0 => {
+                ensure_len(&mut s.q8_0, n * blocks);
+                quantize_q8_0(x, &mut s.q8_0[..n * blocks]);
+                let dots = (
+                    dispatch::q8_0_dot(self.path),
+                    dispatch::q8_0_dot4(self.path),
+                );
+                self.run_rows(pool, w, &s.q8_0[..n * blocks], blocks, dots, out);
+            }
+            WeightFormat::Q4_0 | WeightFormat::Q4_1 => {
+                ensure_len(&mut s.q8_1, n * blocks);
+                quantize_q8_1(x, &mut s.q8_1[..n * blocks]);
+                let dots = (
+                    dispatch::q8_1_dot(self.format, self.path),
+                    dispatch::q8_1_dot4(self.format, self.path),
+                );
+                self.run_rows(pool, w, &s.q8_1[..n * blocks], blocks, dots, out);
+            }
+            WeightFormat::Q4K | WeightFormat::Q5K | WeightFormat::Q6K => {
+                ensure_len(&mut s.q8_k, n * kblocks);
+                quantize_q8_k(x, &mut s.q8_k[..n * kblocks]);
+                let dot = dispatch::q8_k_dot(self.format, self.path);
+                self.run_rows(pool, w, &s.q8_k[..n * kblocks], kblocks, (dot, None), out);
+            }
+            WeightFormat::F16 => {
+                let dot = dispatch::f16_dot(self.path);
+                self.run_rows(pool, w, x, self.cols, (dot, None), out);
+            }
+        }
+    }
+
+    /// Splits output rows over the pool; `acts` holds `n` rows of `per_row` blocks.
+    fn run_rows<T: Sync, E: Executor + ?Sized>(
+        &self,
+        pool: &E,
+        weights: &[u8],
+        acts: &[T],
+        per_row: usize,
+        (dot, dot4): RowDots<T>,
+        out: &mut [f32],
+    ) {
+        let n = acts.len() / per_row;
+        let rows = self.rows;
+        let rb = self.format.row_bytes(self.cols);
+        let chunk = (rows / (pool.threads() * 8)).clamp(4, 256);
+        let n_chunks = rows.div_ceil(chunk);
+        let next = AtomicUsize::new(0);
+        let sink = OutSink::new(out);
+        let work = || loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(rows));
+            for t0 in (0..n).step_by(ACT_TILE) {
+                let end = (t0 + ACT_TILE).min(n);
+                for r in r0..r1 {
+                    let w = &weights[r * rb..(r + 1) * rb];
+                    let mut i = t0;
+                    if let Some(dot4) = dot4 {
+                        while i + 4 <= end {
+                            let v = dot4(w, &acts[i * per_row..(i + 4) * per_row], per_row);
+                            for (k, v) in v.into_iter().enumerate() {
+                                sink.write((i + k) * rows + r, v);
+                            }
+                            i += 4;
+                        }
+                    }
+                    for i in i..end {
+                        let v = dot(w, &acts[i * per_row..(i + 1) * per_row]);
+                        sink.write(i * rows + r, v);
+                    }
+                }
+            }
+        };
+        if n_chunks == 1 {
+            work();
+        } else {
+            pool.run(&work);
+        }
+    }
+}
+
+/// Shared write access to the output for threads that own disjoint output rows.
+struct OutSink {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: threads write disjoint indices (each output row `r` belongs to one chunk, and one
+// chunk to one thread), and the owner of the `&mut [f32]` waits for all of them.
+unsafe impl Sync for OutSink {}
+
+impl OutSink {
+    fn new(out: &mut [f32]) -> Self {
+        Self {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+        }
+    }
+
+    #[inline(always)]
+    fn write(&self, i: usize, v: f32) {
+        assert!(i < self.len);
+        // SAFETY: in bounds (checked above); no other thread writes index `i` (see Sync).
+        unsafe { *self.ptr.add(i) = v };
+    }
+}
+
+fn check(format: WeightFormat, rows: usize, cols: usize, len: usize) -> Result<(), KernelError> {
+    if cols == 0 || !cols.is_multiple_of(format.block_len()) {
+        return Err(KernelError::ColsNotBlockMultiple { format, cols });
+    }
+    let expected = rows * format.row_bytes(cols);
+    if len != expected {
+        return Err(KernelError::DataLength { expected, got: len });
+    }
+    Ok(())
+}
+
+fn describe(t: &QTensor) -> Result<(WeightFormat, usize, usize), KernelError> {
+    let format = format_of(t.dtype()).ok_or(KernelError::UnsupportedFormat(t.dtype()))?;
+    let (rows, cols) = t
+        .shape()
+        .dims2()
+        .map_err(|e| KernelError::Candle(e.to_string()))?;
+    Ok((format, rows, cols))
+}
+
+/// The kernel format of a candle GGML dtype, when this module implements it.
+pub fn format_of(d: GgmlDType) -> Option<WeightFormat> {
+    Some(match d {
+        GgmlDType::Q4_0 => WeightFormat::Q4_0,
+        GgmlDType::Q4_1 => WeightFormat::Q4_1,
+        GgmlDType::Q8_0 => WeightFormat::Q8_0,
+        GgmlDType::Q4K => WeightFormat::Q4K,
+        GgmlDType::Q5K => WeightFormat::Q5K,
+        GgmlDType::Q6K => WeightFormat::Q6K,
+        GgmlDType::F16 => WeightFormat::F16,
+        _ => return None,
+    })
+}

@@ -1,0 +1,278 @@
+//! A small fixed-size thread pool for the matmul kernels. The calling thread works too, so a
+//! pool of `threads` runs `threads - 1` workers. Workers spin briefly after a job (decode calls
+//! come back-to-back, microseconds apart) and then park on a condvar, so an idle server or a
+//! CPU shared with another process is not starved by busy-waiting. Work inside a job is handed
+//! out in small chunks from an atomic counter, so a thread slowed down by a competing process
+//! simply takes fewer chunks. And the caller never waits for a worker that has not started:
+//! once the caller has run out of chunks it closes the job, and waits only for workers that
+//! joined (and so are mid-chunk). A descheduled worker costs nothing, which is what keeps
+//! throughput up when the cores are shared (rayon-style "everyone must check in" collapses).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a worker (or the caller waiting for workers) spins before parking.
+const SPIN: Duration = Duration::from_micros(30);
+
+type JobFn = dyn Fn() + Sync;
+
+/// A job pointer with its lifetime erased; see `ThreadPool::run` for why this is sound.
+#[derive(Clone, Copy)]
+struct JobPtr(*const JobFn);
+// SAFETY: the pointee is `Sync` and outlives every use (the submitter waits for all workers).
+unsafe impl Send for JobPtr {}
+
+struct Shared {
+    /// The open job; `None` once the submitter closed it (late workers then skip it).
+    job: Mutex<Option<JobPtr>>,
+    wake: Condvar,
+    /// Bumped once per job; workers compare it with the last one they ran.
+    epoch: AtomicU64,
+    /// Workers that joined the current job and have not finished it.
+    active: AtomicUsize,
+    done_lock: Mutex<()>,
+    done: Condvar,
+    shutdown: AtomicBool,
+}
+
+/// What the matmul needs from a pool: run a closure once on each of `threads()` threads.
+/// Implemented by `ThreadPool`; benches implement it for rayon to compare the two.
+pub trait Executor: Sync {
+    fn threads(&self) -> usize;
+    fn run(&self, f: &(dyn Fn() + Sync));
+}
+
+impl Executor for ThreadPool {
+    fn threads(&self) -> usize {
+        ThreadPool::threads(self)
+    }
+    fn run(&self, f: &(dyn Fn() + Sync)) {
+        ThreadPool::run(self, f)
+    }
+}
+
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    /// Serialises submitters: one job at a time.
+    submit: Mutex<()>,
+}
+
+impl ThreadPool {
+    /// A pool whose jobs run on `threads` threads in total (the caller included); min 1.
+    pub fn new(threads: usize) -> Self {
+        let shared = Arc::new(Shared {
+            job: Mutex::new(None),
+            wake: Condvar::new(),
+            epoch: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+            done_lock: Mutex::new(()),
+            done: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+        });
+        let workers = (1..threads.max(1))
+            .map(|i| {
+                let s = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("kernel-{i}"))
+                    .spawn(move || worker_loop(&s))
+                    .ok()
+            })
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default();
+        Self {
+            shared,
+            workers,
+            submit: Mutex::new(()),
+        }
+    }
+
+    /// Threads a job runs on (workers plus the caller).
+    pub fn threads(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    /// Runs `f` once on every thread of the pool (the caller included) and returns when all
+    /// have finished. `f` splits the work itself, typically through an atomic chunk counter.
+    pub fn run(&self, f: &(dyn Fn() + Sync)) {
+        if self.workers.is_empty() {
+            f();
+            return;
+        }
+        let _one_at_a_time = self.submit.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: only the lifetime is erased. This function does not return before `active`
+        // drops back to zero, i.e. before every worker has finished calling `f`, and workers
+        // never touch the pointer outside a job they were counted into.
+        let ptr: *const JobFn = unsafe { std::mem::transmute::<&(dyn Fn() + Sync), _>(f) };
+        {
+            let mut job = self.shared.job.lock().unwrap_or_else(|e| e.into_inner());
+            *job = Some(JobPtr(ptr));
+            self.shared.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        self.shared.wake.notify_all();
+        f();
+        // All chunks are claimed. Close the job: from here no worker can join, and those that
+        // joined (counted in `active` under the same lock) are finishing their last chunk.
+        *self.shared.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.wait_done();
+    }
+
+    fn wait_done(&self) {
+        let start = Instant::now();
+        while self.shared.active.load(Ordering::Acquire) != 0 {
+            if start.elapsed() > SPIN {
+                let guard = self
+                    .shared
+                    .done_lock
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if self.shared.active.load(Ordering::Acquire) != 0 {
+                    // A timeout guards against a lost wake-up; the loop re-checks anyway.
+                    let _ = self
+                        .shared
+                        .done
+                        .wait_timeout(guard, Duration::from_millis(1));
+                }
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+fn worker_loop(s: &Shared) {
+    let mut seen = 0u64;
+    loop {
+        let job = wait_for_job(s, &mut seen);
+        let Some(JobPtr(ptr)) = job else { return };
+        // SAFETY: this worker joined (incremented `active`) while the job was open, and the
+        // submitter keeps the closure alive until `active` is back to zero, which cannot
+        // happen before this worker decrements it below.
+        unsafe { (*ptr)() };
+        if s.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _g = s.done_lock.lock().unwrap_or_else(|e| e.into_inner());
+            s.done.notify_one();
+        }
+    }
+}
+
+/// Spins, then parks, until a job newer than `seen` is posted; `None` means shut down.
+fn wait_for_job(s: &Shared, seen: &mut u64) -> Option<JobPtr> {
+    let start = Instant::now();
+    loop {
+        if s.shutdown.load(Ordering::Acquire) {
+            return None;
+        }
+        if s.epoch.load(Ordering::Acquire) != *seen {
+            let job = s.job.lock().unwrap_or_else(|e| e.into_inner());
+            *seen = s.epoch.load(Ordering::Acquire);
+            if let Some(j) = *job {
+                // Joining under the lock orders it before the submitter's close.
+                s.active.fetch_add(1, Ordering::AcqRel);
+                return Some(j);
+            }
+            continue;
+        }
+        if start.elapsed() < SPIN {
+            std::hint::spin_loop();
+            continue;
+        }
+        let job = s.job.lock().unwrap_or_else(|e| e.into_inner());
+        if s.epoch.load(Ordering::Acquire) == *seen && !s.shutdown.load(Ordering::Acquire) {
+            let _ = s.wake.wait_timeout(job, Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        {
+            let _g = self.shared.job.lock().unwrap_or_else(|e| e.into_inner());
+            self.shared.shutdown.store(true, Ordering::Release);
+        }
+        self.shared.wake.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+static GLOBAL: OnceLock<ThreadPool> = OnceLock::new();
+
+/// Sizes the process-wide kernel pool (the server's `--threads`). Only the first call (or
+/// first use) decides; returns false when the pool already existed with another size.
+pub fn init_global(threads: usize) -> bool {
+    GLOBAL.get_or_init(|| ThreadPool::new(threads)).threads() == threads.max(1)
+}
+
+/// The process-wide kernel pool; sized from the machine's parallelism if never initialised.
+pub fn global() -> &'static ThreadPool {
+    GLOBAL.get_or_init(|| {
+        ThreadPool::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_chunk_runs_exactly_once_over_many_back_to_back_jobs() {
+        let pool = ThreadPool::new(3);
+        for job in 0..2000usize {
+            let chunks = 1 + job % 17;
+            let next = AtomicUsize::new(0);
+            let hits: Vec<AtomicUsize> = (0..chunks).map(|_| AtomicUsize::new(0)).collect();
+            pool.run(&|| loop {
+                let c = next.fetch_add(1, Ordering::Relaxed);
+                if c >= chunks {
+                    break;
+                }
+                hits[c].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(
+                hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                "job {job}"
+            );
+        }
+    }
+
+    #[test]
+    fn jobs_submitted_from_several_threads_do_not_interleave_or_get_lost() {
+        let pool = ThreadPool::new(2);
+        let total = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    for _ in 0..300 {
+                        let next = AtomicUsize::new(0);
+                        pool.run(&|| {
+                            while next.fetch_add(1, Ordering::Relaxed) < 4 {
+                                total.fetch_add(1, Ordering::Relaxed);
+                            }
+                        });
+                    }
+                });
+            }
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 3 * 300 * 4);
+    }
+
+    #[test]
+    fn parked_workers_wake_up_for_a_later_job() {
+        let pool = ThreadPool::new(2);
+        std::thread::sleep(SPIN * 50); // long past the spin: the worker is parked
+        let ran = AtomicUsize::new(0);
+        pool.run(&|| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            // Hold the job open until the other thread has joined (or give up after 2 s).
+            let start = Instant::now();
+            while ran.load(Ordering::SeqCst) < 2 && start.elapsed() < Duration::from_secs(2) {
+                std::thread::yield_now();
+            }
+        });
+        assert_eq!(ran.load(Ordering::SeqCst), 2);
+    }
+}
