@@ -219,7 +219,10 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_stops_renew
         get(&server, "chat").filter(|d| d.status.is_some())
     })
     .await?;
-    assert!(a.reconciliations() > 0);
+    eventually("op-a to count its reconciliation", || async {
+        (a.reconciliations() > 0).then_some(())
+    })
+    .await?;
     assert_eq!(b.reconciliations(), 0, "the standby must not reconcile");
     assert_eq!(lease_holder(&server).as_deref(), Some("op-a"));
 
@@ -234,7 +237,10 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_stops_renew
             .filter(|d| d.status.as_ref().and_then(|s| s.observed_generation) == Some(2))
     })
     .await?;
-    assert!(b.reconciliations() > 0);
+    eventually("op-b to count its reconciliation", || async {
+        (b.reconciliations() > 0).then_some(())
+    })
+    .await?;
     b.stop().await
 }
 
