@@ -10,6 +10,7 @@ pub mod ops;
 pub mod rollout;
 pub mod spec;
 pub mod status;
+pub mod syntax;
 pub mod validate;
 
 pub use kube::CustomResourceExt;

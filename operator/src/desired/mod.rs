@@ -242,3 +242,7 @@ pub fn build(dsd: &DeepSeekDeployment, cfg: &BuildConfig) -> Result<Vec<DesiredC
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "pod_tests.rs"]
+mod pod_tests;

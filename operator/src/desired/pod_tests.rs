@@ -1,0 +1,151 @@
+//! Pod-level builder tests: init and serving containers, volumes, secrets, runtime settings.
+
+use serde_json::json;
+
+use super::tests::{base_spec, child, children, dsd, runtime_container, with, SHA};
+use super::*;
+
+#[test]
+fn init_container_fetches_and_verifies_every_file() {
+    let out = children(&dsd(base_spec()));
+    let init = &child(&out, ChildKind::Deployment)["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(init["command"], json!(["deepseek-runtime"]));
+    assert_eq!(
+        init["args"],
+        json!([
+            "fetch",
+            "--source",
+            "http://models.local/smollm2",
+            "--dest",
+            "/models",
+            "--sha256",
+            format!("SmolLM2-135M-Instruct.Q4_1.gguf={SHA}")
+        ])
+    );
+}
+
+#[test]
+fn runtime_serves_the_model_file_under_its_name_and_revision() {
+    let d = dsd(base_spec());
+    let revision = naming::revision(&d.spec, &BuildConfig::default());
+    let out = children(&d);
+    let deployment = child(&out, ChildKind::Deployment);
+    assert_eq!(
+        deployment["metadata"]["name"],
+        json!(format!("chat-{revision}"))
+    );
+    let container = runtime_container(deployment);
+    assert_eq!(
+        container["args"],
+        json!([
+            "serve",
+            "--model",
+            "/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "--served-model-name",
+            "smollm2",
+            "--revision",
+            revision,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8000"
+        ])
+    );
+    assert_eq!(
+        container["startupProbe"]["httpGet"]["path"],
+        json!("/readyz")
+    );
+    assert_eq!(container["startupProbe"]["failureThreshold"], json!(360));
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"],
+        json!("/healthz")
+    );
+    assert_eq!(
+        container["envFrom"][0]["configMapRef"]["name"],
+        json!(format!("chat-{revision}"))
+    );
+}
+
+#[test]
+fn pvc_source_mounts_the_claim_read_only_and_verifies_in_place() {
+    let spec = with(
+        base_spec(),
+        "/model/source",
+        json!({"pvc": {"claimName": "model-store", "path": "smollm2"}}),
+    );
+    let out = children(&dsd(spec));
+    let pod = &child(&out, ChildKind::Deployment)["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][0]["persistentVolumeClaim"],
+        json!({"claimName": "model-store", "readOnly": true})
+    );
+    assert_eq!(
+        pod["initContainers"][0]["args"][2],
+        json!("pvc://model-store/smollm2")
+    );
+    assert_eq!(
+        pod["initContainers"][0]["volumeMounts"][0]["readOnly"],
+        json!(true)
+    );
+}
+
+#[test]
+fn tls_switches_probes_to_https_and_mounts_the_secret() {
+    let spec = with(base_spec(), "/tls", json!({"secretName": "chat-tls"}));
+    let out = children(&dsd(spec));
+    let pod = &child(&out, ChildKind::Deployment)["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["scheme"],
+        json!("HTTPS")
+    );
+    assert!(container["args"]
+        .as_array()
+        .expect("args")
+        .contains(&json!("--tls-cert")));
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    assert!(volumes.contains(&json!({"name": "tls", "secret": {"secretName": "chat-tls"}})));
+}
+
+#[test]
+fn auth_passes_the_jwt_secret_by_reference_never_by_value() {
+    let spec = with(
+        base_spec(),
+        "/auth",
+        json!({"jwtSecretRef": {"name": "jwt", "key": "hs256"}}),
+    );
+    let out = children(&dsd(spec));
+    let env = &runtime_container(child(&out, ChildKind::Deployment))["env"][0];
+    assert_eq!(
+        env,
+        &json!({"name": "DSR_JWT_SECRET",
+                "valueFrom": {"secretKeyRef": {"name": "jwt", "key": "hs256", "optional": false}}})
+    );
+}
+
+#[test]
+fn safetensors_models_are_served_from_their_directory() {
+    let files = json!([
+        {"path": "r1/model.safetensors", "sha256": SHA},
+        {"path": "r1/config.json", "sha256": SHA},
+        {"path": "r1/tokenizer.json", "sha256": SHA}
+    ]);
+    let spec = with(base_spec(), "/model/files", files);
+    let spec = with(spec, "/model/format", json!("safetensors"));
+    let d = dsd(spec);
+    assert_eq!(containers::model_path(&d.spec), "/models/r1");
+}
+
+#[test]
+fn config_map_carries_runtime_settings_under_the_runtime_env_names() {
+    let spec = with(
+        base_spec(),
+        "/runtime",
+        json!({"maxBatchSize": 4, "threads": 2}),
+    );
+    let out = children(&dsd(spec));
+    assert_eq!(
+        child(&out, ChildKind::ConfigMap)["data"],
+        json!({"DSR_MAX_BATCH_SIZE": "4", "DSR_THREADS": "2", "DSR_SHUTDOWN_GRACE_SECS": "100"})
+    );
+}
