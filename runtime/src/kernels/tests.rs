@@ -24,7 +24,7 @@ const FORMATS: [WeightFormat; 7] = [
 const SCALES: [f32; 8] = [0.0, 6.0e-8, 1.0e-4, 0.01, 0.3, 1.0, 100.0, 60000.0];
 
 fn paths() -> Vec<KernelPath> {
-    [KernelPath::Scalar, KernelPath::Avx2]
+    [KernelPath::Scalar, KernelPath::Avx2, KernelPath::Avx512Vnni]
         .into_iter()
         .filter(|p| p.is_supported())
         .collect()
@@ -187,11 +187,12 @@ fn every_format_matches_the_reference_on_every_path_for_n_1_3_8_and_odd_rows() {
 
 #[test]
 fn simd_kernels_agree_with_the_scalar_kernels_up_to_f32_rounding() {
-    let Some(simd) = paths().into_iter().find(|p| *p != KernelPath::Scalar) else {
-        return;
-    };
     let mut rng = StdRng::seed_from_u64(7);
-    for format in FORMATS {
+    for (simd, format) in paths()
+        .into_iter()
+        .filter(|p| *p != KernelPath::Scalar)
+        .flat_map(|p| FORMATS.map(|f| (p, f)))
+    {
         let cols = 1024;
         let data = random_weights(format, 64, cols, &mut rng);
         let x = random_acts(3 * cols, &mut rng);
