@@ -8,8 +8,13 @@ use deepseek_runtime::model::{CausalLm, KvCache, SeqInput};
 
 /// The real model `make model` fetches; tests fail with a clear hint when it is absent.
 pub fn smollm2_path() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.exists(), "{} is missing: run `make model` first", path.display());
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing: run `make model` first",
+        path.display()
+    );
     path
 }
 
@@ -46,13 +51,21 @@ pub fn greedy(model: &dyn CausalLm, prompt: &[u32], max_new: usize) -> anyhow::R
 /// Largest |a - b| over two logit vectors, relative to the largest |a| (the logit scale).
 pub fn relative_max_diff(a: &[f32], b: &[f32]) -> f32 {
     let scale = a.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-6);
-    a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    a.iter()
+        .zip(b)
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
 }
 
 /// Runs the prompts as one batched prefill followed by `steps` batched decode steps (feeding
 /// each sequence its own greedy token), and the same sequences one at a time; asserts the
 /// logits agree within `tol` (relative) and the argmax is equal at every step.
-pub fn assert_batched_equals_single(model: &dyn CausalLm, prompts: &[Vec<u32>], steps: usize, tol: f32) {
+pub fn assert_batched_equals_single(
+    model: &dyn CausalLm,
+    prompts: &[Vec<u32>],
+    steps: usize,
+    tol: f32,
+) {
     let run_alone = |prompt: &[u32]| -> Vec<Vec<f32>> {
         let mut cache = model.new_cache();
         let mut all = Vec::new();
@@ -77,7 +90,10 @@ pub fn assert_batched_equals_single(model: &dyn CausalLm, prompts: &[Vec<u32>], 
         let mut batch: Vec<SeqInput<'_>> = next
             .iter()
             .zip(caches.iter_mut())
-            .map(|(t, c)| SeqInput { tokens: t, cache: c })
+            .map(|(t, c)| SeqInput {
+                tokens: t,
+                cache: c,
+            })
             .collect();
         let logits = model.forward(&mut batch).expect("batched forward");
         assert_eq!(logits.len(), prompts.len());
@@ -85,7 +101,11 @@ pub fn assert_batched_equals_single(model: &dyn CausalLm, prompts: &[Vec<u32>], 
             let want = &alone[s][step];
             let diff = relative_max_diff(want, row);
             assert!(diff < tol, "sequence {s} step {step}: relative diff {diff}");
-            assert_eq!(argmax(want), argmax(row), "sequence {s} step {step}: argmax differs");
+            assert_eq!(
+                argmax(want),
+                argmax(row),
+                "sequence {s} step {step}: argmax differs"
+            );
         }
         next = logits.iter().map(|l| vec![argmax(l)]).collect();
     }
