@@ -1,6 +1,7 @@
 //! Picks the row-dot function for a (format, path) pair once per matmul call. SIMD functions
 //! need `unsafe` to call (they are `#[target_feature]`), so each gets a safe wrapper here;
 //! wrappers are only reachable through a `KernelPath` that `QuantMatrix` verified on this CPU.
+//! `Avx512Vnni` differs from `Avx2` only for the 32-value formats (`x86_q32::vnni`).
 
 use super::act::{BlockQ8K, BlockQ8_0, BlockQ8_1};
 use super::formats::WeightFormat;
@@ -15,47 +16,61 @@ pub type DotF32 = fn(&[u8], &[f32]) -> f32;
 pub type Dot4<T> = fn(&[u8], &[T], usize) -> [f32; 4];
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+mod x86w {
     use super::super::act::{BlockQ8K, BlockQ8_0, BlockQ8_1};
     use super::super::x86;
+    use super::super::x86_q32::{avx2, vnni};
 
+    // SAFETY (every wrapper): only selected for a `KernelPath` that `QuantMatrix::with_path`
+    // and `KernelPath::detect` allow only when the CPU has its features (AVX2 + FMA + F16C,
+    // plus AVX512VL + AVX512-VNNI for the `vnni` ones).
     macro_rules! wrap {
-        ($($name:ident: $act:ty;)*) => {$(
+        ($($name:ident = $f:path: $act:ty;)*) => {$(
             pub fn $name(w: &[u8], a: &[$act]) -> f32 {
-                // SAFETY: only selected for `KernelPath::Avx2`, which `QuantMatrix::with_path`
-                // and `KernelPath::detect` only allow when the CPU has AVX2, FMA and F16C.
-                unsafe { x86::$name(w, a) }
+                // SAFETY: see above.
+                unsafe { $f(w, a) }
             }
         )*};
     }
     wrap! {
-        dot_q4_0: BlockQ8_1;
-        dot_q4_1: BlockQ8_1;
-        dot_q8_0: BlockQ8_0;
-        dot_q4k: BlockQ8K;
-        dot_q5k: BlockQ8K;
-        dot_q6k: BlockQ8K;
-        dot_f16: f32;
+        dot_q4_0 = avx2::dot_q4_0: BlockQ8_1;
+        dot_q4_1 = avx2::dot_q4_1: BlockQ8_1;
+        dot_q8_0 = avx2::dot_q8_0: BlockQ8_0;
+        vnni_q4_0 = vnni::dot_q4_0: BlockQ8_1;
+        vnni_q4_1 = vnni::dot_q4_1: BlockQ8_1;
+        vnni_q8_0 = vnni::dot_q8_0: BlockQ8_0;
+        dot_q4k = x86::dot_q4k: BlockQ8K;
+        dot_q5k = x86::dot_q5k: BlockQ8K;
+        dot_q6k = x86::dot_q6k: BlockQ8K;
+        dot_f16 = x86::dot_f16: f32;
     }
 
     macro_rules! wrap4 {
-        ($($name:ident = $simd:ident: $act:ty;)*) => {$(
+        ($($name:ident = $f:path: $act:ty;)*) => {$(
             pub fn $name(w: &[u8], a: &[$act], stride: usize) -> [f32; 4] {
-                // SAFETY: as for `wrap!` above.
-                unsafe { x86::$simd::<4>(w, a, stride) }
+                // SAFETY: see above.
+                unsafe { $f(w, a, stride) }
             }
         )*};
     }
     wrap4! {
-        dot4_q4_0 = dot_q4_0_n: BlockQ8_1;
-        dot4_q4_1 = dot_q4_1_n: BlockQ8_1;
-        dot4_q8_0 = dot_q8_0_n: BlockQ8_0;
+        dot4_q4_0 = avx2::dot_q4_0_n::<4>: BlockQ8_1;
+        dot4_q4_1 = avx2::dot_q4_1_n::<4>: BlockQ8_1;
+        dot4_q8_0 = avx2::dot_q8_0_n::<4>: BlockQ8_0;
+        vnni4_q4_0 = vnni::dot_q4_0_n::<4>: BlockQ8_1;
+        vnni4_q4_1 = vnni::dot_q4_1_n::<4>: BlockQ8_1;
+        vnni4_q8_0 = vnni::dot_q8_0_n::<4>: BlockQ8_0;
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 fn simd(path: KernelPath) -> bool {
     path != KernelPath::Scalar
+}
+
+#[cfg(target_arch = "x86_64")]
+fn vnni(path: KernelPath) -> bool {
+    path == KernelPath::Avx512Vnni
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -67,7 +82,11 @@ fn simd(_path: KernelPath) -> bool {
 pub fn q8_0_dot(path: KernelPath) -> DotQ8_0 {
     #[cfg(target_arch = "x86_64")]
     if simd(path) {
-        return avx2::dot_q8_0;
+        return if vnni(path) {
+            x86w::vnni_q8_0
+        } else {
+            x86w::dot_q8_0
+        };
     }
     let _ = simd(path);
     scalar::dot_q8_0
@@ -77,9 +96,11 @@ pub fn q8_0_dot(path: KernelPath) -> DotQ8_0 {
 pub fn q8_1_dot(format: WeightFormat, path: KernelPath) -> DotQ8_1 {
     #[cfg(target_arch = "x86_64")]
     if simd(path) {
-        return match format {
-            WeightFormat::Q4_0 => avx2::dot_q4_0,
-            _ => avx2::dot_q4_1,
+        return match (format, vnni(path)) {
+            (WeightFormat::Q4_0, true) => x86w::vnni_q4_0,
+            (WeightFormat::Q4_0, false) => x86w::dot_q4_0,
+            (_, true) => x86w::vnni_q4_1,
+            (_, false) => x86w::dot_q4_1,
         };
     }
     let _ = simd(path);
@@ -94,9 +115,9 @@ pub fn q8_k_dot(format: WeightFormat, path: KernelPath) -> DotQ8K {
     #[cfg(target_arch = "x86_64")]
     if simd(path) {
         return match format {
-            WeightFormat::Q4K => avx2::dot_q4k,
-            WeightFormat::Q5K => avx2::dot_q5k,
-            _ => avx2::dot_q6k,
+            WeightFormat::Q4K => x86w::dot_q4k,
+            WeightFormat::Q5K => x86w::dot_q5k,
+            _ => x86w::dot_q6k,
         };
     }
     let _ = simd(path);
@@ -111,7 +132,7 @@ pub fn q8_k_dot(format: WeightFormat, path: KernelPath) -> DotQ8K {
 pub fn f16_dot(path: KernelPath) -> DotF32 {
     #[cfg(target_arch = "x86_64")]
     if simd(path) {
-        return avx2::dot_f16;
+        return x86w::dot_f16;
     }
     let _ = simd(path);
     scalar::dot_f16
@@ -121,7 +142,11 @@ pub fn f16_dot(path: KernelPath) -> DotF32 {
 pub fn q8_0_dot4(path: KernelPath) -> Option<Dot4<BlockQ8_0>> {
     #[cfg(target_arch = "x86_64")]
     if simd(path) {
-        return Some(avx2::dot4_q8_0);
+        return Some(if vnni(path) {
+            x86w::vnni4_q8_0
+        } else {
+            x86w::dot4_q8_0
+        });
     }
     let _ = simd(path);
     None
@@ -131,9 +156,11 @@ pub fn q8_0_dot4(path: KernelPath) -> Option<Dot4<BlockQ8_0>> {
 pub fn q8_1_dot4(format: WeightFormat, path: KernelPath) -> Option<Dot4<BlockQ8_1>> {
     #[cfg(target_arch = "x86_64")]
     if simd(path) {
-        return Some(match format {
-            WeightFormat::Q4_0 => avx2::dot4_q4_0,
-            _ => avx2::dot4_q4_1,
+        return Some(match (format, vnni(path)) {
+            (WeightFormat::Q4_0, true) => x86w::vnni4_q4_0,
+            (WeightFormat::Q4_0, false) => x86w::dot4_q4_0,
+            (_, true) => x86w::vnni4_q4_1,
+            (_, false) => x86w::dot4_q4_1,
         });
     }
     let _ = (simd(path), format);

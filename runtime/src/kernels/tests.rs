@@ -24,7 +24,7 @@ const FORMATS: [WeightFormat; 7] = [
 const SCALES: [f32; 8] = [0.0, 6.0e-8, 1.0e-4, 0.01, 0.3, 1.0, 100.0, 60000.0];
 
 fn paths() -> Vec<KernelPath> {
-    [KernelPath::Scalar, KernelPath::Avx2]
+    [KernelPath::Scalar, KernelPath::Avx2, KernelPath::Avx512Vnni]
         .into_iter()
         .filter(|p| p.is_supported())
         .collect()
@@ -187,11 +187,12 @@ fn every_format_matches_the_reference_on_every_path_for_n_1_3_8_and_odd_rows() {
 
 #[test]
 fn simd_kernels_agree_with_the_scalar_kernels_up_to_f32_rounding() {
-    let Some(simd) = paths().into_iter().find(|p| *p != KernelPath::Scalar) else {
-        return;
-    };
     let mut rng = StdRng::seed_from_u64(7);
-    for format in FORMATS {
+    for (simd, format) in paths()
+        .into_iter()
+        .filter(|p| *p != KernelPath::Scalar)
+        .flat_map(|p| FORMATS.map(|f| (p, f)))
+    {
         let cols = 1024;
         let data = random_weights(format, 64, cols, &mut rng);
         let x = random_acts(3 * cols, &mut rng);
@@ -284,34 +285,27 @@ fn matmul_on_three_threads_equals_single_threaded() {
 }
 
 #[test]
-fn batched_rows_equal_separate_single_row_calls() {
+fn batched_rows_are_bit_identical_to_separate_single_row_calls_on_every_path() {
     let mut rng = StdRng::seed_from_u64(5);
-    let (rows, cols, n) = (40, 256, 19);
-    let m = QuantMatrix::new(
-        WeightFormat::Q4_1,
-        rows,
-        cols,
-        random_weights(WeightFormat::Q4_1, rows, cols, &mut rng),
-    )
-    .expect("valid matrix");
-    let x = random_acts(n * cols, &mut rng);
-    let mut batched = vec![0.0f32; n * rows];
-    m.matmul(&x, n, &mut batched).expect("shapes match");
-    let rb = WeightFormat::Q4_1.row_bytes(cols);
-    for i in 0..n {
-        let xi = &x[i * cols..(i + 1) * cols];
-        let mut single = vec![0.0f32; rows];
-        m.matmul(xi, 1, &mut single).expect("shapes match");
-        for (r, (s, b)) in single.iter().zip(&batched[i * rows..]).enumerate() {
-            // The 4-row kernel sums in another order than the 1-row kernel: f32 rounding only.
-            let (_, _, mag) = reference(
-                WeightFormat::Q4_1,
-                &m.data().expect("cpu bytes")[r * rb..(r + 1) * rb],
-                xi,
-            );
-            assert!(
-                f64::from((s - b).abs()) <= 1e-5 * mag,
-                "act {i} row {r}: {s} vs {b}"
+    let (rows, cols, n) = (40, 512, 19);
+    for (path, format) in paths().into_iter().flat_map(|p| FORMATS.map(|f| (p, f))) {
+        let data = random_weights(format, rows, cols, &mut rng);
+        let m = QuantMatrix::new(format, rows, cols, data)
+            .and_then(|m| m.with_path(path))
+            .expect("valid matrix");
+        let x = random_acts(n * cols, &mut rng);
+        let mut batched = vec![0.0f32; n * rows];
+        m.matmul(&x, n, &mut batched).expect("shapes match");
+        for i in 0..n {
+            let mut single = vec![0.0f32; rows];
+            m.matmul(&x[i * cols..(i + 1) * cols], 1, &mut single)
+                .expect("shapes match");
+            // Bit-identical, not just close: activation quantisation would turn any rounding
+            // difference into a visible one after a few layers.
+            assert_eq!(
+                single,
+                batched[i * rows..(i + 1) * rows],
+                "{path:?} {format:?} {i}"
             );
         }
     }

@@ -5,20 +5,20 @@
 
 use std::arch::x86_64::*;
 
-use super::act::{BlockQ8K, BlockQ8_0, BlockQ8_1};
+use super::act::BlockQ8K;
 
 /// f16 at `b[at..at + 2]` to f32 in one instruction (half's portable conversion costs more
 /// than a whole 32-value block dot).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn rd_f16(b: &[u8], at: usize) -> f32 {
+pub(super) fn rd_f16(b: &[u8], at: usize) -> f32 {
     let bits = u16::from_le_bytes([b[at], b[at + 1]]);
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum_ps(x: __m256) -> f32 {
+pub(super) fn hsum_ps(x: __m256) -> f32 {
     let r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
     let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
     _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)))
@@ -27,7 +27,7 @@ fn hsum_ps(x: __m256) -> f32 {
 /// 32 bytes from `p`.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn load32(p: &[u8]) -> __m256i {
+pub(super) fn load32(p: &[u8]) -> __m256i {
     debug_assert!(p.len() >= 32);
     // SAFETY: callers pass slices of at least 32 bytes (block fields of fixed size).
     unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
@@ -35,7 +35,7 @@ fn load32(p: &[u8]) -> __m256i {
 
 #[inline]
 #[target_feature(enable = "avx2")]
-fn load32_i8(p: &[i8; 32]) -> __m256i {
+pub(super) fn load32_i8(p: &[i8; 32]) -> __m256i {
     // SAFETY: `p` is exactly 32 bytes.
     unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
 }
@@ -43,7 +43,7 @@ fn load32_i8(p: &[i8; 32]) -> __m256i {
 /// 16 bytes of nibbles -> 32 bytes: low nibbles first (values 0..16), then high (16..32).
 #[inline]
 #[target_feature(enable = "avx2")]
-fn nibbles32(p: &[u8]) -> __m256i {
+pub(super) fn nibbles32(p: &[u8]) -> __m256i {
     debug_assert!(p.len() >= 16);
     // SAFETY: callers pass the 16-byte nibble field of a block.
     let t = unsafe { _mm_loadu_si128(p.as_ptr().cast()) };
@@ -54,140 +54,9 @@ fn nibbles32(p: &[u8]) -> __m256i {
 /// Sum of products of unsigned bytes `u` (< 128 in our use) with signed bytes `s`, as 8 i32.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn dot_us8(u: __m256i, s: __m256i) -> __m256i {
+pub(super) fn dot_us8(u: __m256i, s: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
 }
-
-/// The 32-wide formats below come in an `_n` form: one weight row against `N` activation
-/// rows (`stride` blocks apart), unpacking each weight block once for all `N`.
-/// Q4_0 against Q8_1: nibbles stay unsigned (no sign tricks) and the `- 8` offset is taken
-/// once per block from the activation block sum, `d_w * (d_a * sum(q * y) - 8 * s_a)`.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_q4_0_n<const N: usize>(w: &[u8], a: &[BlockQ8_1], stride: usize) -> [f32; N] {
-    let mut acc = [_mm256_setzero_ps(); N];
-    let mut offs = [0.0f32; N];
-    for (k, b) in w.chunks_exact(18).enumerate() {
-        let dw = rd_f16(b, 0);
-        let qx = nibbles32(&b[2..18]);
-        for i in 0..N {
-            let y = &a[i * stride + k];
-            offs[i] += dw * y.ds;
-            let p = _mm256_cvtepi32_ps(dot_us8(qx, load32_i8(&y.qs)));
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y.d), p, acc[i]);
-        }
-    }
-    let mut out = [0.0f32; N];
-    for i in 0..N {
-        out[i] = hsum_ps(acc[i]) - 8.0 * offs[i];
-    }
-    out
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_q4_1_n<const N: usize>(w: &[u8], a: &[BlockQ8_1], stride: usize) -> [f32; N] {
-    let mut acc = [_mm256_setzero_ps(); N];
-    let mut summs = [0.0f32; N];
-    for (k, b) in w.chunks_exact(20).enumerate() {
-        let (dw, mw) = (rd_f16(b, 0), rd_f16(b, 2));
-        let qx = nibbles32(&b[4..20]);
-        for i in 0..N {
-            let y = &a[i * stride + k];
-            summs[i] += mw * y.s;
-            let p = _mm256_cvtepi32_ps(dot_us8(qx, load32_i8(&y.qs)));
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y.d), p, acc[i]);
-        }
-    }
-    let mut out = [0.0f32; N];
-    for i in 0..N {
-        out[i] = hsum_ps(acc[i]) + summs[i];
-    }
-    out
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_q8_0_n<const N: usize>(w: &[u8], a: &[BlockQ8_0], stride: usize) -> [f32; N] {
-    let mut acc = [_mm256_setzero_ps(); N];
-    for (k, b) in w.chunks_exact(34).enumerate() {
-        let dw = rd_f16(b, 0);
-        let qx = load32(&b[2..34]);
-        let ax = _mm256_sign_epi8(qx, qx);
-        for i in 0..N {
-            let y = &a[i * stride + k];
-            let sy = _mm256_sign_epi8(load32_i8(&y.qs), qx);
-            let p = _mm256_cvtepi32_ps(dot_us8(ax, sy));
-            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y.d), p, acc[i]);
-        }
-    }
-    let mut out = [0.0f32; N];
-    for i in 0..N {
-        out[i] = hsum_ps(acc[i]);
-    }
-    out
-}
-
-/// One weight row against one activation row: two blocks per step into two accumulators, so
-/// the FMA latency chain does not bound a memory-bound decode product.
-macro_rules! single_row {
-    ($name:ident, $act:ty, $bb:expr, |$b:ident, $y:ident| $block:expr, $fin:expr) => {
-        #[target_feature(enable = "avx2,fma,f16c")]
-        pub fn $name(w: &[u8], a: &[$act]) -> f32 {
-            let mut acc = [_mm256_setzero_ps(); 2];
-            let mut side = [0.0f32; 2];
-            let mut step = |j: usize, $b: &[u8], $y: &$act| {
-                let (v, d, s): (__m256, f32, f32) = $block;
-                acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d), v, acc[j]);
-                side[j] += s;
-            };
-            let (pairs, ys) = (w.chunks_exact(2 * $bb), a.chunks_exact(2));
-            let (rest, yrest) = (pairs.remainder(), ys.remainder());
-            for (b2, y2) in pairs.zip(ys) {
-                step(0, &b2[..$bb], &y2[0]);
-                step(1, &b2[$bb..], &y2[1]);
-            }
-            if let (Some(y), true) = (yrest.first(), rest.len() == $bb) {
-                step(0, rest, y);
-            }
-            let fin: fn(f32, f32) -> f32 = $fin;
-            fin(hsum_ps(_mm256_add_ps(acc[0], acc[1])), side[0] + side[1])
-        }
-    };
-}
-
-single_row!(
-    dot_q4_0,
-    BlockQ8_1,
-    18,
-    |b, y| {
-        let dw = rd_f16(b, 0);
-        let v = _mm256_cvtepi32_ps(dot_us8(nibbles32(&b[2..18]), load32_i8(&y.qs)));
-        (v, dw * y.d, dw * y.ds)
-    },
-    |v, s| v - 8.0 * s
-);
-
-single_row!(
-    dot_q4_1,
-    BlockQ8_1,
-    20,
-    |b, y| {
-        let v = _mm256_cvtepi32_ps(dot_us8(nibbles32(&b[4..20]), load32_i8(&y.qs)));
-        (v, rd_f16(b, 0) * y.d, rd_f16(b, 2) * y.s)
-    },
-    |v, s| v + s
-);
-
-single_row!(
-    dot_q8_0,
-    BlockQ8_0,
-    34,
-    |b, y| {
-        let qx = load32(&b[2..34]);
-        let sy = _mm256_sign_epi8(load32_i8(&y.qs), qx);
-        let v = _mm256_cvtepi32_ps(dot_us8(_mm256_sign_epi8(qx, qx), sy));
-        (v, rd_f16(b, 0) * y.d, 0.0)
-    },
-    |v, _| v
-);
 
 /// The 8 scales and 8 mins of a Q4_K/Q5_K super-block, unpacked from 12 bytes (ggml's utmp).
 #[inline(always)]
