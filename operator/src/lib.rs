@@ -1,13 +1,13 @@
 //! The DeepSeekDeployment operator: pure desired-state builders (`desired`), offline rendering
 //! (`render`) and the controller (`controller`).
 
+pub mod context;
 pub mod controller;
 pub mod desired;
-pub mod render;
-pub mod context;
 pub mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod render;
 pub mod status;

@@ -61,13 +61,23 @@ pub struct ServeArgs {
     pub shutdown_grace_secs: u64,
 }
 
+/// One `--threads` sizes every compute pool: the CPU kernels' pool (linear layers), rayon's
+/// global pool (attention across heads) and candle's own (what still runs on candle's QMatMul).
+/// Must run before the model loads, since each pool is sized on first use.
+fn size_compute_pools(threads: usize) -> anyhow::Result<()> {
+    crate::kernels::pool::init_global(threads);
+    // candle reads this once, when it first needs its pool (after this point).
+    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .context("sizing the compute thread pool")
+}
+
 /// Blocking entry point of the `serve` subcommand.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .context("sizing the compute thread pool")?;
+        size_compute_pools(n)?;
     }
     let state = build_state(&args)?;
     let rt = tokio::runtime::Runtime::new()?;

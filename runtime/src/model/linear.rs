@@ -150,10 +150,15 @@ mod tests {
     }
 
     #[test]
-    fn quantized_cpu_weights_take_the_kernel_path_and_agree_with_qmatmul() -> candle_core::Result<()> {
+    fn quantized_cpu_weights_take_the_kernel_path_and_agree_with_qmatmul() -> candle_core::Result<()>
+    {
         let (n, k, m) = (3, 64, 9);
-        let w: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0).collect();
-        let x: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 11) as f32 - 5.0) / 10.0).collect();
+        let w: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0)
+            .collect();
+        let x: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 10.0)
+            .collect();
         let wt = Tensor::from_slice(&w, (m, k), &Device::Cpu)?;
         let lin = Linear::new(QTensor::quantize(&wt, GgmlDType::Q8_0)?, None)?;
         assert_eq!(lin.uses_cpu_kernels(), kernels::fast_path_enabled());
