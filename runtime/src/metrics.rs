@@ -24,6 +24,9 @@ pub const KV_CACHE_USED_TOKENS: &str = "dsr_kv_cache_used_tokens";
 pub const KV_CACHE_USAGE: &str = "dsr_kv_cache_usage_ratio";
 pub const ERRORS: &str = "dsr_errors_total";
 pub const DECODE_BATCH_SIZE: &str = "dsr_decode_batch_size";
+/// Requests handled by the overload policy, by `outcome` (`cached` or `shed`).
+pub const DEGRADED_RESPONSES: &str = "dsr_degraded_responses_total";
+pub const LABEL_OUTCOME: &str = "outcome";
 
 /// Seconds: from a few ms (one decode step on GPU) to minutes (long generations on CPU).
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -50,6 +53,7 @@ pub struct Metrics {
     pub kv_usage: prometheus::Gauge,
     pub errors: IntCounterVec,
     pub decode_batch_size: Histogram,
+    pub degraded: IntCounterVec,
 }
 
 fn histogram(
@@ -127,6 +131,16 @@ impl Metrics {
             kv_usage: register(
                 &r,
                 prometheus::Gauge::new(KV_CACHE_USAGE, "KV cache used / capacity.")?,
+            )?,
+            degraded: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        DEGRADED_RESPONSES,
+                        "Requests answered from the cache or shed under overload.",
+                    ),
+                    &[LABEL_OUTCOME],
+                )?,
             )?,
             errors: register(
                 &r,

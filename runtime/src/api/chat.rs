@@ -7,13 +7,15 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tokio::sync::mpsc;
 
+use super::degrade::{prompt_key, Admission, CachedAnswer, PromptKey};
+use super::degrade::{DEGRADED_CACHED, DEGRADED_HEADER};
 use super::{sse, ApiError, AppState};
-use crate::engine::{Event, GenerationRequest};
+use crate::engine::{Event, GenerationRequest, TokenUsage};
 use crate::protocol::{AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, Usage};
 use crate::validate::{validate, ValidRequest};
 
@@ -26,20 +28,58 @@ pub async fn chat_completions(
     let result = async {
         let req = parse_body(&headers, body, st.max_body_bytes)?;
         let valid = validate_blocking(&st, req).await?;
-        let rx = submit(&st, &valid)?;
-        Ok::<_, ApiError>((valid, rx))
+        let key = prompt_key(&st.limits.served_model_name, &valid.messages);
+        match st.degrade.admit(st.engine.queued(), &key, valid.stream) {
+            Admission::Generate => {
+                let rx = submit(&st, &valid)?;
+                Ok((valid, rx, Some(key), false))
+            }
+            Admission::Cached(answer) => {
+                st.metrics.degraded.with_label_values(&["cached"]).inc();
+                let rx = replay(&valid, answer);
+                Ok((valid, rx, None, true))
+            }
+            Admission::Shed { waiting } => {
+                st.metrics.degraded.with_label_values(&["shed"]).inc();
+                Err(ApiError::Overloaded { waiting })
+            }
+        }
     }
     .await;
-    match result {
-        Ok((valid, rx)) if valid.stream => {
-            sse::stream_reply(st, valid, rx, started).into_response()
-        }
-        Ok((_, rx)) => match collect_reply(&st, rx, started).await {
+    let (valid, rx, key, cached) = match result {
+        Ok(admitted) => admitted,
+        Err(e) => return error_response(&st, e),
+    };
+    let mut resp = if valid.stream {
+        sse::stream_reply(st, valid, rx, started, key).into_response()
+    } else {
+        match collect_reply(&st, rx, started, key).await {
             Ok(reply) => Json(reply).into_response(),
             Err(e) => error_response(&st, e),
-        },
-        Err(e) => error_response(&st, e),
+        }
+    };
+    if cached {
+        resp.headers_mut()
+            .insert(DEGRADED_HEADER, HeaderValue::from_static(DEGRADED_CACHED));
     }
+    resp
+}
+
+/// A cached answer as the engine events that would have produced it, so it leaves through the
+/// same reply paths (JSON or SSE) as a generated one.
+fn replay(valid: &ValidRequest, answer: CachedAnswer) -> mpsc::UnboundedReceiver<Event> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let usage = TokenUsage {
+        prompt_tokens: valid.prompt_tokens.len(),
+        completion_tokens: answer.completion_tokens,
+    };
+    // The receiver is alive (returned below), so these sends cannot fail.
+    let _ = tx.send(Event::Text(answer.content));
+    let _ = tx.send(Event::Finished {
+        reason: answer.finish_reason,
+        usage,
+    });
+    rx
 }
 
 /// Records the error in the metrics and shapes it.
@@ -99,10 +139,12 @@ pub fn submit(
     Ok(rx)
 }
 
+/// Waits for the whole answer; remembers it under `key` for the overload policy.
 async fn collect_reply(
     st: &AppState,
     mut rx: mpsc::UnboundedReceiver<Event>,
     started: Instant,
+    key: Option<PromptKey>,
 ) -> Result<ChatCompletion, ApiError> {
     let mut text = String::new();
     while let Some(ev) = rx.recv().await {
@@ -113,6 +155,16 @@ async fn collect_reply(
                 st.metrics
                     .request_duration
                     .observe(started.elapsed().as_secs_f64());
+                if let Some(key) = key {
+                    st.degrade.remember(
+                        key,
+                        CachedAnswer {
+                            content: text.clone(),
+                            finish_reason: reason,
+                            completion_tokens: usage.completion_tokens,
+                        },
+                    );
+                }
                 return Ok(ChatCompletion {
                     id: completion_id(),
                     object: "chat.completion".into(),

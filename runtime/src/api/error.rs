@@ -23,6 +23,8 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error("The server is busy ({0} requests waiting); retry later")]
     QueueFull(usize),
+    #[error("The server is overloaded ({waiting} requests waiting); retry later")]
+    Overloaded { waiting: usize },
     #[error("The model is not ready yet")]
     NotReady,
     #[error("The inference engine has stopped")]
@@ -54,7 +56,7 @@ impl ApiError {
             ApiError::Validation(_) | ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::QueueFull(_) | ApiError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotReady | ApiError::EngineStopped => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Generation(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -82,6 +84,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::QueueFull(_) => "queue_full",
+            ApiError::Overloaded { .. } => "overloaded",
             ApiError::NotReady => "not_ready",
             ApiError::EngineStopped => "engine_stopped",
             ApiError::Generation(_) => "generation_failed",

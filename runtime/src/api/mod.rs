@@ -3,6 +3,7 @@
 //! replies; every failure goes through `error::ApiError`.
 
 pub mod chat;
+pub mod degrade;
 pub mod error;
 pub mod health;
 pub mod models;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Largest accepted request body (413 beyond it).
     pub max_body_bytes: usize,
+    /// Overload policy and the answer cache it serves from.
+    pub degrade: degrade::Degradation,
 }
 
 /// The full route table.

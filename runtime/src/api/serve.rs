@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::degrade::{DegradeConfig, Degradation};
 use super::{router, server, AppState};
 use crate::engine::{self, Detokenizer, EngineConfig, StreamDecoder};
 use crate::loader::{
@@ -59,6 +60,32 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "DSR_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Waiting requests from which the server degrades: recently answered conversations get
+    /// their cached answer, everything else a 429. Defaults to --max-queue (degrade only where
+    /// the queue would refuse anyway).
+    #[arg(long, env = "DSR_DEGRADE_QUEUE_THRESHOLD")]
+    pub degrade_queue_threshold: Option<usize>,
+    /// Answers remembered for degraded mode; 0 turns the cache off (overload then only sheds).
+    #[arg(long, env = "DSR_DEGRADE_CACHE_ENTRIES", default_value_t = 1024)]
+    pub degrade_cache_entries: usize,
+    /// Seconds a remembered answer stays usable.
+    #[arg(long, env = "DSR_DEGRADE_CACHE_TTL_SECS", default_value_t = 600)]
+    pub degrade_cache_ttl_secs: u64,
+    /// Also answer streaming requests from the cache under overload (off: they get a 429).
+    #[arg(long, env = "DSR_DEGRADE_STREAMING", default_value_t = false)]
+    pub degrade_streaming: bool,
+}
+
+impl ServeArgs {
+    /// The overload policy these flags describe.
+    pub fn degrade_config(&self) -> DegradeConfig {
+        DegradeConfig {
+            queue_threshold: self.degrade_queue_threshold.unwrap_or(self.max_queue),
+            cache_entries: self.degrade_cache_entries,
+            ttl: Duration::from_secs(self.degrade_cache_ttl_secs),
+            streaming: self.degrade_streaming,
+        }
+    }
 }
 
 /// One `--threads` sizes every compute pool: the CPU kernels' pool (linear layers), rayon's
@@ -141,6 +168,7 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
         created: chrono::Utc::now().timestamp(),
         metrics,
         max_body_bytes: args.max_body_bytes,
+        degrade: Degradation::new(args.degrade_config()),
     }))
 }
 

@@ -13,6 +13,7 @@ use futures::Stream;
 use tokio::sync::mpsc;
 
 use super::chat::{completion_id, now_secs, usage_of};
+use super::degrade::{CachedAnswer, PromptKey};
 use super::{ApiError, AppState};
 use crate::engine::Event;
 use crate::protocol::{ChatCompletionChunk, ChunkChoice, Delta, ErrorBody, Usage};
@@ -62,6 +63,9 @@ struct StreamState {
     pending: VecDeque<SseEvent>,
     done: bool,
     started: Instant,
+    /// Where the finished answer is remembered for the overload policy (None for replays).
+    remember: Option<PromptKey>,
+    text: String,
 }
 
 impl StreamState {
@@ -69,6 +73,9 @@ impl StreamState {
     fn on_event(&mut self, ev: Option<Event>) {
         match ev {
             Some(Event::Text(t)) => {
+                if self.remember.is_some() {
+                    self.text.push_str(&t);
+                }
                 let delta = Delta {
                     role: None,
                     content: Some(t),
@@ -88,6 +95,14 @@ impl StreamState {
                     .metrics
                     .request_duration
                     .observe(self.started.elapsed().as_secs_f64());
+                if let Some(key) = self.remember.take() {
+                    let answer = CachedAnswer {
+                        content: std::mem::take(&mut self.text),
+                        finish_reason: reason,
+                        completion_tokens: usage.completion_tokens,
+                    };
+                    self.st.degrade.remember(key, answer);
+                }
                 self.finish();
             }
             Some(Event::Failed(e)) => self.fail(ApiError::Generation(e)),
@@ -114,6 +129,7 @@ pub fn stream_reply(
     valid: ValidRequest,
     rx: mpsc::UnboundedReceiver<Event>,
     started: Instant,
+    remember: Option<PromptKey>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let maker = ChunkMaker {
         id: completion_id(),
@@ -133,6 +149,8 @@ pub fn stream_reply(
         pending: VecDeque::from([first]),
         done: false,
         started,
+        remember,
+        text: String::new(),
     };
     Sse::new(futures::stream::unfold(state, |mut s| async move {
         loop {

@@ -129,6 +129,11 @@ impl EngineHandle {
         Ok(rx)
     }
 
+    /// Requests submitted and not yet scheduled: the queue the overload policy looks at.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+
     /// True once the model has run its warm-up forward pass.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use deepseek_runtime::api::degrade::{DegradeConfig, Degradation};
 use deepseek_runtime::api::{self, AppState};
 use deepseek_runtime::engine::testing::{FakeModel, FakeTokenizer};
 use deepseek_runtime::engine::{self, EngineConfig};
@@ -19,6 +20,7 @@ pub struct FakeServerConfig {
     pub max_queue: usize,
     pub max_body_bytes: usize,
     pub step_delay: Duration,
+    pub degrade: DegradeConfig,
 }
 
 impl Default for FakeServerConfig {
@@ -28,6 +30,7 @@ impl Default for FakeServerConfig {
             max_queue: 64,
             max_body_bytes: 64 * 1024,
             step_delay: Duration::ZERO,
+            degrade: DegradeConfig::default(),
         }
     }
 }
@@ -67,6 +70,7 @@ pub async fn fake_server(cfg: FakeServerConfig) -> String {
         created: 0,
         metrics,
         max_body_bytes: cfg.max_body_bytes,
+        degrade: Degradation::new(cfg.degrade),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -116,7 +120,12 @@ pub fn sse_data(body: &str) -> Vec<String> {
 pub async fn stream_chat(base: &str, body: &Value) -> (String, String, Option<Value>, Vec<String>) {
     let (status, _, text) = post_chat(base, body).await;
     assert_eq!(status, 200, "{text}");
-    let payloads = sse_data(&text);
+    stream_chat_body(&text)
+}
+
+/// Parses a whole SSE chat body, as `stream_chat` returns it.
+pub fn stream_chat_body(text: &str) -> (String, String, Option<Value>, Vec<String>) {
+    let payloads = sse_data(text);
     assert_eq!(
         payloads.last().map(String::as_str),
         Some("[DONE]"),
