@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::degrade::{DegradeConfig, Degradation};
+use super::degrade::{Degradation, DegradeConfig};
 use super::{router, server, AppState};
 use crate::engine::{self, Detokenizer, EngineConfig, StreamDecoder};
 use crate::loader::{

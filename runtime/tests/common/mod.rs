@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deepseek_runtime::api::degrade::{DegradeConfig, Degradation};
+use deepseek_runtime::api::degrade::{Degradation, DegradeConfig};
 use deepseek_runtime::api::{self, AppState};
 use deepseek_runtime::engine::testing::{FakeModel, FakeTokenizer};
 use deepseek_runtime::engine::{self, EngineConfig};
