@@ -313,7 +313,8 @@ mod tests {
             d.remember(key, answer("a"));
         }
         assert_eq!(d.len(), 1);
-        assert!(d.inner.lock().unwrap().order.len() <= 8);
+        let bookkeeping = d.inner.lock().map(|i| i.order.len()).unwrap_or(usize::MAX);
+        assert!(bookkeeping <= 8);
     }
 
     #[test]

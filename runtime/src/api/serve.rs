@@ -60,6 +60,14 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "DSR_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Overload policy (`--degrade-*`).
+    #[command(flatten)]
+    pub degrade: DegradeArgs,
+}
+
+/// Flags of the overload policy (see `api::degrade`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DegradeArgs {
     /// Waiting requests from which the server degrades: recently answered conversations get
     /// their cached answer, everything else a 429. Defaults to --max-queue (degrade only where
     /// the queue would refuse anyway).
@@ -76,14 +84,28 @@ pub struct ServeArgs {
     pub degrade_streaming: bool,
 }
 
+impl Default for DegradeArgs {
+    fn default() -> Self {
+        Self {
+            degrade_queue_threshold: None,
+            degrade_cache_entries: 1024,
+            degrade_cache_ttl_secs: 600,
+            degrade_streaming: false,
+        }
+    }
+}
+
 impl ServeArgs {
     /// The overload policy these flags describe.
     pub fn degrade_config(&self) -> DegradeConfig {
         DegradeConfig {
-            queue_threshold: self.degrade_queue_threshold.unwrap_or(self.max_queue),
-            cache_entries: self.degrade_cache_entries,
-            ttl: Duration::from_secs(self.degrade_cache_ttl_secs),
-            streaming: self.degrade_streaming,
+            queue_threshold: self
+                .degrade
+                .degrade_queue_threshold
+                .unwrap_or(self.max_queue),
+            cache_entries: self.degrade.degrade_cache_entries,
+            ttl: Duration::from_secs(self.degrade.degrade_cache_ttl_secs),
+            streaming: self.degrade.degrade_streaming,
         }
     }
 }
