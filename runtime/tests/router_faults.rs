@@ -6,7 +6,7 @@ mod router_support;
 
 use std::time::{Duration, Instant};
 
-use router_support::{backend, client, dead_url, get, routes_yaml, RouterProc};
+use router_support::{backend, client, dead_url, fetch, routes_yaml, RouterProc};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,7 +19,7 @@ async fn a_dead_backend_is_retried_on_the_revisions_other_backend() {
     .await;
     let http = client();
     for _ in 0..20 {
-        let (status, body) = get(&http, &router.url, "/who").await;
+        let (status, body) = fetch(&http, &router.url, "/who").await;
         assert_eq!((status, body.as_str()), (200, "live"));
     }
     let s = router.revision_stats("r1", 20).await;

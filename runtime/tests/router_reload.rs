@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use router_support::{backend, client, get, routes_yaml, sample, RouterProc};
+use router_support::{backend, client, fetch, routes_yaml, sample, RouterProc};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rewriting_the_route_file_moves_traffic_within_two_seconds_with_no_failed_request() {
@@ -45,15 +45,15 @@ async fn rewriting_the_route_file_moves_traffic_within_two_seconds_with_no_faile
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let http = client();
-    assert_eq!(get(&http, &router.url, "/who").await.1, "old");
+    assert_eq!(fetch(&http, &router.url, "/who").await.1, "old");
     router.rewrite(&revisions(0));
     let changed = Instant::now();
-    while get(&http, &router.url, "/who").await.1 != "new" {
+    while fetch(&http, &router.url, "/who").await.1 != "new" {
         assert!(changed.elapsed() < Duration::from_secs(2), "routes did not change in 2 s");
     }
     let took = changed.elapsed();
     for _ in 0..50 {
-        assert_eq!(get(&http, &router.url, "/who").await.1, "new");
+        assert_eq!(fetch(&http, &router.url, "/who").await.1, "new");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::SeqCst);
@@ -86,7 +86,7 @@ async fn an_invalid_rewrite_is_rejected_and_the_old_routes_keep_serving() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for _ in 0..10 {
-        assert_eq!(get(&http, &router.url, "/who").await, (200, "a".to_string()));
+        assert_eq!(fetch(&http, &router.url, "/who").await, (200, "a".to_string()));
     }
     let stats = router.stats().await;
     assert_eq!(stats["revisions"][0]["weight"], 100);

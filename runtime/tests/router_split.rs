@@ -6,7 +6,7 @@ mod router_support;
 
 use std::collections::HashMap;
 
-use router_support::{backend, client, get, routes_yaml, sample, RouterProc};
+use router_support::{backend, client, fetch, routes_yaml, sample, RouterProc};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn weights_10_90_give_the_canary_ten_percent_of_2000_requests() {
@@ -26,7 +26,7 @@ async fn weights_10_90_give_the_canary_ten_percent_of_2000_requests() {
             tokio::spawn(async move {
                 let mut seen = HashMap::<String, usize>::new();
                 for _ in 0..125 {
-                    let (status, body) = get(&http, &url, "/who").await;
+                    let (status, body) = fetch(&http, &url, "/who").await;
                     assert_eq!(status, 200, "{body}");
                     *seen.entry(body).or_default() += 1;
                 }
@@ -96,7 +96,7 @@ async fn admin_stats_and_metrics_match_what_was_sent() {
     // Alternating picks: a, b, a, b... so each revision gets 10 of each kind.
     for (path, status) in [("/who", 200), ("/status/500", 500), ("/status/404", 404)] {
         for _ in 0..20 {
-            assert_eq!(get(&http, &router.url, path).await.0, status);
+            assert_eq!(fetch(&http, &router.url, path).await.0, status);
         }
     }
     for name in ["a", "b"] {

@@ -238,7 +238,7 @@ pub fn client() -> reqwest::Client {
 }
 
 /// GETs `path` through the router; returns status and body.
-pub async fn get(http: &reqwest::Client, base: &str, path: &str) -> (u16, String) {
+pub async fn fetch(http: &reqwest::Client, base: &str, path: &str) -> (u16, String) {
     let resp = http.get(format!("{base}{path}")).send().await.unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
