@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::api::server::{serve, shutdown_signal};
 use metrics::RouterMetrics;
 use reload::Routes;
 use stats::Stats;
@@ -86,6 +85,6 @@ async fn serve_routes(args: RouteArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "router listening");
     let grace = Duration::from_secs(args.shutdown_grace_secs);
-    serve(listener, server::app(app), shutdown_signal(), grace).await?;
+    server::serve(listener, server::app(app), grace).await?;
     Ok(())
 }
