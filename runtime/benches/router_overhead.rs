@@ -35,7 +35,7 @@ struct Phase {
     p99_us: f64,
 }
 
-async fn phase(label: &str, url: &str, concurrency: usize, secs: u64) -> Phase {
+async fn phase(label: &str, url: &str, concurrency: usize, length: Duration) -> Phase {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
@@ -66,7 +66,7 @@ async fn phase(label: &str, url: &str, concurrency: usize, secs: u64) -> Phase {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
+    tokio::time::sleep(length).await;
     stop.store(true, Ordering::Relaxed);
     let (mut lat, mut errors) = (Vec::new(), 0);
     for w in workers {
@@ -103,7 +103,14 @@ fn print(p: &Phase) {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this without `--bench`: a short smoke run then.
+    let measuring = std::env::args().any(|a| a == "--bench");
     let secs = env_or("BENCH_SECS", 5);
+    let length = if measuring {
+        Duration::from_secs(secs)
+    } else {
+        Duration::from_millis(200)
+    };
     let concurrency = env_or("BENCH_CONCURRENCY", 64) as usize;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
@@ -148,7 +155,7 @@ fn main() {
             format!("{backend}/v1/chat/completions"),
             format!("{routed}/v1/chat/completions"),
         );
-        println!("router overhead: {secs}s per phase, router on 1 worker thread");
+        println!("router overhead: {length:?} per phase, router on 1 worker thread");
         println!(
             "| {:<34} | {:>9} | {:>9} | {:>10} | {:>6} |",
             "phase", "p50 us", "p99 us", "req/s", "errors"
@@ -161,10 +168,10 @@ fn main() {
         for (c, label) in [(1, "concurrency 1"), (concurrency, "concurrency N")] {
             let label = label.replace('N', &concurrency.to_string());
             // Warm both paths' connection pools before measuring.
-            phase("warm", &direct_url, c, 1).await;
-            phase("warm", &routed_url, c, 1).await;
-            let d = phase(&format!("direct, {label}"), &direct_url, c, secs).await;
-            let r = phase(&format!("via router, {label}"), &routed_url, c, secs).await;
+            phase("warm", &direct_url, c, length / 5).await;
+            phase("warm", &routed_url, c, length / 5).await;
+            let d = phase(&format!("direct, {label}"), &direct_url, c, length).await;
+            let r = phase(&format!("via router, {label}"), &routed_url, c, length).await;
             print(&d);
             print(&r);
             results.push((d, r));
