@@ -260,3 +260,70 @@ fn switch_protocols(
     set_revision(&mut parts.headers, &finish.revision);
     Response::from_parts(parts, AxumBody::empty())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_requests_lose_hop_by_hop_headers_and_host() {
+        let h = headers(&[
+            ("host", "router:8080"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("content-length", "12"),
+            ("authorization", "Bearer t"),
+            ("x-session-id", "s1"),
+        ]);
+        let out = request_headers(&h, upgrade_of(&h).as_ref());
+        let names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, vec!["authorization", "x-session-id"]);
+    }
+
+    #[test]
+    fn a_websocket_upgrade_keeps_its_upgrade_headers() {
+        let h = headers(&[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ]);
+        let upgrade = upgrade_of(&h);
+        assert_eq!(upgrade, Some(HeaderValue::from_static("websocket")));
+        let out = request_headers(&h, upgrade.as_ref());
+        assert_eq!(out["connection"], "upgrade");
+        assert_eq!(out["upgrade"], "websocket");
+        assert!(out.contains_key("sec-websocket-key"));
+    }
+
+    #[test]
+    fn an_upgrade_header_without_connection_upgrade_is_not_an_upgrade() {
+        let h = headers(&[("upgrade", "websocket")]);
+        assert_eq!(upgrade_of(&h), None);
+        assert!(!request_headers(&h, None).contains_key("upgrade"));
+    }
+
+    #[test]
+    fn the_backend_url_keeps_the_path_and_query_of_the_request() {
+        let base: Uri = "http://10.0.0.1:8000".parse().unwrap();
+        let req = build(
+            &http::Method::POST,
+            &base,
+            "/v1/chat/completions?x=1",
+            &HeaderMap::new(),
+            Bytes::new(),
+        )
+        .unwrap();
+        assert_eq!(req.uri(), "http://10.0.0.1:8000/v1/chat/completions?x=1");
+    }
+}
