@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 use deepseek_runtime::api::serve::{self, ServeArgs};
 use deepseek_runtime::bench::{self, BenchArgs};
+use deepseek_runtime::model_files::cli as model_files;
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +24,12 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Load-test an OpenAI-compatible server with streaming requests.
     Bench(BenchArgs),
+    /// Download (or verify in place) model files, checking every SHA256; writes a manifest.
+    Fetch(Box<model_files::FetchArgs>),
+    /// Copy verified model files into a new backup generation; keep the newest N.
+    Backup(model_files::BackupArgs),
+    /// Bring a backup generation back, verifying every file.
+    Restore(Box<model_files::RestoreArgs>),
 }
 
 fn init_tracing() {
@@ -38,12 +45,15 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
-        Command::Serve(args) => serve::run(*args),
+        Command::Serve(args) => model_files::serve_exit(serve::run(*args)),
         Command::Bench(args) => {
             let rt = tokio::runtime::Runtime::new()?;
             let report = rt.block_on(bench::run(args))?;
             println!("{report}");
             Ok(())
         }
+        Command::Fetch(args) => std::process::exit(model_files::fetch(*args)),
+        Command::Backup(args) => std::process::exit(model_files::backup(args)),
+        Command::Restore(args) => std::process::exit(model_files::restore(*args)),
     }
 }

@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "DSR_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Model file verification before loading (`--verify`, `--no-verify`, `--manifest`).
+    #[command(flatten)]
+    pub model_files: crate::model_files::cli::VerifyArgs,
 }
 
 /// One `--threads` sizes every compute pool: the CPU kernels' pool (linear layers), rayon's
@@ -79,6 +82,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         size_compute_pools(n)?;
     }
+    verify_model_files(&args)?;
     let state = build_state(&args)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
@@ -94,6 +98,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Checks the model's files against their manifest before anything loads them; a mismatch
+/// comes back as the [`crate::model_files::ModelFilesError`] (main maps it to exit code 3).
+fn verify_model_files(args: &ServeArgs) -> anyhow::Result<()> {
+    if !args.model_files.enabled() {
+        tracing::warn!("model file verification disabled");
+        return Ok(());
+    }
+    let manifest = args.model_files.manifest.as_deref();
+    match crate::model_files::verify::verify_model(&args.model, manifest)? {
+        Some(_) => Ok(()),
+        None => {
+            tracing::info!(model = %args.model.display(), "no manifest next to the model: not verified");
+            Ok(())
+        }
+    }
 }
 
 /// Loads the model and starts the engine; the state every handler shares.
