@@ -17,6 +17,9 @@ use super::sources::S3Flags;
 use super::store::{new_generation_id, Store};
 use super::{ModelFilesError, Result};
 
+/// Largest object one S3 PUT may carry.
+const MAX_PUT_BYTES: u64 = 5 << 30;
+
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
     pub src: PathBuf,
@@ -117,6 +120,13 @@ pub async fn put_verified(
     };
     let mismatch: Arc<Mutex<Option<ModelFilesError>>> = Arc::default();
     let body = verifying_body(file, size, entry.clone(), src.to_path_buf(), mismatch.clone());
+    if size > MAX_PUT_BYTES {
+        return Err(ModelFilesError::S3 {
+            op: "PUT",
+            key: key.to_string(),
+            reason: format!("{size} bytes: a single PUT carries at most 5 GiB and multipart upload is not implemented; back up to a directory instead"),
+        });
+    }
     let sent = client.put_stream(bucket, key, body, size, &entry.sha256).await;
     let found = mismatch.lock().ok().and_then(|mut m| m.take());
     match (found, sent) {
@@ -129,6 +139,7 @@ struct BodyState {
     file: tokio::fs::File,
     hasher: Sha256,
     left: u64,
+    total: u64,
     entry: FileEntry,
     src: PathBuf,
     mismatch: Arc<Mutex<Option<ModelFilesError>>>,
@@ -141,7 +152,15 @@ fn verifying_body(
     src: PathBuf,
     mismatch: Arc<Mutex<Option<ModelFilesError>>>,
 ) -> reqwest::Body {
-    let state = BodyState { file, hasher: Sha256::new(), left: size, entry, src, mismatch };
+    let state = BodyState {
+        file,
+        hasher: Sha256::new(),
+        left: size,
+        total: size,
+        entry,
+        src,
+        mismatch,
+    };
     let stream = futures::stream::unfold(Some(state), |state| async move {
         let mut st = state?;
         let mut buf = vec![0u8; st.left.min(super::hash::CHUNK as u64) as usize];
@@ -152,8 +171,8 @@ fn verifying_body(
         if n == 0 {
             let err = ModelFilesError::SizeMismatch {
                 path: st.src.display().to_string(),
-                expected: st.entry.size.unwrap_or_default(),
-                actual: st.entry.size.unwrap_or_default() - st.left,
+                expected: st.total,
+                actual: st.total - st.left,
             };
             return Some((Err(record(&st.mismatch, err)), None));
         }

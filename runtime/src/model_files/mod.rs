@@ -45,7 +45,7 @@ pub enum ModelFilesError {
     },
     #[error("{path}: missing (listed in the manifest)")]
     Missing { path: String },
-    #[error("{url}: HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    #[error("{url}: HTTP {status}{}", body_suffix(.body))]
     HttpStatus {
         url: String,
         status: u16,
@@ -111,6 +111,14 @@ impl ModelFilesError {
             | Self::S3 { .. } => EXIT_SOURCE,
             _ => EXIT_OTHER,
         }
+    }
+}
+
+fn body_suffix(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
     }
 }
 

@@ -289,6 +289,6 @@ impl Drop for Moto {
     }
 }
 
-pub fn as_refs(env: &[(&'static str, String)]) -> Vec<(&'static str, &str)> {
+pub fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
