@@ -84,8 +84,16 @@ pub async fn download(
     let (size, actual) = loop {
         match attempt_once(url, request, &partial, expect, policy, &mut progress).await {
             Ok(done) => break done,
-            Err(e) if !retryable(&e) => return Err(e),
+            Err(e) if !retryable(&e) => {
+                // A definitive answer (404, 403, ...): nothing worth resuming later.
+                let _ = std::fs::remove_file(&partial);
+                return Err(e);
+            }
             Err(e) if attempt >= policy.attempts => {
+                // What arrived stays in NAME.partial for the next run to resume, unless empty.
+                if std::fs::metadata(&partial).is_ok_and(|m| m.len() == 0) {
+                    let _ = std::fs::remove_file(&partial);
+                }
                 return Err(ModelFilesError::RetriesExhausted {
                     path: rel.to_string(),
                     attempts: attempt,
