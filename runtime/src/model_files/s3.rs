@@ -277,7 +277,9 @@ impl S3Client {
             return Ok(None);
         }
         let resp = check("HEAD", key, resp).await?;
-        Ok(resp.content_length())
+        // Not `content_length()`: for a HEAD that is the (empty) body's length.
+        let length = resp.headers().get("content-length");
+        Ok(length.and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()))
     }
 
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
