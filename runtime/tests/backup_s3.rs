@@ -11,7 +11,10 @@ use std::time::Duration;
 use fetch_support::{as_refs, model_dir, pattern, run_cli, sha256, stderr, stdout, Moto};
 
 fn files() -> Vec<(&'static str, Vec<u8>)> {
-    vec![("a.gguf", pattern(700_000, 1)), ("tok/b.json", pattern(3_000, 2))]
+    vec![
+        ("a.gguf", pattern(700_000, 1)),
+        ("tok/b.json", pattern(3_000, 2)),
+    ]
 }
 
 /// Generation IDs under `prefix/` and whether each has its COMPLETE marker.
@@ -24,7 +27,9 @@ async fn generations(moto: &Moto, bucket: &str) -> Vec<(String, bool)> {
             gens.push((id.to_string(), false));
         }
         if rest == "COMPLETE" {
-            gens.iter_mut().filter(|(g, _)| g == id).for_each(|g| g.1 = true);
+            gens.iter_mut()
+                .filter(|(g, _)| g == id)
+                .for_each(|g| g.1 = true);
         }
     }
     gens.sort();
@@ -34,7 +39,15 @@ async fn generations(moto: &Moto, bucket: &str) -> Vec<(String, bool)> {
 async fn backup(moto: &Moto, src: &std::path::Path, keep: &str) -> String {
     let env = moto.env();
     let out = run_cli(
-        &["backup", "--src", src.to_str().unwrap(), "--dest", "s3://backups/bk", "--keep", keep],
+        &[
+            "backup",
+            "--src",
+            src.to_str().unwrap(),
+            "--dest",
+            "s3://backups/bk",
+            "--keep",
+            keep,
+        ],
         &as_refs(&env),
     )
     .await;
@@ -57,7 +70,13 @@ async fn backs_up_to_s3_prunes_restores_and_serves_a_generation_as_a_source() {
     let env = moto.env();
     let restored = tmp.path().join("restored");
     let out = run_cli(
-        &["restore", "--src", "s3://backups/bk", "--dest", restored.to_str().unwrap()],
+        &[
+            "restore",
+            "--src",
+            "s3://backups/bk",
+            "--dest",
+            restored.to_str().unwrap(),
+        ],
         &as_refs(&env),
     )
     .await;
@@ -69,9 +88,22 @@ async fn backs_up_to_s3_prunes_restores_and_serves_a_generation_as_a_source() {
 
     let fetched = tmp.path().join("fetched");
     let source = format!("s3://backups/bk/{}", ids[1]);
-    let out = run_cli(&["fetch", "--source", &source, "--dest", fetched.to_str().unwrap()], &as_refs(&env)).await;
+    let out = run_cli(
+        &[
+            "fetch",
+            "--source",
+            &source,
+            "--dest",
+            fetched.to_str().unwrap(),
+        ],
+        &as_refs(&env),
+    )
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read(fetched.join("tok/b.json")).unwrap(), files()[1].1);
+    assert_eq!(
+        std::fs::read(fetched.join("tok/b.json")).unwrap(),
+        files()[1].1
+    );
 }
 
 #[tokio::test]
@@ -83,16 +115,30 @@ async fn restore_refuses_a_corrupted_object_in_the_bucket() {
     let id = backup(&moto, &model, "2").await;
     let mut bad = files()[0].1.clone();
     bad[123] ^= 1;
-    s3.put_bytes("backups", &format!("bk/{id}/a.gguf"), bad.clone()).await.unwrap();
+    s3.put_bytes("backups", &format!("bk/{id}/a.gguf"), bad.clone())
+        .await
+        .unwrap();
     let env = moto.env();
     let restored = tmp.path().join("restored");
     let out = run_cli(
-        &["restore", "--src", "s3://backups/bk", "--generation", &id, "--dest", restored.to_str().unwrap()],
+        &[
+            "restore",
+            "--src",
+            "s3://backups/bk",
+            "--generation",
+            &id,
+            "--dest",
+            restored.to_str().unwrap(),
+        ],
         &as_refs(&env),
     )
     .await;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    let expected = format!("a.gguf: SHA256 mismatch: expected {}, got {}", sha256(&files()[0].1), sha256(&bad));
+    let expected = format!(
+        "a.gguf: SHA256 mismatch: expected {}, got {}",
+        sha256(&files()[0].1),
+        sha256(&bad)
+    );
     assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
     assert!(!restored.join("a.gguf").exists());
 }
@@ -107,10 +153,22 @@ async fn an_interrupted_s3_backup_is_never_the_latest() {
     // tok/b.json is uploaded after a.gguf: feed it through a FIFO and kill mid-upload.
     let fifo = model.join("tok/b.json");
     std::fs::remove_file(&fifo).unwrap();
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     let env = moto.env();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_deepseek-runtime"))
-        .args(["backup", "--src", model.to_str().unwrap(), "--dest", "s3://backups/bk", "--keep", "3"])
+        .args([
+            "backup",
+            "--src",
+            model.to_str().unwrap(),
+            "--dest",
+            "s3://backups/bk",
+            "--keep",
+            "3",
+        ])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -136,11 +194,20 @@ async fn an_interrupted_s3_backup_is_never_the_latest() {
     let gens = generations(&moto, "backups").await;
     assert_eq!(gens.len(), 2, "{gens:?}");
     assert_eq!(gens[0], (first.clone(), true));
-    assert!(!gens[1].1, "the interrupted generation must not be complete: {gens:?}");
+    assert!(
+        !gens[1].1,
+        "the interrupted generation must not be complete: {gens:?}"
+    );
 
     let restored = tmp.path().join("restored");
     let out = run_cli(
-        &["restore", "--src", "s3://backups/bk", "--dest", restored.to_str().unwrap()],
+        &[
+            "restore",
+            "--src",
+            "s3://backups/bk",
+            "--dest",
+            restored.to_str().unwrap(),
+        ],
         &as_refs(&env),
     )
     .await;

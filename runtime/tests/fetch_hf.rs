@@ -29,9 +29,21 @@ async fn hub(weights_sha: Option<String>) -> (FileServer, Vec<u8>, Vec<u8>) {
     let weights = pattern(200_000, 9);
     let sha = weights_sha.unwrap_or_else(|| sha256(&weights));
     let listing = api_listing(&config, &weights, &sha);
-    server.add(&format!("api/models/org/tiny/revision/{REV}"), listing, Behaviour::Normal);
-    server.add(&format!("org/tiny/resolve/{REV}/config.json"), config.clone(), Behaviour::Normal);
-    server.add(&format!("org/tiny/resolve/{REV}/model.safetensors"), weights.clone(), Behaviour::Normal);
+    server.add(
+        &format!("api/models/org/tiny/revision/{REV}"),
+        listing,
+        Behaviour::Normal,
+    );
+    server.add(
+        &format!("org/tiny/resolve/{REV}/config.json"),
+        config.clone(),
+        Behaviour::Normal,
+    );
+    server.add(
+        &format!("org/tiny/resolve/{REV}/model.safetensors"),
+        weights.clone(),
+        Behaviour::Normal,
+    );
     (server, config, weights)
 }
 
@@ -41,17 +53,34 @@ async fn lists_files_from_the_hub_api_and_downloads_them_with_the_token() {
     let dest = tempfile::tempdir().unwrap();
     let source = format!("hf://org/tiny@{REV}");
     let out = run_cli(
-        &["fetch", "--source", &source, "--dest", dest.path().to_str().unwrap()],
+        &[
+            "fetch",
+            "--source",
+            &source,
+            "--dest",
+            dest.path().to_str().unwrap(),
+        ],
         &[("HF_ENDPOINT", &server.url), ("HF_TOKEN", "hf_secret")],
     )
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         tree(dest.path()),
-        ["config.json", "deepseek-manifest.json", "deepseek-manifest.sha256", "model.safetensors"]
+        [
+            "config.json",
+            "deepseek-manifest.json",
+            "deepseek-manifest.sha256",
+            "model.safetensors"
+        ]
     );
-    assert_eq!(std::fs::read(dest.path().join("config.json")).unwrap(), config);
-    assert_eq!(std::fs::read(dest.path().join("model.safetensors")).unwrap(), weights);
+    assert_eq!(
+        std::fs::read(dest.path().join("config.json")).unwrap(),
+        config
+    );
+    assert_eq!(
+        std::fs::read(dest.path().join("model.safetensors")).unwrap(),
+        weights
+    );
     let api = server.seen(&format!("api/models/org/tiny/revision/{REV}"));
     assert_eq!(api.len(), 1);
     let file = server.seen(&format!("org/tiny/resolve/{REV}/model.safetensors"));
@@ -59,8 +88,14 @@ async fn lists_files_from_the_hub_api_and_downloads_them_with_the_token() {
         assert_eq!(seen.authorization.as_deref(), Some("Bearer hf_secret"));
     }
     let sums = std::fs::read_to_string(dest.path().join("deepseek-manifest.sha256")).unwrap();
-    assert!(sums.contains(&format!("{}  model.safetensors", sha256(&weights))), "{sums}");
-    assert!(sums.contains(&format!("{}  config.json", sha256(&config))), "{sums}");
+    assert!(
+        sums.contains(&format!("{}  model.safetensors", sha256(&weights))),
+        "{sums}"
+    );
+    assert!(
+        sums.contains(&format!("{}  config.json", sha256(&config))),
+        "{sums}"
+    );
 }
 
 #[tokio::test]
@@ -70,12 +105,20 @@ async fn rejects_a_file_that_does_not_match_its_lfs_digest() {
     let dest = tempfile::tempdir().unwrap();
     let source = format!("hf://org/tiny@{REV}");
     let out = run_cli(
-        &["fetch", "--source", &source, "--dest", dest.path().to_str().unwrap()],
+        &[
+            "fetch",
+            "--source",
+            &source,
+            "--dest",
+            dest.path().to_str().unwrap(),
+        ],
         &[("HF_ENDPOINT", &server.url)],
     )
     .await;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("model.safetensors: SHA256 mismatch: expected {wrong}")));
+    assert!(stderr(&out).contains(&format!(
+        "model.safetensors: SHA256 mismatch: expected {wrong}"
+    )));
     assert!(!dest.path().join("model.safetensors").exists());
 }
 
@@ -86,11 +129,28 @@ async fn pins_select_the_files_of_a_repository() {
     let source = format!("hf://org/tiny@{REV}");
     let pin = format!("config.json={}", sha256(&config));
     let out = run_cli(
-        &["fetch", "--source", &source, "--dest", dest.path().to_str().unwrap(), "--sha256", &pin],
+        &[
+            "fetch",
+            "--source",
+            &source,
+            "--dest",
+            dest.path().to_str().unwrap(),
+            "--sha256",
+            &pin,
+        ],
         &[("HF_ENDPOINT", &server.url)],
     )
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(tree(dest.path()), ["config.json", "deepseek-manifest.json", "deepseek-manifest.sha256"]);
-    assert!(server.seen(&format!("api/models/org/tiny/revision/{REV}")).is_empty());
+    assert_eq!(
+        tree(dest.path()),
+        [
+            "config.json",
+            "deepseek-manifest.json",
+            "deepseek-manifest.sha256"
+        ]
+    );
+    assert!(server
+        .seen(&format!("api/models/org/tiny/revision/{REV}"))
+        .is_empty());
 }

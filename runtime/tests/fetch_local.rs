@@ -14,14 +14,49 @@ async fn verifies_a_pvc_in_place_and_fails_naming_a_changed_file() {
     std::fs::write(sub.join("m.gguf"), &a).unwrap();
     let d = mount.path().to_str().unwrap();
     let pin = format!("m.gguf={}", sha256(&a));
-    let out = run_cli(&["fetch", "--source", "pvc://store/smollm2", "--dest", d, "--sha256", &pin], &[]).await;
+    let out = run_cli(
+        &[
+            "fetch",
+            "--source",
+            "pvc://store/smollm2",
+            "--dest",
+            d,
+            "--sha256",
+            &pin,
+        ],
+        &[],
+    )
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(tree(&sub), ["deepseek-manifest.json", "deepseek-manifest.sha256", "m.gguf"]);
+    assert_eq!(
+        tree(&sub),
+        [
+            "deepseek-manifest.json",
+            "deepseek-manifest.sha256",
+            "m.gguf"
+        ]
+    );
 
     std::fs::write(sub.join("m.gguf"), pattern(10_000, 2)).unwrap();
-    let out = run_cli(&["fetch", "--source", "pvc://store/smollm2", "--dest", d, "--sha256", &pin], &[]).await;
+    let out = run_cli(
+        &[
+            "fetch",
+            "--source",
+            "pvc://store/smollm2",
+            "--dest",
+            d,
+            "--sha256",
+            &pin,
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("m.gguf: SHA256 mismatch"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("m.gguf: SHA256 mismatch"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test]
@@ -36,8 +71,13 @@ async fn copies_a_local_directory_checking_a_sha256sum_manifest() {
     let dest = tmp.path().join("dest");
     let out = run_cli(
         &[
-            "fetch", "--source", src.to_str().unwrap(), "--dest", dest.to_str().unwrap(),
-            "--manifest", sums.to_str().unwrap(),
+            "fetch",
+            "--source",
+            src.to_str().unwrap(),
+            "--dest",
+            dest.to_str().unwrap(),
+            "--manifest",
+            sums.to_str().unwrap(),
         ],
         &[],
     )
@@ -49,8 +89,13 @@ async fn copies_a_local_directory_checking_a_sha256sum_manifest() {
     let dest2 = tmp.path().join("dest2");
     let out = run_cli(
         &[
-            "fetch", "--source", src.to_str().unwrap(), "--dest", dest2.to_str().unwrap(),
-            "--manifest", sums.to_str().unwrap(),
+            "fetch",
+            "--source",
+            src.to_str().unwrap(),
+            "--dest",
+            dest2.to_str().unwrap(),
+            "--manifest",
+            sums.to_str().unwrap(),
         ],
         &[],
     )

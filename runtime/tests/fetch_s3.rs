@@ -12,17 +12,32 @@ async fn fetches_every_object_under_a_prefix_and_checks_pins() {
     s3.create_bucket("models").await.unwrap();
     let a = pattern(1_500_000, 1);
     let b = pattern(10, 2);
-    s3.put_bytes("models", "tiny/v1/model.gguf", a.clone()).await.unwrap();
-    s3.put_bytes("models", "tiny/v1/sub/tokenizer.json", b.clone()).await.unwrap();
-    s3.put_bytes("models", "tiny/v2/other.gguf", b.clone()).await.unwrap();
+    s3.put_bytes("models", "tiny/v1/model.gguf", a.clone())
+        .await
+        .unwrap();
+    s3.put_bytes("models", "tiny/v1/sub/tokenizer.json", b.clone())
+        .await
+        .unwrap();
+    s3.put_bytes("models", "tiny/v2/other.gguf", b.clone())
+        .await
+        .unwrap();
     let env = moto.env();
     let dest = tempfile::tempdir().unwrap();
     let d = dest.path().to_str().unwrap();
-    let out = run_cli(&["fetch", "--source", "s3://models/tiny/v1/", "--dest", d], &as_refs(&env)).await;
+    let out = run_cli(
+        &["fetch", "--source", "s3://models/tiny/v1/", "--dest", d],
+        &as_refs(&env),
+    )
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         tree(dest.path()),
-        ["deepseek-manifest.json", "deepseek-manifest.sha256", "model.gguf", "sub/tokenizer.json"]
+        [
+            "deepseek-manifest.json",
+            "deepseek-manifest.sha256",
+            "model.gguf",
+            "sub/tokenizer.json"
+        ]
     );
     assert_eq!(std::fs::read(dest.path().join("model.gguf")).unwrap(), a);
 
@@ -31,12 +46,26 @@ async fn fetches_every_object_under_a_prefix_and_checks_pins() {
     let d = dest.path().to_str().unwrap();
     let pin = format!("sub/tokenizer.json={}", sha256(b"not it"));
     let out = run_cli(
-        &["fetch", "--source", "s3://models/tiny/v1", "--dest", d, "--sha256", &pin, "--s3-endpoint", &moto.endpoint],
+        &[
+            "fetch",
+            "--source",
+            "s3://models/tiny/v1",
+            "--dest",
+            d,
+            "--sha256",
+            &pin,
+            "--s3-endpoint",
+            &moto.endpoint,
+        ],
         &as_refs(&env[1..]),
     )
     .await;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("sub/tokenizer.json: SHA256 mismatch"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("sub/tokenizer.json: SHA256 mismatch"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!dest.path().join("sub/tokenizer.json").exists());
 }
 
@@ -48,10 +77,22 @@ async fn a_missing_object_is_a_clear_404() {
     let dest = tempfile::tempdir().unwrap();
     let pin = format!("m.gguf={}", sha256(b"x"));
     let out = run_cli(
-        &["fetch", "--source", "s3://empty/p", "--dest", dest.path().to_str().unwrap(), "--sha256", &pin],
+        &[
+            "fetch",
+            "--source",
+            "s3://empty/p",
+            "--dest",
+            dest.path().to_str().unwrap(),
+            "--sha256",
+            &pin,
+        ],
         &as_refs(&env),
     )
     .await;
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert!(stderr(&out).contains("/empty/p/m.gguf: HTTP 404"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/empty/p/m.gguf: HTTP 404"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -12,8 +12,14 @@ use fetch_support::{run_cli, stderr};
 const GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn real_model() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(GGUF);
-    assert!(p.exists(), "{} is missing: run `make model` (or `make test`)", p.display());
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(GGUF);
+    assert!(
+        p.exists(),
+        "{} is missing: run `make model` (or `make test`)",
+        p.display()
+    );
     p
 }
 
@@ -25,7 +31,13 @@ async fn fetched_model() -> (tempfile::TempDir, PathBuf) {
     std::fs::copy(real_model(), src.join(GGUF)).unwrap();
     let dest = tmp.path().join("model");
     let out = run_cli(
-        &["fetch", "--source", src.to_str().unwrap(), "--dest", dest.to_str().unwrap()],
+        &[
+            "fetch",
+            "--source",
+            src.to_str().unwrap(),
+            "--dest",
+            dest.to_str().unwrap(),
+        ],
         &[],
     )
     .await;
@@ -42,22 +54,35 @@ fn change_last_byte(path: &Path) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts `serve` and waits for /healthz; returns the child and the stderr file.
-async fn serve_until_healthy(model: &Path, envs: &[(&str, &str)]) -> (tokio::process::Child, PathBuf) {
+async fn serve_until_healthy(
+    model: &Path,
+    envs: &[(&str, &str)],
+) -> (tokio::process::Child, PathBuf) {
     let port = free_port();
     let log = model.with_extension("log");
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_deepseek-runtime"));
-    cmd.args(["serve", "--model", model.to_str().unwrap(), "--port", &port.to_string()])
-        .args(["--threads", "1", "--kv-cache-mb", "64"])
-        .env_remove("DSR_VERIFY")
-        .env("RUST_LOG", "info")
-        .envs(envs.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true);
+    cmd.args([
+        "serve",
+        "--model",
+        model.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+    ])
+    .args(["--threads", "1", "--kv-cache-mb", "64"])
+    .env_remove("DSR_VERIFY")
+    .env("RUST_LOG", "info")
+    .envs(envs.iter().copied())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .kill_on_drop(true);
     let child = cmd.spawn().unwrap();
     let url = format!("http://127.0.0.1:{port}/healthz");
     for _ in 0..600 {
@@ -68,21 +93,34 @@ async fn serve_until_healthy(model: &Path, envs: &[(&str, &str)]) -> (tokio::pro
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("serve did not become healthy: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    panic!(
+        "serve did not become healthy: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 }
 
 #[tokio::test]
 async fn serve_refuses_a_model_changed_after_the_manifest_was_written() {
     let (_tmp, model) = fetched_model().await;
-    let manifest = std::fs::read_to_string(model.parent().unwrap().join("deepseek-manifest.json")).unwrap();
+    let manifest =
+        std::fs::read_to_string(model.parent().unwrap().join("deepseek-manifest.json")).unwrap();
     let expected: serde_json::Value = serde_json::from_str(&manifest).unwrap();
     let expected = expected["files"][0]["sha256"].as_str().unwrap().to_string();
     change_last_byte(&model);
-    let out = run_cli(&["serve", "--model", model.to_str().unwrap(), "--port", "0"], &[]).await;
+    let out = run_cli(
+        &["serve", "--model", model.to_str().unwrap(), "--port", "0"],
+        &[],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("refusing to load the model"), "{err}");
-    assert!(err.contains(&format!("{GGUF}: SHA256 mismatch: expected {expected}, got ")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{GGUF}: SHA256 mismatch: expected {expected}, got "
+        )),
+        "{err}"
+    );
 }
 
 #[tokio::test]

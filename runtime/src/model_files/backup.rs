@@ -35,7 +35,9 @@ pub async fn backup(opts: &BackupOptions) -> Result<String> {
     if !manifest_path.is_file() {
         return Err(ModelFilesError::Backup {
             location: opts.src.display().to_string(),
-            reason: format!("no {MANIFEST_NAME}: only files with a manifest (written by `fetch`) are backed up"),
+            reason: format!(
+                "no {MANIFEST_NAME}: only files with a manifest (written by `fetch`) are backed up"
+            ),
         });
     }
     let manifest = Manifest::read(&manifest_path)?;
@@ -83,7 +85,11 @@ async fn fresh_id(store: &Store) -> Result<String> {
 /// than the newest complete one (left by interrupted runs). Returns the IDs deleted.
 pub async fn prune(store: &Store, keep: usize) -> Result<Vec<String>> {
     let gens = store.generations().await?;
-    let complete: Vec<&str> = gens.iter().filter(|g| g.complete).map(|g| g.id.as_str()).collect();
+    let complete: Vec<&str> = gens
+        .iter()
+        .filter(|g| g.complete)
+        .map(|g| g.id.as_str())
+        .collect();
     let newest = complete.last().copied().unwrap_or_default();
     let mut doomed: Vec<String> = complete
         .iter()
@@ -116,10 +122,20 @@ pub async fn put_verified(
         .map_err(|e| ModelFilesError::io(src, e))?;
     let size = match entry.size {
         Some(s) => s,
-        None => file.metadata().await.map_err(|e| ModelFilesError::io(src, e))?.len(),
+        None => file
+            .metadata()
+            .await
+            .map_err(|e| ModelFilesError::io(src, e))?
+            .len(),
     };
     let mismatch: Arc<Mutex<Option<ModelFilesError>>> = Arc::default();
-    let body = verifying_body(file, size, entry.clone(), src.to_path_buf(), mismatch.clone());
+    let body = verifying_body(
+        file,
+        size,
+        entry.clone(),
+        src.to_path_buf(),
+        mismatch.clone(),
+    );
     if size > MAX_PUT_BYTES {
         return Err(ModelFilesError::S3 {
             op: "PUT",
@@ -127,7 +143,9 @@ pub async fn put_verified(
             reason: format!("{size} bytes: a single PUT carries at most 5 GiB and multipart upload is not implemented; back up to a directory instead"),
         });
     }
-    let sent = client.put_stream(bucket, key, body, size, &entry.sha256).await;
+    let sent = client
+        .put_stream(bucket, key, body, size, &entry.sha256)
+        .await;
     let found = mismatch.lock().ok().and_then(|mut m| m.take());
     match (found, sent) {
         (Some(e), _) => Err(e),

@@ -166,7 +166,11 @@ pub fn fetch(args: FetchArgs) -> i32 {
     };
     match block_on(super::fetch::fetch(&opts)).and_then(|r| r) {
         Ok(m) => {
-            println!("fetched and verified {} file(s) into {}", m.files.len(), opts.dest.display());
+            println!(
+                "fetched and verified {} file(s) into {}",
+                m.files.len(),
+                opts.dest.display()
+            );
             0
         }
         Err(e) => fail("fetch", &e),
@@ -199,7 +203,11 @@ pub fn restore(args: RestoreArgs) -> i32 {
     };
     match block_on(super::restore::restore(&opts)).and_then(|r| r) {
         Ok((id, m)) => {
-            println!("restored generation {id} ({} file(s)) into {}", m.files.len(), opts.dest.display());
+            println!(
+                "restored generation {id} ({} file(s)) into {}",
+                m.files.len(),
+                opts.dest.display()
+            );
             0
         }
         Err(e) => fail("restore", &e),
@@ -215,7 +223,11 @@ pub fn serve_exit(result: anyhow::Result<()>) -> anyhow::Result<()> {
         Some(e) => {
             tracing::error!(error = %e, "refusing to serve");
             eprintln!("error: serve: refusing to load the model: {e}");
-            std::process::exit(if e.is_integrity() { EXIT_INTEGRITY } else { EXIT_OTHER })
+            std::process::exit(if e.is_integrity() {
+                EXIT_INTEGRITY
+            } else {
+                EXIT_OTHER
+            })
         }
         None => Err(err),
     }

@@ -98,7 +98,7 @@ pub async fn download(
                     path: rel.to_string(),
                     attempts: attempt,
                     last: Box::new(e),
-                })
+                });
             }
             Err(e) => {
                 let wait = policy.delay(attempt);
@@ -121,11 +121,13 @@ pub(crate) fn already_there(rel: &str, dest: &Path, expect: &Expect) -> Result<O
         return Ok(None);
     }
     let (size, actual) = sha256_file(dest)?;
-    Ok((&actual == want && expect.size.is_none_or(|s| s == size)).then(|| FileEntry {
-        path: rel.to_string(),
-        size: Some(size),
-        sha256: actual,
-    }))
+    Ok(
+        (&actual == want && expect.size.is_none_or(|s| s == size)).then(|| FileEntry {
+            path: rel.to_string(),
+            size: Some(size),
+            sha256: actual,
+        }),
+    )
 }
 
 /// Checks size and digest, then renames; on a mismatch the partial file is deleted.
@@ -214,7 +216,12 @@ async fn attempt_once(
     let send = request(offset).send();
     let resp = tokio::time::timeout(policy.request_timeout, send)
         .await
-        .map_err(|_| transport(url, format!("no response within {:?}", policy.request_timeout)))?
+        .map_err(|_| {
+            transport(
+                url,
+                format!("no response within {:?}", policy.request_timeout),
+            )
+        })?
         .map_err(|e| transport(url, e))?;
     let status = resp.status();
     let restart = match status {
@@ -222,9 +229,14 @@ async fn attempt_once(
         StatusCode::OK => offset > 0, // the server ignored Range: take the whole body
         StatusCode::RANGE_NOT_SATISFIABLE => {
             file.set_len(0).map_err(io)?;
-            return Err(transport(url, "range not satisfiable; restarting from zero"));
+            return Err(transport(
+                url,
+                "range not satisfiable; restarting from zero",
+            ));
         }
-        s if s.is_success() => return Err(transport(url, format!("unexpected {s} to a Range request"))),
+        s if s.is_success() => {
+            return Err(transport(url, format!("unexpected {s} to a Range request")))
+        }
         s => {
             let body = resp.text().await.unwrap_or_default();
             return Err(ModelFilesError::HttpStatus {
@@ -245,7 +257,8 @@ async fn attempt_once(
     }
     progress.restart_at(offset);
     progress.set_total(resp.content_length().map(|n| n + offset));
-    let received = stream_body(url, resp, &mut file, &mut hasher, policy, progress, partial).await?;
+    let received =
+        stream_body(url, resp, &mut file, &mut hasher, policy, progress, partial).await?;
     file.sync_all().map_err(io)?;
     Ok((offset + received, hex::encode(hasher.finalize())))
 }
@@ -303,6 +316,7 @@ fn content_range_start(resp: &reqwest::Response) -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -319,7 +333,10 @@ mod tests {
 
     #[test]
     fn partial_name_appends_the_suffix() {
-        assert_eq!(partial_path(Path::new("/m/a.gguf")), Path::new("/m/a.gguf.partial"));
+        assert_eq!(
+            partial_path(Path::new("/m/a.gguf")),
+            Path::new("/m/a.gguf.partial")
+        );
     }
 
     #[test]

@@ -31,7 +31,9 @@ pub fn parse_pin(pin: &str) -> Result<FileEntry> {
         .ok_or_else(|| bad(format!("{pin:?}: expected PATH=SHA256")))?;
     validate_rel_path(path).map_err(bad)?;
     if !super::manifest::is_sha256_hex(hex) {
-        return Err(bad(format!("{path}: {hex:?} is not a SHA256 (64 hex digits)")));
+        return Err(bad(format!(
+            "{path}: {hex:?} is not a SHA256 (64 hex digits)"
+        )));
     }
     Ok(FileEntry {
         path: path.to_string(),
@@ -95,7 +97,9 @@ pub async fn fetch(opts: &FetchOptions) -> Result<Manifest> {
             sha256: f.sha256.clone(),
             size: f.size,
         };
-        let entry = source.fetch(&f.path, &opts.dest, &expect, &opts.policy).await?;
+        let entry = source
+            .fetch(&f.path, &opts.dest, &expect, &opts.policy)
+            .await?;
         tracing::info!(file = %entry.path, sha256 = %entry.sha256, bytes = entry.size, "verified");
         entries.push(entry);
     }
@@ -132,6 +136,7 @@ pub fn http_client() -> Result<reqwest::Client> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -146,8 +151,14 @@ mod tests {
 
     #[test]
     fn rejects_a_pin_without_a_valid_digest_or_with_an_escaping_path() {
-        assert!(matches!(parse_pin("m.gguf"), Err(ModelFilesError::BadManifest { .. })));
-        assert!(matches!(parse_pin("m.gguf=abc"), Err(ModelFilesError::BadManifest { .. })));
+        assert!(matches!(
+            parse_pin("m.gguf"),
+            Err(ModelFilesError::BadManifest { .. })
+        ));
+        assert!(matches!(
+            parse_pin("m.gguf=abc"),
+            Err(ModelFilesError::BadManifest { .. })
+        ));
         let escaping = parse_pin(&format!("../m.gguf={A}"));
         assert!(matches!(escaping, Err(ModelFilesError::BadManifest { .. })));
     }
@@ -163,11 +174,24 @@ mod tests {
             dest: dest.path().join("m"),
             ..FetchOptions::default()
         };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let m = rt.block_on(fetch(&opts)).unwrap();
         assert_eq!(m.files.len(), 1);
-        assert_eq!(m.files[0].sha256, crate::model_files::hash::sha256_bytes(b"abc"));
-        assert_eq!(std::fs::read(dest.path().join("m/d/x.bin")).unwrap(), b"abc");
-        assert!(dest.path().join("m").join(super::super::manifest::MANIFEST_NAME).is_file());
+        assert_eq!(
+            m.files[0].sha256,
+            crate::model_files::hash::sha256_bytes(b"abc")
+        );
+        assert_eq!(
+            std::fs::read(dest.path().join("m/d/x.bin")).unwrap(),
+            b"abc"
+        );
+        assert!(dest
+            .path()
+            .join("m")
+            .join(super::super::manifest::MANIFEST_NAME)
+            .is_file());
     }
 }

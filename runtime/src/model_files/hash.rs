@@ -15,7 +15,8 @@ pub const CHUNK: usize = 1 << 20;
 pub fn sha256_file(path: &Path) -> Result<(u64, String)> {
     let file = std::fs::File::open(path).map_err(|e| ModelFilesError::io(path, e))?;
     let mut hasher = Sha256::new();
-    let size = hash_prefix(file, &mut hasher, u64::MAX).map_err(|e| ModelFilesError::io(path, e))?;
+    let size =
+        hash_prefix(file, &mut hasher, u64::MAX).map_err(|e| ModelFilesError::io(path, e))?;
     Ok((size, hex::encode(hasher.finalize())))
 }
 
@@ -41,6 +42,7 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -50,7 +52,10 @@ mod tests {
         let data: Vec<u8> = (0..(CHUNK * 2 + 17)).map(|i| (i % 251) as u8).collect();
         let p = dir.path().join("f");
         std::fs::write(&p, &data).unwrap();
-        assert_eq!(sha256_file(&p).unwrap(), (data.len() as u64, sha256_bytes(&data)));
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            (data.len() as u64, sha256_bytes(&data))
+        );
     }
 
     #[test]

@@ -71,7 +71,10 @@ impl Progress {
         let rate = self.rate();
         if self.tty {
             let total = self.total.map(mib).unwrap_or_else(|| "?".into());
-            let eta = self.eta_secs().map(|s| format!("{s}s")).unwrap_or("?".into());
+            let eta = self
+                .eta_secs()
+                .map(|s| format!("{s}s"))
+                .unwrap_or("?".into());
             let line = format!(
                 "\r{}: {} / {} MiB  {} MiB/s  ETA {}   ",
                 self.path,

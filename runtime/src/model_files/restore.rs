@@ -27,7 +27,10 @@ pub async fn restore(opts: &RestoreOptions) -> Result<(String, Manifest)> {
     let gens = store.generations().await?;
     let id = match opts.generation.as_deref() {
         None | Some("latest") => gens.iter().rev().find(|g| g.complete).map(|g| g.id.clone()),
-        Some(id) => gens.iter().find(|g| g.id == id && g.complete).map(|g| g.id.clone()),
+        Some(id) => gens
+            .iter()
+            .find(|g| g.id == id && g.complete)
+            .map(|g| g.id.clone()),
     };
     let id = id.ok_or_else(|| ModelFilesError::Backup {
         location: store.location(),

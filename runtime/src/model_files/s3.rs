@@ -279,7 +279,9 @@ impl S3Client {
         let resp = check("HEAD", key, resp).await?;
         // Not `content_length()`: for a HEAD that is the (empty) body's length.
         let length = resp.headers().get("content-length");
-        Ok(length.and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()))
+        Ok(length
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()))
     }
 
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
@@ -317,7 +319,12 @@ impl S3Client {
         }
     }
 
-    async fn send(&self, op: &'static str, key: &str, req: RequestBuilder) -> Result<reqwest::Response> {
+    async fn send(
+        &self,
+        op: &'static str,
+        key: &str,
+        req: RequestBuilder,
+    ) -> Result<reqwest::Response> {
         req.send().await.map_err(|e| s3_err(op, key, e))
     }
 }
@@ -339,7 +346,11 @@ async fn check(op: &'static str, key: &str, resp: reqwest::Response) -> Result<r
     let body = resp.text().await.unwrap_or_default();
     let code = tag(&body, "Code").unwrap_or("");
     let message = tag(&body, "Message").unwrap_or("");
-    Err(s3_err(op, key, format!("HTTP {} {code} {message}", status.as_u16()).trim()))
+    Err(s3_err(
+        op,
+        key,
+        format!("HTTP {} {code} {message}", status.as_u16()).trim(),
+    ))
 }
 
 /// `host[:port]` of an endpoint URL, as the Host header carries it.
@@ -382,6 +393,7 @@ pub fn payload_sha256(body: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -423,7 +435,10 @@ mod tests {
     fn encodes_keys_keeping_slashes_and_query_values_without() {
         assert_eq!(uri_encode("a b/c+d~", true), "a%20b/c%2Bd~");
         assert_eq!(uri_encode("a/b", false), "a%2Fb");
-        let q = [("prefix".into(), "m/x y".into()), ("list-type".into(), "2".into())];
+        let q = [
+            ("prefix".into(), "m/x y".into()),
+            ("list-type".into(), "2".into()),
+        ];
         assert_eq!(canonical_query(&q), "list-type=2&prefix=m%2Fx%20y");
     }
 
@@ -436,8 +451,14 @@ mod tests {
         assert_eq!(
             objects,
             [
-                Object { key: "p/a&b.gguf".into(), size: 12 },
-                Object { key: "p/c".into(), size: 0 }
+                Object {
+                    key: "p/a&b.gguf".into(),
+                    size: 12
+                },
+                Object {
+                    key: "p/c".into(),
+                    size: 0
+                }
             ]
         );
         assert_eq!(host_of("http://127.0.0.1:5000/"), "127.0.0.1:5000");

@@ -99,17 +99,24 @@ impl Store {
                 let objects = client.list(bucket, &root).await?;
                 let mut gens: Vec<Generation> = Vec::new();
                 for o in objects {
-                    let Some((id, rest)) = o.key.strip_prefix(&root).and_then(|r| r.split_once('/')) else {
+                    let Some((id, rest)) =
+                        o.key.strip_prefix(&root).and_then(|r| r.split_once('/'))
+                    else {
                         continue;
                     };
                     if !is_generation_id(id) {
                         continue;
                     }
                     if !gens.iter().any(|g| g.id == id) {
-                        gens.push(Generation { id: id.to_string(), complete: false });
+                        gens.push(Generation {
+                            id: id.to_string(),
+                            complete: false,
+                        });
                     }
                     if rest == COMPLETE {
-                        gens.iter_mut().filter(|g| g.id == id).for_each(|g| g.complete = true);
+                        gens.iter_mut()
+                            .filter(|g| g.id == id)
+                            .for_each(|g| g.complete = true);
                     }
                 }
                 gens
@@ -140,7 +147,11 @@ impl Store {
                 let target = Self::staging(dir, id).join(&entry.path);
                 copy_hashing(&entry.path, src, &target, &expect_of(entry)).map(drop)
             }
-            Self::S3 { client, bucket, prefix } => {
+            Self::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
                 let key = Self::key(prefix, id, &entry.path);
                 super::backup::put_verified(client, bucket, &key, entry, src).await
             }
@@ -159,13 +170,21 @@ impl Store {
                 sync_dir(dir);
                 Ok(())
             }
-            Self::S3 { client, bucket, prefix } => {
+            Self::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
                 let json = manifest.to_json();
                 let digest = super::hash::sha256_bytes(json.as_bytes());
                 let sums = manifest.to_sha256sums().into_bytes();
-                client.put_bytes(bucket, &Self::key(prefix, id, SUMS_NAME), sums).await?;
+                client
+                    .put_bytes(bucket, &Self::key(prefix, id, SUMS_NAME), sums)
+                    .await?;
                 let manifest_key = Self::key(prefix, id, MANIFEST_NAME);
-                client.put_bytes(bucket, &manifest_key, json.into_bytes()).await?;
+                client
+                    .put_bytes(bucket, &manifest_key, json.into_bytes())
+                    .await?;
                 for f in &manifest.files {
                     let key = Self::key(prefix, id, &f.path);
                     let size = client.head(bucket, &key).await?;
@@ -186,7 +205,11 @@ impl Store {
     pub async fn read_manifest(&self, id: &str) -> Result<Manifest> {
         match self {
             Self::Dir(dir) => Manifest::read(&dir.join(id).join(MANIFEST_NAME)),
-            Self::S3 { client, bucket, prefix } => {
+            Self::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
                 let key = Self::key(prefix, id, MANIFEST_NAME);
                 let bytes = client.get_small(bucket, &key).await?.ok_or_else(|| {
                     ModelFilesError::Missing {
@@ -213,7 +236,11 @@ impl Store {
                 let src = dir.join(id).join(&entry.path);
                 copy_hashing(&entry.path, &src, &target, &expect)
             }
-            Self::S3 { client, bucket, prefix } => {
+            Self::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
                 let key = Self::key(prefix, id, &entry.path);
                 let url = client.url(bucket, &key);
                 let request = |offset| client.get(bucket, &key, offset);
@@ -229,13 +256,20 @@ impl Store {
             Self::Dir(dir) => {
                 for path in [dir.join(id), Self::staging(dir, id)] {
                     if path.exists() {
-                        std::fs::remove_dir_all(&path).map_err(|e| ModelFilesError::io(&path, e))?;
+                        std::fs::remove_dir_all(&path)
+                            .map_err(|e| ModelFilesError::io(&path, e))?;
                     }
                 }
                 Ok(())
             }
-            Self::S3 { client, bucket, prefix } => {
-                client.delete(bucket, &Self::key(prefix, id, COMPLETE)).await?;
+            Self::S3 {
+                client,
+                bucket,
+                prefix,
+            } => {
+                client
+                    .delete(bucket, &Self::key(prefix, id, COMPLETE))
+                    .await?;
                 let objects = client.list(bucket, &Self::key(prefix, id, "")).await?;
                 for o in objects {
                     client.delete(bucket, &o.key).await?;
@@ -282,6 +316,7 @@ fn sync_dir(dir: &Path) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -299,7 +334,10 @@ mod tests {
     fn parses_directory_and_bucket_destinations() {
         let http = reqwest::Client::new();
         let s3 = S3Flags::default();
-        assert!(matches!(Store::parse("/backups", &s3, http.clone()).unwrap(), Store::Dir(_)));
+        assert!(matches!(
+            Store::parse("/backups", &s3, http.clone()).unwrap(),
+            Store::Dir(_)
+        ));
         let store = Store::parse("s3://b/p/", &s3, http.clone()).unwrap();
         assert_eq!(store.location(), "s3://b/p");
         assert!(Store::parse("ftp://x", &s3, http).is_err());

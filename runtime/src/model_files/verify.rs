@@ -51,7 +51,11 @@ pub fn verify_dir(dir: &Path, manifest: &Manifest) -> Result<()> {
 /// in the model's directory or one of its parents (a safetensors model may sit in a
 /// subdirectory of what `fetch` filled).
 pub fn find_manifest(model: &Path) -> Option<PathBuf> {
-    let start = if model.is_dir() { model } else { model.parent()? };
+    let start = if model.is_dir() {
+        model
+    } else {
+        model.parent()?
+    };
     let start = start.canonicalize().ok()?;
     start
         .ancestors()
@@ -62,7 +66,10 @@ pub fn find_manifest(model: &Path) -> Option<PathBuf> {
 /// What `serve` runs before loading: verifies the files of the manifest (given, or found next
 /// to the model). Returns the manifest used, `None` when there is none.
 pub fn verify_model(model: &Path, manifest: Option<&Path>) -> Result<Option<PathBuf>> {
-    let Some(path) = manifest.map(Path::to_path_buf).or_else(|| find_manifest(model)) else {
+    let Some(path) = manifest
+        .map(Path::to_path_buf)
+        .or_else(|| find_manifest(model))
+    else {
         return Ok(None);
     };
     let m = Manifest::read(&path)?;
@@ -81,6 +88,7 @@ pub fn verify_model(model: &Path, manifest: Option<&Path>) -> Result<Option<Path
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::model_files::hash::sha256_bytes;
@@ -103,8 +111,13 @@ mod tests {
     fn finds_the_manifest_in_a_parent_of_the_model() {
         let (dir, _) = model_dir();
         let found = find_manifest(&dir.path().join("sub/w.bin")).unwrap();
-        assert_eq!(found, dir.path().canonicalize().unwrap().join(MANIFEST_NAME));
-        assert!(verify_model(&dir.path().join("sub"), None).unwrap().is_some());
+        assert_eq!(
+            found,
+            dir.path().canonicalize().unwrap().join(MANIFEST_NAME)
+        );
+        assert!(verify_model(&dir.path().join("sub"), None)
+            .unwrap()
+            .is_some());
     }
 
     #[test]
@@ -124,7 +137,14 @@ mod tests {
         let (dir, m) = model_dir();
         std::fs::write(dir.path().join("sub/w.bin"), b"weig").unwrap();
         let err = verify_dir(dir.path(), &m).unwrap_err();
-        assert!(matches!(err, ModelFilesError::SizeMismatch { expected: 7, actual: 4, .. }));
+        assert!(matches!(
+            err,
+            ModelFilesError::SizeMismatch {
+                expected: 7,
+                actual: 4,
+                ..
+            }
+        ));
         std::fs::remove_file(dir.path().join("sub/w.bin")).unwrap();
         let err = verify_dir(dir.path(), &m).unwrap_err();
         assert!(matches!(err, ModelFilesError::Missing { .. }));

@@ -30,9 +30,13 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
 pub enum Behaviour {
     Normal,
     /// The first request gets `after` bytes, then the connection is cut.
-    CutOnce { after: usize },
+    CutOnce {
+        after: usize,
+    },
     /// The first request gets `after` bytes, then nothing more, connection left open.
-    StallOnce { after: usize },
+    StallOnce {
+        after: usize,
+    },
     /// Serves the bytes with one flipped (a corrupted mirror).
     Corrupt,
 }
@@ -62,9 +66,13 @@ impl FileServer {
     /// Starts on an OS-chosen port; lives as long as the test's runtime.
     pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut server = FileServer::default();
-        server.url = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new().fallback(serve).with_state(server.clone());
+        let server = FileServer {
+            url: format!("http://{}", listener.local_addr().unwrap()),
+            ..FileServer::default()
+        };
+        let app = axum::Router::new()
+            .fallback(serve)
+            .with_state(server.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         server
     }
@@ -77,13 +85,23 @@ impl FileServer {
 
     pub fn seen(&self, path: &str) -> Vec<Seen> {
         let inner = self.inner.lock().unwrap();
-        inner.seen.iter().filter(|s| s.path == path).cloned().collect()
+        inner
+            .seen
+            .iter()
+            .filter(|s| s.path == path)
+            .cloned()
+            .collect()
     }
 }
 
 async fn serve(State(server): State<FileServer>, uri: Uri, headers: HeaderMap) -> Response {
     let path = uri.path().trim_start_matches('/').to_string();
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(String::from);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
     let range = header("range");
     let (bytes, behaviour, first) = {
         let mut inner = server.inner.lock().unwrap();
@@ -93,7 +111,10 @@ async fn serve(State(server): State<FileServer>, uri: Uri, headers: HeaderMap) -
             authorization: header("authorization"),
         });
         let Some((bytes, behaviour)) = inner.files.get(&path).cloned() else {
-            return Response::builder().status(404).body(Body::from("not found")).unwrap();
+            return Response::builder()
+                .status(404)
+                .body(Body::from("not found"))
+                .unwrap();
         };
         let count = inner.served.entry(path.clone()).or_default();
         *count += 1;
@@ -113,8 +134,10 @@ async fn serve(State(server): State<FileServer>, uri: Uri, headers: HeaderMap) -
     let body_bytes = bytes[start.min(total)..].to_vec();
     let mut resp = Response::builder().header("content-length", body_bytes.len());
     resp = if start > 0 {
-        resp.status(StatusCode::PARTIAL_CONTENT)
-            .header("content-range", format!("bytes {start}-{}/{total}", total - 1))
+        resp.status(StatusCode::PARTIAL_CONTENT).header(
+            "content-range",
+            format!("bytes {start}-{}/{total}", total - 1),
+        )
     } else {
         resp.status(StatusCode::OK)
     };
@@ -183,10 +206,16 @@ pub fn stdout(out: &Output) -> String {
 /// Files under `dir` (relative paths, sorted), to assert nothing stray was left behind.
 pub fn tree(dir: &Path) -> Vec<String> {
     fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let path = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
             if e.path().is_dir() {
                 walk(&e.path(), &path, out);
             } else {
@@ -211,7 +240,13 @@ pub async fn model_dir(files: &[(&str, Vec<u8>)]) -> (tempfile::TempDir, PathBuf
     }
     let model = tmp.path().join("model");
     let out = run_cli(
-        &["fetch", "--source", src.to_str().unwrap(), "--dest", model.to_str().unwrap()],
+        &[
+            "fetch",
+            "--source",
+            src.to_str().unwrap(),
+            "--dest",
+            model.to_str().unwrap(),
+        ],
         &[],
     )
     .await;
@@ -238,6 +273,7 @@ impl Moto {
             .local_addr()
             .unwrap()
             .port();
+        #[allow(clippy::zombie_processes)] // killed and waited for in Drop
         let child = std::process::Command::new(bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())

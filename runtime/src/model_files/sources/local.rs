@@ -118,14 +118,23 @@ pub fn copy_hashing(rel: &str, src: &Path, target: &Path, expect: &Expect) -> Re
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(ModelFilesError::io(src, e)),
         };
-        out.write_all(&buf[..n]).map_err(|e| ModelFilesError::io(&partial, e))?;
+        out.write_all(&buf[..n])
+            .map_err(|e| ModelFilesError::io(&partial, e))?;
         hasher.update(&buf[..n]);
         size += n as u64;
         progress.advance(n as u64);
     }
-    out.sync_all().map_err(|e| ModelFilesError::io(&partial, e))?;
+    out.sync_all()
+        .map_err(|e| ModelFilesError::io(&partial, e))?;
     progress.finish();
-    finish(rel, &partial, target, expect, size, hex::encode(hasher.finalize()))
+    finish(
+        rel,
+        &partial,
+        target,
+        expect,
+        size,
+        hex::encode(hasher.finalize()),
+    )
 }
 
 fn walk(dir: &Path, rel: &str, out: &mut Vec<RemoteFile>) -> Result<()> {
@@ -133,15 +142,24 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<RemoteFile>) -> Result<()> {
     for entry in entries {
         let entry = entry.map_err(|e| ModelFilesError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let path = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
-        let kind = entry.file_type().map_err(|e| ModelFilesError::io(entry.path(), e))?;
+        let path = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let kind = entry
+            .file_type()
+            .map_err(|e| ModelFilesError::io(entry.path(), e))?;
         if kind.is_dir() {
             walk(&entry.path(), &path, out)?;
         } else if kind.is_file() && !is_manifest_file(&path) && !name.ends_with(".partial") {
             let size = entry.metadata().ok().map(|m| m.len());
-            out.push(RemoteFile { path, size, sha256: None });
+            out.push(RemoteFile {
+                path,
+                size,
+                sha256: None,
+            });
         }
     }
     Ok(())
 }
-

@@ -66,9 +66,15 @@ impl Source {
         } else if let Some(rest) = uri.strip_prefix("pvc://") {
             Ok(Self::Local(local::LocalSource::pvc(rest, dest)))
         } else if let Some(path) = uri.strip_prefix("file://") {
-            Ok(Self::Local(local::LocalSource::path(PathBuf::from(path), dest)))
+            Ok(Self::Local(local::LocalSource::path(
+                PathBuf::from(path),
+                dest,
+            )))
         } else if !uri.is_empty() && !uri.contains("://") {
-            Ok(Self::Local(local::LocalSource::path(PathBuf::from(uri), dest)))
+            Ok(Self::Local(local::LocalSource::path(
+                PathBuf::from(uri),
+                dest,
+            )))
         } else {
             Err(ModelFilesError::BadSource(uri.to_string()))
         }
@@ -128,31 +134,55 @@ pub fn ranged_get(client: &reqwest::Client, url: &str, offset: u64) -> reqwest::
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn parse(uri: &str) -> Result<Source> {
-        Source::parse(uri, Path::new("/models"), &S3Flags::default(), reqwest::Client::new())
+        Source::parse(
+            uri,
+            Path::new("/models"),
+            &S3Flags::default(),
+            reqwest::Client::new(),
+        )
     }
 
     #[test]
     fn parses_every_source_kind() {
         assert!(matches!(parse("https://h/m").unwrap(), Source::Http(_)));
-        assert!(matches!(parse("hf://org/m@0123abc").unwrap(), Source::Hf(_)));
+        assert!(matches!(
+            parse("hf://org/m@0123abc").unwrap(),
+            Source::Hf(_)
+        ));
         assert!(matches!(parse("s3://b/p/q").unwrap(), Source::S3(_)));
-        assert!(matches!(parse("pvc://claim/dir").unwrap(), Source::Local(_)));
+        assert!(matches!(
+            parse("pvc://claim/dir").unwrap(),
+            Source::Local(_)
+        ));
         assert!(matches!(parse("/data/m").unwrap(), Source::Local(_)));
     }
 
     #[test]
     fn rejects_a_hugging_face_repo_without_revision_and_unknown_schemes() {
-        assert!(matches!(parse("hf://org/m"), Err(ModelFilesError::BadSource(_))));
-        assert!(matches!(parse("ftp://h/m"), Err(ModelFilesError::BadSource(_))));
-        assert!(matches!(parse("s3:///p"), Err(ModelFilesError::BadSource(_))));
+        assert!(matches!(
+            parse("hf://org/m"),
+            Err(ModelFilesError::BadSource(_))
+        ));
+        assert!(matches!(
+            parse("ftp://h/m"),
+            Err(ModelFilesError::BadSource(_))
+        ));
+        assert!(matches!(
+            parse("s3:///p"),
+            Err(ModelFilesError::BadSource(_))
+        ));
     }
 
     #[test]
     fn joins_urls_encoding_segments() {
-        assert_eq!(join_url("http://h/m/", "a b/c.gguf"), "http://h/m/a%20b/c.gguf");
+        assert_eq!(
+            join_url("http://h/m/", "a b/c.gguf"),
+            "http://h/m/a%20b/c.gguf"
+        );
     }
 }
