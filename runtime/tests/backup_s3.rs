@@ -214,3 +214,59 @@ async fn an_interrupted_s3_backup_is_never_the_latest() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(&first), "{}", stdout(&out));
 }
+
+#[tokio::test]
+async fn large_files_go_up_in_parts_and_a_changed_one_is_aborted() {
+    let moto = Moto::start();
+    moto.client().create_bucket("backups").await.unwrap();
+    let big = pattern(11 << 20, 7); // 11 MiB: three parts of at most 5 MiB
+    let (tmp, model) = model_dir(&[("big.gguf", big.clone())]).await;
+    let mut env = moto.env();
+    env.push(("DSR_S3_PART_MB", "5".into()));
+    env.push(("RUST_LOG", "deepseek_runtime=debug".into()));
+    let args = [
+        "backup",
+        "--src",
+        model.to_str().unwrap(),
+        "--dest",
+        "s3://backups/bk",
+        "--keep",
+        "2",
+    ];
+    let out = run_cli(&args, &as_refs(&env)).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("part uploaded").count(),
+        3,
+        "{}",
+        stderr(&out)
+    );
+    let id = stdout(&out).trim().to_string();
+
+    let restored = tmp.path().join("restored");
+    let out = run_cli(
+        &[
+            "restore",
+            "--src",
+            "s3://backups/bk",
+            "--dest",
+            restored.to_str().unwrap(),
+        ],
+        &as_refs(&env),
+    )
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(restored.join("big.gguf")).unwrap(), big);
+
+    let mut changed = big.clone();
+    changed[(11 << 20) - 10] ^= 1;
+    std::fs::write(model.join("big.gguf"), &changed).unwrap();
+    let out = run_cli(&args, &as_refs(&env)).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("big.gguf: SHA256 mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(generations(&moto, "backups").await, [(id, true)]);
+}

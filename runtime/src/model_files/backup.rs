@@ -17,9 +17,6 @@ use super::sources::S3Flags;
 use super::store::{new_generation_id, Store};
 use super::{ModelFilesError, Result};
 
-/// Largest object one S3 PUT may carry.
-const MAX_PUT_BYTES: u64 = 5 << 30;
-
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
     pub src: PathBuf,
@@ -128,6 +125,9 @@ pub async fn put_verified(
             .map_err(|e| ModelFilesError::io(src, e))?
             .len(),
     };
+    if size > super::multipart::part_size(size) {
+        return super::multipart::upload(client, bucket, key, entry, file, size, src).await;
+    }
     let mismatch: Arc<Mutex<Option<ModelFilesError>>> = Arc::default();
     let body = verifying_body(
         file,
@@ -136,13 +136,6 @@ pub async fn put_verified(
         src.to_path_buf(),
         mismatch.clone(),
     );
-    if size > MAX_PUT_BYTES {
-        return Err(ModelFilesError::S3 {
-            op: "PUT",
-            key: key.to_string(),
-            reason: format!("{size} bytes: a single PUT carries at most 5 GiB and multipart upload is not implemented; back up to a directory instead"),
-        });
-    }
     let sent = client
         .put_stream(bucket, key, body, size, &entry.sha256)
         .await;

@@ -10,6 +10,7 @@ pub mod download;
 pub mod fetch;
 pub mod hash;
 pub mod manifest;
+pub mod multipart;
 pub mod progress;
 pub mod restore;
 pub mod s3;

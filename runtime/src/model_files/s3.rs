@@ -319,7 +319,7 @@ impl S3Client {
         }
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         op: &'static str,
         key: &str,
@@ -338,7 +338,11 @@ fn s3_err(op: &'static str, key: &str, e: impl std::fmt::Display) -> ModelFilesE
 }
 
 /// Turns a non-2xx answer into an error carrying S3's `<Code>` and `<Message>`.
-async fn check(op: &'static str, key: &str, resp: reqwest::Response) -> Result<reqwest::Response> {
+pub(crate) async fn check(
+    op: &'static str,
+    key: &str,
+    resp: reqwest::Response,
+) -> Result<reqwest::Response> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
@@ -360,7 +364,7 @@ fn host_of(endpoint: &str) -> String {
 }
 
 /// The text of the first `<name>...</name>` in `xml`.
-fn tag<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn tag<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
     let open = format!("<{name}>");
     let start = xml.find(&open)? + open.len();
     let end = xml[start..].find(&format!("</{name}>"))? + start;
