@@ -258,10 +258,49 @@ pub async fn model_dir(files: &[(&str, Vec<u8>)]) -> (tempfile::TempDir, PathBuf
 pub struct Moto {
     child: std::process::Child,
     pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
 }
+
+/// Creates an IAM user with an access key allowed everything (the 3 unauthenticated actions
+/// `INITIAL_NO_AUTH_ACTION_COUNT=3` grants) and prints the key.
+const IAM_SETUP: &str = r#"
+import boto3, json, sys
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="setup", aws_secret_access_key="setup")
+iam.create_user(UserName="runtime")
+key = iam.create_access_key(UserName="runtime")["AccessKey"]
+policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+iam.put_user_policy(UserName="runtime", PolicyName="all", PolicyDocument=json.dumps(policy))
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
 
 impl Moto {
     pub fn start() -> Self {
+        Self::spawn(false)
+    }
+
+    /// A server that checks every request's SigV4 signature against a real IAM access key.
+    pub fn start_with_auth() -> Self {
+        let mut moto = Self::spawn(true);
+        let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+        let out = std::process::Command::new(python)
+            .args(["-c", IAM_SETUP, &moto.endpoint])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (ak, sk) = text.trim().split_once(' ').unwrap();
+        moto.access_key = ak.to_string();
+        moto.secret_key = sk.to_string();
+        moto
+    }
+
+    fn spawn(auth: bool) -> Self {
         let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server");
         assert!(
             bin.exists(),
@@ -274,7 +313,11 @@ impl Moto {
             .unwrap()
             .port();
         #[allow(clippy::zombie_processes)] // killed and waited for in Drop
-        let child = std::process::Command::new(bin)
+        let mut cmd = std::process::Command::new(bin);
+        if auth {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "3");
+        }
+        let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -283,7 +326,12 @@ impl Moto {
         let endpoint = format!("http://127.0.0.1:{port}");
         for _ in 0..300 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self { child, endpoint };
+                return Self {
+                    child,
+                    endpoint,
+                    access_key: "testing".into(),
+                    secret_key: "testing".into(),
+                };
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -294,8 +342,8 @@ impl Moto {
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_ACCESS_KEY_ID", self.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.clone()),
             ("AWS_REGION", "us-east-1".into()),
         ]
     }
@@ -309,8 +357,8 @@ impl Moto {
                 endpoint: self.endpoint.clone(),
                 region: "us-east-1".into(),
                 credentials: Some(Credentials {
-                    access_key: "testing".into(),
-                    secret_key: "testing".into(),
+                    access_key: self.access_key.clone(),
+                    secret_key: self.secret_key.clone(),
                     session_token: None,
                 }),
             },
