@@ -300,6 +300,7 @@ impl Moto {
         moto
     }
 
+    #[allow(clippy::zombie_processes)] // killed and waited for in Drop
     fn spawn(auth: bool) -> Self {
         let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server");
         assert!(
@@ -312,7 +313,6 @@ impl Moto {
             .local_addr()
             .unwrap()
             .port();
-        #[allow(clippy::zombie_processes)] // killed and waited for in Drop
         let mut cmd = std::process::Command::new(bin);
         if auth {
             cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "3");
