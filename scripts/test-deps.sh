@@ -9,3 +9,7 @@ fi
 if ! .venv/bin/python -c 'import openai' 2>/dev/null; then
   .venv/bin/pip install --quiet 'openai>=1.40'
 fi
+# A local S3-compatible endpoint (`moto_server`) for the model-files fetch/backup/restore tests.
+if [ ! -x .venv/bin/moto_server ]; then
+  .venv/bin/pip install --quiet 'moto[server]>=5'
+fi

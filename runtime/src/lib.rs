@@ -9,6 +9,7 @@ pub mod kernels;
 pub mod loader;
 pub mod metrics;
 pub mod model;
+pub mod model_files;
 pub mod protocol;
 pub mod router;
 pub mod scheduler;

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use deepseek_runtime::api::serve::{self, ServeArgs};
 use deepseek_runtime::bench::{self, BenchArgs};
 use deepseek_runtime::router::{self, RouteArgs};
+use deepseek_runtime::model_files::cli as model_files;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +27,12 @@ enum Command {
     Bench(BenchArgs),
     /// Split traffic between model revisions by weight (the canary router).
     Route(RouteArgs),
+    /// Download (or verify in place) model files, checking every SHA256; writes a manifest.
+    Fetch(Box<model_files::FetchArgs>),
+    /// Copy verified model files into a new backup generation; keep the newest N.
+    Backup(model_files::BackupArgs),
+    /// Bring a backup generation back, verifying every file.
+    Restore(Box<model_files::RestoreArgs>),
 }
 
 fn init_tracing() {
@@ -41,7 +48,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
-        Command::Serve(args) => serve::run(*args),
+        Command::Serve(args) => model_files::serve_exit(serve::run(*args)),
         Command::Bench(args) => {
             let rt = tokio::runtime::Runtime::new()?;
             let report = rt.block_on(bench::run(args))?;
@@ -49,5 +56,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Route(args) => router::run(args),
+        Command::Fetch(args) => std::process::exit(model_files::fetch(*args)),
+        Command::Backup(args) => std::process::exit(model_files::backup(args)),
+        Command::Restore(args) => std::process::exit(model_files::restore(*args)),
     }
 }

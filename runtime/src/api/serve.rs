@@ -63,6 +63,9 @@ pub struct ServeArgs {
     /// Overload policy (`--degrade-*`).
     #[command(flatten)]
     pub degrade: DegradeArgs,
+    /// Model file verification before loading (`--verify`, `--no-verify`, `--manifest`).
+    #[command(flatten)]
+    pub model_files: crate::model_files::cli::VerifyArgs,
 }
 
 /// Flags of the overload policy (see `api::degrade`).
@@ -128,6 +131,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         size_compute_pools(n)?;
     }
+    verify_model_files(&args)?;
     let state = build_state(&args)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
@@ -143,6 +147,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Checks the model's files against their manifest before anything loads them; a mismatch
+/// comes back as the [`crate::model_files::ModelFilesError`] (main maps it to exit code 3).
+fn verify_model_files(args: &ServeArgs) -> anyhow::Result<()> {
+    if !args.model_files.enabled() {
+        tracing::warn!("model file verification disabled");
+        return Ok(());
+    }
+    let manifest = args.model_files.manifest.as_deref();
+    match crate::model_files::verify::verify_model(&args.model, manifest)? {
+        Some(_) => Ok(()),
+        None => {
+            tracing::info!(model = %args.model.display(), "no manifest next to the model: not verified");
+            Ok(())
+        }
+    }
 }
 
 /// Loads the model and starts the engine; the state every handler shares.

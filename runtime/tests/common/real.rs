@@ -41,6 +41,7 @@ pub fn real_args() -> deepseek_runtime::api::serve::ServeArgs {
         kv_cache_mb: 512,
         shutdown_grace_secs: 30,
         degrade: Default::default(),
+        model_files: Default::default(),
     }
 }
 
