@@ -22,7 +22,9 @@ fn template(fixture: &str) -> ChatTemplate {
     let text = std::fs::read_to_string(dir().join(fixture)).unwrap();
     let config: TokenizerConfig = serde_json::from_str(&text).unwrap();
     let token = |t: &Option<deepseek_runtime::loader::hf_tokenizer::TokenField>| {
-        t.as_ref().map(|t| t.content().to_string()).unwrap_or_default()
+        t.as_ref()
+            .map(|t| t.content().to_string())
+            .unwrap_or_default()
     };
     ChatTemplate::new(
         config.template().unwrap().unwrap(),
@@ -44,9 +46,7 @@ fn mismatches(fixture: &str) -> Vec<String> {
             .as_array()
             .unwrap()
             .iter()
-            .map(|m| {
-                ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap())
-            })
+            .map(|m| ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
             .collect();
         let gen = case["add_generation_prompt"].as_bool().unwrap();
         let want = expected["templates"][fixture][name].as_str().unwrap();
@@ -100,7 +100,10 @@ fn r1_drops_earlier_reasoning_and_opens_a_think_block_for_the_reply() {
 #[test]
 fn every_fixture_has_expectations_for_every_conversation() {
     let expected = json("expected.json");
-    let n = json("conversations.json")["cases"].as_array().unwrap().len();
+    let n = json("conversations.json")["cases"]
+        .as_array()
+        .unwrap()
+        .len();
     let mut fixtures: Vec<String> = std::fs::read_dir(dir())
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())

@@ -69,7 +69,9 @@ struct PieceStream;
 
 impl StreamDecoder for PieceStream {
     fn push(&mut self, token: u32) -> Option<String> {
-        SCRIPT.get((token as usize).checked_sub(1)?).map(|s| s.to_string())
+        SCRIPT
+            .get((token as usize).checked_sub(1)?)
+            .map(|s| s.to_string())
     }
 }
 
@@ -170,7 +172,10 @@ async fn stream_deltas_carry_reasoning_and_content_separately_and_never_a_partia
         let v: Value = serde_json::from_str(p).unwrap();
         let delta = &v["choices"][0]["delta"];
         if let Some(r) = delta["reasoning_content"].as_str() {
-            assert!(!r.contains('<'), "a partial tag leaked into reasoning: {r:?}");
+            assert!(
+                !r.contains('<'),
+                "a partial tag leaked into reasoning: {r:?}"
+            );
             reasoning.push_str(r);
         }
         if let Some(c) = delta["content"].as_str() {
@@ -189,7 +194,9 @@ async fn websocket_deltas_carry_reasoning_content() {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let mut req = body(false);
     req["id"] = json!("a");
-    ws.send(Message::Text(req.to_string().into())).await.unwrap();
+    ws.send(Message::Text(req.to_string().into()))
+        .await
+        .unwrap();
     let (mut reasoning, mut content) = (String::new(), String::new());
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())

@@ -25,7 +25,11 @@ pub enum ReasoningParserKind {
 impl ReasoningParserKind {
     /// The format to parse, given what the chat template tells: whether it mentions think tags
     /// at all, and whether its generation prompt opens a think block.
-    pub fn resolve(self, template_mentions_think: bool, prompt_opens_think: bool) -> Option<ReasoningFormat> {
+    pub fn resolve(
+        self,
+        template_mentions_think: bool,
+        prompt_opens_think: bool,
+    ) -> Option<ReasoningFormat> {
         let on = match self {
             Self::Auto => template_mentions_think || prompt_opens_think,
             Self::DeepseekR1 => true,
@@ -193,7 +197,10 @@ impl ReplySplitter {
     }
 
     pub fn finish(&mut self) -> Split {
-        self.0.as_mut().map(ReasoningParser::finish).unwrap_or_default()
+        self.0
+            .as_mut()
+            .map(ReasoningParser::finish)
+            .unwrap_or_default()
     }
 }
 

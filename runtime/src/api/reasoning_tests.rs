@@ -23,7 +23,9 @@ fn run(opened: bool, pieces: &[&str]) -> (String, String) {
 }
 
 fn boundaries(text: &str) -> Vec<usize> {
-    (0..=text.len()).filter(|&i| text.is_char_boundary(i)).collect()
+    (0..=text.len())
+        .filter(|&i| text.is_char_boundary(i))
+        .collect()
 }
 
 /// Asserts the split of `text` for every cut into two and three pieces, and one piece per
@@ -33,7 +35,11 @@ fn assert_every_split(opened: bool, text: &str, reasoning: &str, content: &str) 
     assert_eq!(run(opened, &[text]), want, "whole {text:?}");
     let cuts = boundaries(text);
     for &i in &cuts {
-        assert_eq!(run(opened, &[&text[..i], &text[i..]]), want, "cut at {i} of {text:?}");
+        assert_eq!(
+            run(opened, &[&text[..i], &text[i..]]),
+            want,
+            "cut at {i} of {text:?}"
+        );
         for &j in cuts.iter().filter(|&&j| j >= i) {
             let pieces = [&text[..i], &text[i..j], &text[j..]];
             assert_eq!(run(opened, &pieces), want, "cuts {i},{j} of {text:?}");
@@ -46,7 +52,12 @@ fn assert_every_split(opened: bool, text: &str, reasoning: &str, content: &str) 
 
 #[test]
 fn output_inside_a_think_block_opened_by_the_prompt_is_split_at_the_closing_tag() {
-    assert_every_split(true, "Let me think.\n</think>\n\nIt is 4.", "Let me think.\n", "It is 4.");
+    assert_every_split(
+        true,
+        "Let me think.\n</think>\n\nIt is 4.",
+        "Let me think.\n",
+        "It is 4.",
+    );
 }
 
 #[test]
@@ -61,7 +72,12 @@ fn whitespace_before_the_models_think_tag_is_dropped() {
 
 #[test]
 fn output_that_does_not_open_with_think_is_all_content() {
-    assert_every_split(false, "Hello <think> world</think>", "", "Hello <think> world</think>");
+    assert_every_split(
+        false,
+        "Hello <think> world</think>",
+        "",
+        "Hello <think> world</think>",
+    );
 }
 
 #[test]
@@ -115,10 +131,17 @@ fn a_partial_closing_tag_is_held_back_until_the_next_piece() {
 
 #[test]
 fn the_parser_kind_resolves_from_what_the_template_tells() {
-    let think = |opened| Some(ReasoningFormat::Think { opened_by_prompt: opened });
+    let think = |opened| {
+        Some(ReasoningFormat::Think {
+            opened_by_prompt: opened,
+        })
+    };
     assert_eq!(ReasoningParserKind::Auto.resolve(true, true), think(true));
     assert_eq!(ReasoningParserKind::Auto.resolve(true, false), think(false));
     assert_eq!(ReasoningParserKind::Auto.resolve(false, false), None);
-    assert_eq!(ReasoningParserKind::DeepseekR1.resolve(false, false), think(false));
+    assert_eq!(
+        ReasoningParserKind::DeepseekR1.resolve(false, false),
+        think(false)
+    );
     assert_eq!(ReasoningParserKind::None.resolve(true, true), None);
 }

@@ -15,9 +15,9 @@ use crate::loader::{
     self, ChatMessage, ChatTemplate, IncrementalDecoder, LoadOptions, TextTokenizer,
 };
 use crate::metrics::Metrics;
-use crate::scheduler::SchedulerConfig;
 use crate::model::device::DeviceSpec;
 use crate::model::quantize::QuantFormat;
+use crate::scheduler::SchedulerConfig;
 use crate::validate::{Limits, PromptBuilder, PromptMessage, ReasoningFormat};
 
 #[derive(Debug, Clone, clap::Args)]

@@ -174,7 +174,8 @@ fn model_template(dir: &Path, config: &TokenizerConfig) -> Result<Option<String>
         struct File {
             chat_template: TemplateField,
         }
-        let f: File = serde_json::from_str(&read(&json)?).map_err(|e| bad("chat_template.json", e))?;
+        let f: File =
+            serde_json::from_str(&read(&json)?).map_err(|e| bad("chat_template.json", e))?;
         return TokenizerConfig {
             chat_template: Some(f.chat_template),
             ..TokenizerConfig::default()
@@ -207,7 +208,8 @@ pub fn tokenizer_from_json(
 ) -> Result<TextTokenizer, LoadError> {
     let build = |e: String| LoadError::Tokenizer(TokenizerError::Build(e));
     let tokenizer = Tokenizer::from_str(json_text).map_err(|e| build(e.to_string()))?;
-    let value: serde_json::Value = serde_json::from_str(json_text).map_err(|e| build(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(json_text).map_err(|e| build(e.to_string()))?;
     let style = piece_style(&value);
     let added = tokenizer.get_added_tokens_decoder();
     let n = tokenizer.get_vocab_size(true);
@@ -233,7 +235,10 @@ pub fn tokenizer_from_json(
         match field {
             None => Ok(None),
             Some(f) => tokenizer.token_to_id(f.content()).map(Some).ok_or_else(|| {
-                bad("tokenizer_config.json", format!("{key} {:?} is not in the vocabulary", f.content()))
+                bad(
+                    "tokenizer_config.json",
+                    format!("{key} {:?} is not in the vocabulary", f.content()),
+                )
             }),
         }
     };
@@ -244,7 +249,9 @@ pub fn tokenizer_from_json(
             eos_ids.push(id);
         }
     }
-    Ok(TextTokenizer::from_parts(tokenizer, pieces, tokens, bos, eos_ids, false))
+    Ok(TextTokenizer::from_parts(
+        tokenizer, pieces, tokens, bos, eos_ids, false,
+    ))
 }
 
 fn is_byte_token(t: &str) -> bool {
@@ -256,8 +263,13 @@ fn is_byte_token(t: &str) -> bool {
 pub fn load_hf_text(dir: &Path, template_override: Option<&Path>) -> Result<HfText, LoadError> {
     let tokenizer_path: PathBuf = dir.join("tokenizer.json");
     let config = read_tokenizer_config(dir)?;
-    let tokenizer = tokenizer_from_json(&read(&tokenizer_path)?, &config, &generation_eos_ids(dir)?)?;
-    let token = |f: &Option<TokenField>| f.as_ref().map(|t| t.content().to_string()).unwrap_or_default();
+    let tokenizer =
+        tokenizer_from_json(&read(&tokenizer_path)?, &config, &generation_eos_ids(dir)?)?;
+    let token = |f: &Option<TokenField>| {
+        f.as_ref()
+            .map(|t| t.content().to_string())
+            .unwrap_or_default()
+    };
     let chat_template = ChatTemplate::resolve(
         model_template(dir, &config)?,
         template_override,

@@ -88,7 +88,9 @@ fn special_tokens_come_from_added_token_objects_and_plain_strings() {
 fn a_rendered_prompt_encodes_markers_to_single_ids_and_gets_no_second_bos() {
     let dir = write_dir(deepseek_config());
     let tok = load(dir.path()).tokenizer;
-    let ids = tok.encode(&format!("{BOS} hi<think>a"), true).expect("encodes");
+    let ids = tok
+        .encode(&format!("{BOS} hi<think>a"), true)
+        .expect("encodes");
     let hi = tok.inner().token_to_id("Ġhi").expect("merged token");
     let a = tok.inner().token_to_id("a").expect("a");
     assert_eq!(ids, vec![0, hi, 2, a]);
@@ -103,7 +105,9 @@ fn a_rendered_prompt_encodes_markers_to_single_ids_and_gets_no_second_bos() {
 fn decoding_drops_special_tokens_but_prints_added_think_tags() {
     let dir = write_dir(deepseek_config());
     let tok = load(dir.path()).tokenizer;
-    let ids = tok.encode(&format!("{BOS}<think>a</think> hi{EOS}"), false).expect("encodes");
+    let ids = tok
+        .encode(&format!("{BOS}<think>a</think> hi{EOS}"), false)
+        .expect("encodes");
     assert_eq!(tok.decode(&ids), "<think>a</think> hi");
 }
 
@@ -137,14 +141,18 @@ fn the_default_entry_of_a_template_list_is_used() {
         {"name": "default", "template": "DEFAULT"},
     ]);
     let dir = write_dir(config);
-    let out = load(dir.path()).chat_template.render(&[], false).expect("renders");
+    let out = load(dir.path())
+        .chat_template
+        .render(&[], false)
+        .expect("renders");
     assert_eq!(out, "DEFAULT");
 }
 
 #[test]
 fn a_template_list_without_default_is_bad_metadata() {
     let mut config = deepseek_config();
-    config["chat_template"] = json!([{"name": "a", "template": "A"}, {"name": "b", "template": "B"}]);
+    config["chat_template"] =
+        json!([{"name": "a", "template": "A"}, {"name": "b", "template": "B"}]);
     let dir = write_dir(config);
     let err = load_hf_text(dir.path(), None).expect_err("must fail");
     assert!(matches!(err, LoadError::BadMetadata { .. }), "{err:?}");
@@ -155,8 +163,15 @@ fn a_template_in_chat_template_jinja_is_found() {
     let mut config = deepseek_config();
     config.as_object_mut().map(|o| o.remove("chat_template"));
     let dir = write_dir(config);
-    std::fs::write(dir.path().join("chat_template.jinja"), "J{{ messages|length }}").expect("write");
-    let out = load(dir.path()).chat_template.render(&[], false).expect("renders");
+    std::fs::write(
+        dir.path().join("chat_template.jinja"),
+        "J{{ messages|length }}",
+    )
+    .expect("write");
+    let out = load(dir.path())
+        .chat_template
+        .render(&[], false)
+        .expect("renders");
     assert_eq!(out, "J0");
 }
 

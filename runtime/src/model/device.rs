@@ -67,7 +67,10 @@ impl DeviceSpec {
 }
 
 /// Moves every linear layer of a decoder onto `device` (a no-op on CPU).
-pub fn place_decoder(mut w: DecoderWeights, device: &Device) -> candle_core::Result<DecoderWeights> {
+pub fn place_decoder(
+    mut w: DecoderWeights,
+    device: &Device,
+) -> candle_core::Result<DecoderWeights> {
     if device.is_cpu() {
         return Ok(w);
     }
@@ -110,10 +113,7 @@ mod tests {
             "cuda:x".parse::<DeviceSpec>(),
             Err(BadDevice("cuda:x".into()))
         );
-        assert_eq!(
-            "tpu".parse::<DeviceSpec>(),
-            Err(BadDevice("tpu".into()))
-        );
+        assert_eq!("tpu".parse::<DeviceSpec>(), Err(BadDevice("tpu".into())));
         assert_eq!(DeviceSpec::Cuda(1).to_string(), "cuda:1");
     }
 
@@ -121,7 +121,9 @@ mod tests {
     fn the_cpu_opens_and_cuda_without_the_feature_says_how_to_build_it() {
         assert!(DeviceSpec::Cpu.open().is_ok_and(|d| d.is_cpu()));
         if !cfg!(feature = "cuda") {
-            let err = DeviceSpec::Cuda(0).open().expect_err("no CUDA in this build");
+            let err = DeviceSpec::Cuda(0)
+                .open()
+                .expect_err("no CUDA in this build");
             assert!(err.to_string().contains("--features cuda"), "{err}");
         }
     }

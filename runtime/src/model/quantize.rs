@@ -47,7 +47,7 @@ impl QuantFormat {
     pub fn for_row_len(self, cols: usize) -> Option<GgmlDType> {
         [self.ggml(), GgmlDType::Q8_0]
             .into_iter()
-            .find(|t| cols > 0 && cols % t.block_size() == 0)
+            .find(|t| cols > 0 && cols.is_multiple_of(t.block_size()))
     }
 }
 
@@ -102,6 +102,9 @@ impl QuantStats {
     }
 }
 
+/// Writes one block of values as block bytes.
+type BlockEncoder = fn(&[f32], &mut [u8]);
+
 /// `weight` (`[out, in]`, any float dtype) in `target` blocks (Q8_0 or Q4_K), on the CPU.
 pub fn quantize_tensor(weight: &Tensor, target: GgmlDType) -> candle_core::Result<QTensor> {
     let (rows, cols) = weight.dims2()?;
@@ -110,12 +113,12 @@ pub fn quantize_tensor(weight: &Tensor, target: GgmlDType) -> candle_core::Resul
         .to_dtype(DType::F32)?
         .flatten_all()?
         .to_vec1::<f32>()?;
-    let (block_len, block_bytes, encode): (usize, usize, fn(&[f32], &mut [u8])) = match target {
+    let (block_len, block_bytes, encode): (usize, usize, BlockEncoder) = match target {
         GgmlDType::Q8_0 => (QK, 34, encode_q8_0),
         GgmlDType::Q4K => (QK_K, 144, encode_q4k),
         other => candle_core::bail!("load-time quantization to {other:?} is not supported"),
     };
-    if cols % block_len != 0 {
+    if !cols.is_multiple_of(block_len) {
         candle_core::bail!("{cols} columns are not a whole number of {target:?} blocks");
     }
     let mut bytes = vec![0u8; rows * cols / block_len * block_bytes];
@@ -141,7 +144,11 @@ fn f16_ceil(v: f32) -> f16 {
 fn encode_q8_0(x: &[f32], out: &mut [u8]) {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = f16_ceil(amax / 127.0);
-    let inv = if d.to_f32() > 0.0 { 1.0 / d.to_f32() } else { 0.0 };
+    let inv = if d.to_f32() > 0.0 {
+        1.0 / d.to_f32()
+    } else {
+        0.0
+    };
     out[..2].copy_from_slice(&d.to_bits().to_le_bytes());
     for (o, v) in out[2..].iter_mut().zip(x) {
         *o = (v * inv).round().clamp(-127.0, 127.0) as i8 as u8;
@@ -217,7 +224,7 @@ fn quantize_linear_to(
     let preferred = choose(format);
     let target = [preferred, GgmlDType::Q8_0]
         .into_iter()
-        .find(|t| lin.in_dim() % t.block_size() == 0);
+        .find(|t| lin.in_dim().is_multiple_of(t.block_size()));
     let Some(target) = target else {
         return Ok(lin.clone());
     };

@@ -24,11 +24,19 @@ fn round_trip(values: &[f32], rows: usize, cols: usize, format: QuantFormat) -> 
         QuantFormat::Q4K => WeightFormat::Q4K,
     };
     let bytes = q.data().expect("bytes");
-    assert_eq!(bytes.len(), rows * kernel_format.row_bytes(cols), "layout size");
+    assert_eq!(
+        bytes.len(),
+        rows * kernel_format.row_bytes(cols),
+        "layout size"
+    );
     let mut out = vec![0f32; rows * cols];
     let row_bytes = kernel_format.row_bytes(cols);
     for (r, dst) in out.chunks_exact_mut(cols).enumerate() {
-        dequantize_row(kernel_format, &bytes[r * row_bytes..(r + 1) * row_bytes], dst);
+        dequantize_row(
+            kernel_format,
+            &bytes[r * row_bytes..(r + 1) * row_bytes],
+            dst,
+        );
     }
     out
 }
@@ -37,8 +45,15 @@ fn round_trip(values: &[f32], rows: usize, cols: usize, format: QuantFormat) -> 
 fn check_blocks(values: &[f32], got: &[f32], block: usize, bound: impl Fn(&[f32]) -> f32) {
     for (i, (x, y)) in values.chunks(block).zip(got.chunks(block)).enumerate() {
         let limit = bound(x);
-        let worst = x.iter().zip(y).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(worst <= limit, "block {i}: error {worst} above {limit} ({x:?} -> {y:?})");
+        let worst = x
+            .iter()
+            .zip(y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= limit,
+            "block {i}: error {worst} above {limit} ({x:?} -> {y:?})"
+        );
     }
 }
 
@@ -55,7 +70,9 @@ fn q8_bound(x: &[f32]) -> f32 {
 /// Q4_K: one step of the block-wide range over 15 levels (sub-block scales and mins are
 /// themselves 6-bit, so half a step is not guaranteed), plus f16 rounding of the scales.
 fn q4k_bound(x: &[f32]) -> f32 {
-    let (lo, hi) = x.iter().fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
+    let (lo, hi) = x
+        .iter()
+        .fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
     (hi - lo) / 15.0 + amax(x) * 2f32.powi(-9) + 1e-7
 }
 
@@ -66,7 +83,9 @@ fn extreme_rows(cols: usize) -> Vec<Vec<f32>> {
         vec![0.0; cols],
         vec![3.0; cols],
         vec![-2.5; cols],
-        (0..cols).map(|i| if i % 2 == 0 { 60000.0 } else { -60000.0 }).collect(),
+        (0..cols)
+            .map(|i| if i % 2 == 0 { 60000.0 } else { -60000.0 })
+            .collect(),
         (0..cols).map(|i| (i as f32 - 100.0) * 1e-6).collect(),
         outlier,
         (0..cols).map(|i| i as f32).collect(),
@@ -108,7 +127,10 @@ fn extreme_rows_round_trip_within_their_bounds() {
 fn a_zero_row_stays_exactly_zero() {
     let zeros = vec![0f32; 256];
     for f in [QuantFormat::Q8_0, QuantFormat::Q4K] {
-        assert!(round_trip(&zeros, 1, 256, f).iter().all(|&v| v == 0.0), "{f:?}");
+        assert!(
+            round_trip(&zeros, 1, 256, f).iter().all(|&v| v == 0.0),
+            "{f:?}"
+        );
     }
 }
 
@@ -121,7 +143,11 @@ fn relative_error(a: &[f32], b: &[f32]) -> f32 {
 
 fn dense_product(w: &[f32], x: &[f32], n: usize, k: usize, m: usize) -> Vec<f32> {
     (0..n * m)
-        .map(|i| (0..k).map(|j| x[(i / m) * k + j] * w[(i % m) * k + j]).sum())
+        .map(|i| {
+            (0..k)
+                .map(|j| x[(i / m) * k + j] * w[(i % m) * k + j])
+                .sum()
+        })
         .collect()
 }
 
@@ -169,7 +195,14 @@ fn quantizing_a_dense_layer_shrinks_it_and_keeps_the_bias() -> candle_core::Resu
     assert_eq!(stats.quantized, 2);
     assert_eq!(stats.bytes_before, 2 * m * k * 4);
     assert_eq!(stats.bytes_after, m * (k / 32) * 34 + m * (k / 256) * 144);
-    let again = quantize_linear(&quantize_linear(&dense, QuantFormat::Q8_0)?, QuantFormat::Q4K)?;
-    assert_eq!(again.dtype(), GgmlDType::Q8_0, "an already quantized layer is kept");
+    let again = quantize_linear(
+        &quantize_linear(&dense, QuantFormat::Q8_0)?,
+        QuantFormat::Q4K,
+    )?;
+    assert_eq!(
+        again.dtype(),
+        GgmlDType::Q8_0,
+        "an already quantized layer is kept"
+    );
     Ok(())
 }
