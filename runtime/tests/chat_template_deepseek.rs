@@ -116,3 +116,20 @@ fn every_fixture_has_expectations_for_every_conversation() {
         assert_eq!(rendered.len(), n, "{f}");
     }
 }
+
+#[test]
+fn reasoning_is_detected_from_the_r1_templates_only() {
+    use deepseek_runtime::api::reasoning::ReasoningParserKind;
+    use deepseek_runtime::validate::ReasoningFormat;
+    let auto = |fixture: &str| {
+        let t = template(fixture);
+        ReasoningParserKind::Auto.resolve(t.mentions_think(), t.prompt_opens_think())
+    };
+    let opened = Some(ReasoningFormat::Think {
+        opened_by_prompt: true,
+    });
+    assert_eq!(auto("deepseek-r1.json"), opened);
+    assert_eq!(auto("deepseek-r1-distill.json"), opened);
+    assert_eq!(auto("deepseek-v3.json"), None);
+    assert_eq!(auto("deepseek-v2-chat.json"), None);
+}
