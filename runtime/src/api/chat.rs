@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::degrade::{prompt_key, Admission, CachedAnswer, PromptKey};
 use super::degrade::{DEGRADED_CACHED, DEGRADED_HEADER};
+use super::reasoning::{ReplySplitter, Split};
 use super::{sse, ApiError, AppState};
 use crate::engine::{Event, GenerationRequest, TokenUsage};
 use crate::protocol::{AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, Usage};
@@ -147,11 +148,25 @@ async fn collect_reply(
     key: Option<PromptKey>,
 ) -> Result<ChatCompletion, ApiError> {
     let mut text = String::new();
+    let mut reasoning = String::new();
+    // What the model wrote, before splitting: a replayed answer goes through the splitter again.
+    let mut raw = String::new();
+    let mut splitter = ReplySplitter::new(st.prompt.reasoning());
+    let mut take = |s: Split| {
+        reasoning.push_str(&s.reasoning);
+        text.push_str(&s.content);
+    };
     while let Some(ev) = rx.recv().await {
         match ev {
-            Event::Text(t) => text.push_str(&t),
+            Event::Text(t) => {
+                if key.is_some() {
+                    raw.push_str(&t);
+                }
+                take(splitter.push(t))
+            }
             Event::Failed(e) => return Err(ApiError::Generation(e)),
             Event::Finished { reason, usage } => {
+                take(splitter.finish());
                 st.metrics
                     .request_duration
                     .observe(started.elapsed().as_secs_f64());
@@ -159,7 +174,7 @@ async fn collect_reply(
                     st.degrade.remember(
                         key,
                         CachedAnswer {
-                            content: text.clone(),
+                            content: std::mem::take(&mut raw),
                             finish_reason: reason,
                             completion_tokens: usage.completion_tokens,
                         },
@@ -175,6 +190,7 @@ async fn collect_reply(
                         message: AssistantMessage {
                             role: "assistant".into(),
                             content: text,
+                            reasoning_content: splitter.enabled().then_some(reasoning),
                         },
                         finish_reason: Some(reason.as_str().into()),
                         logprobs: None,

@@ -4,6 +4,7 @@
 
 pub mod chat_template;
 pub mod gguf;
+pub mod hf_tokenizer;
 pub mod pretokenize;
 pub mod tokenizer;
 pub mod vocab;
@@ -12,9 +13,12 @@ use std::path::PathBuf;
 
 pub use chat_template::{ChatMessage, ChatTemplate, ChatTemplateError};
 pub use gguf::GgufFile;
+pub use hf_tokenizer::{load_hf_text, HfText, TokenizerConfig};
 pub use tokenizer::{GgufVocab, IncrementalDecoder, TextTokenizer, TokenizerError};
 
-use crate::model::{CausalLm, Decoder, ModelInfo};
+use crate::model::device::{place_decoder, DeviceSpec};
+use crate::model::quantize::{quantize_decoder, QuantFormat};
+use crate::model::{CausalLm, Decoder, DecoderWeights, ModelInfo};
 
 /// Architectures `load` accepts.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2"];
@@ -73,6 +77,10 @@ pub struct LoadOptions {
     pub chat_template_path: Option<PathBuf>,
     /// Caps the model's context length (positions per sequence); `None` keeps the model's.
     pub context_length: Option<usize>,
+    /// Quantizes dense weights at load (`--quantize`).
+    pub quantize: Option<QuantFormat>,
+    /// Where the linear layers live (`--device`).
+    pub device: DeviceSpec,
 }
 
 /// A model ready to serve.
@@ -125,6 +133,7 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
 
     let (cfg, model_context) = file.decoder_config(&arch)?;
     let weights = file.decoder_weights(&arch, arch == "qwen2")?;
+    let weights = prepare_weights(weights, opts)?;
     let vocab_size = weights.lm_head.out_dim();
     if tokenizer.vocab_size() > vocab_size {
         return Err(LoadError::BadMetadata {
@@ -160,4 +169,26 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
         chat_template,
         info,
     })
+}
+
+/// `--quantize` and `--device` applied to loaded decoder weights: dense layers quantized (the
+/// memory saving logged), then every linear layer moved to the device.
+pub fn prepare_weights(
+    weights: DecoderWeights,
+    opts: &LoadOptions,
+) -> Result<DecoderWeights, LoadError> {
+    let err = |e: candle_core::Error| LoadError::Tensor {
+        name: "linear layers".into(),
+        reason: e.to_string(),
+    };
+    let weights = match opts.quantize {
+        Some(format) => {
+            let (w, stats) = quantize_decoder(weights, format).map_err(err)?;
+            stats.log(format);
+            w
+        }
+        None => weights,
+    };
+    let device = opts.device.open().map_err(err)?;
+    place_decoder(weights, &device).map_err(err)
 }

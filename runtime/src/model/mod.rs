@@ -3,9 +3,11 @@
 //! types, never on a concrete architecture.
 
 pub mod decoder;
+pub mod device;
 pub mod kv_cache;
 pub mod linear;
 pub mod ops;
+pub mod quantize;
 
 pub use decoder::{Decoder, DecoderConfig, DecoderWeights, LayerWeights};
 pub use kv_cache::KvCache;

@@ -42,6 +42,9 @@ pub fn real_args() -> deepseek_runtime::api::serve::ServeArgs {
         shutdown_grace_secs: 30,
         degrade: Default::default(),
         model_files: Default::default(),
+        reasoning_parser: Default::default(),
+        quantize: None,
+        device: Default::default(),
     }
 }
 
