@@ -4,7 +4,10 @@
 
 pub mod chat_template;
 pub mod gguf;
+pub mod hf_config;
 pub mod pretokenize;
+pub mod safetensors;
+pub mod safetensors_deepseek2;
 pub mod tokenizer;
 pub mod vocab;
 
@@ -12,12 +15,14 @@ use std::path::PathBuf;
 
 pub use chat_template::{ChatMessage, ChatTemplate, ChatTemplateError};
 pub use gguf::GgufFile;
+pub use hf_config::HfConfig;
+pub use safetensors::{is_checkpoint_dir, SafetensorsDir};
 pub use tokenizer::{GgufVocab, IncrementalDecoder, TextTokenizer, TokenizerError};
 
 use crate::model::{CausalLm, Decoder, ModelInfo};
 
 /// Architectures `load` accepts.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "deepseek2"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -30,7 +35,7 @@ pub enum LoadError {
     UnsupportedFileFormat(PathBuf),
     #[error("not a valid GGUF file: {0}")]
     Gguf(String),
-    #[error("architecture {0:?} is not supported (supported: llama, qwen2)")]
+    #[error("architecture {0:?} is not supported (supported: llama, qwen2, deepseek2)")]
     UnsupportedArchitecture(String),
     #[error("model metadata lacks {0}")]
     MissingMetadata(String),
@@ -160,4 +165,52 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
         chat_template,
         info,
     })
+}
+
+/// The weights of a Hugging Face checkpoint directory (config.json + safetensors) as a batched
+/// model. `context_length` caps the model's own `max_position_embeddings`; EOS and BOS ids come
+/// from config.json here (the tokenizer files may refine them).
+pub fn load_checkpoint_model(
+    dir: &std::path::Path,
+    context_length: Option<usize>,
+) -> Result<Box<dyn CausalLm>, LoadError> {
+    let st = SafetensorsDir::open(dir)?;
+    let c = &st.config;
+    let arch = c.architecture()?;
+    let model_context = c.max_position_embeddings;
+    let info = ModelInfo {
+        architecture: arch.to_string(),
+        vocab_size: c.vocab_size,
+        context_length: context_length.map_or(model_context, |n| n.min(model_context)),
+        eos_token_ids: c.eos_ids(),
+        bos_token_id: c.bos_id(),
+        kv_bytes_per_token: 0, // filled by the model's constructor
+    };
+    let model: Box<dyn CausalLm> = match arch {
+        "deepseek2" => Box::new(st.deepseek2(info)?),
+        _ => {
+            let cfg = st.decoder_config()?;
+            let weights = st.decoder_weights()?;
+            if weights.lm_head.out_dim() != c.vocab_size {
+                return Err(LoadError::BadMetadata {
+                    key: "config.json vocab_size".into(),
+                    reason: format!(
+                        "{} but the output layer has {} rows",
+                        c.vocab_size,
+                        weights.lm_head.out_dim()
+                    ),
+                });
+            }
+            Box::new(Decoder::new(cfg, weights, info))
+        }
+    };
+    tracing::info!(
+        dir = %dir.display(),
+        architecture = arch,
+        layers = c.num_hidden_layers,
+        context = model.info().context_length,
+        kv_bytes_per_token = model.info().kv_bytes_per_token,
+        "safetensors weights loaded"
+    );
+    Ok(model)
 }
