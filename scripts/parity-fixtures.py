@@ -131,6 +131,8 @@ def write(name, model, cfg_json, dtype=torch.float32, shards=1):
             weight_map.update({k: fname for k in part})
         with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
             json.dump({"metadata": {}, "weight_map": weight_map}, f, indent=1, sort_keys=True)
+    for f in os.listdir(d):
+        os.chmod(os.path.join(d, f), 0o644)
     with open(os.path.join(d, "config.json"), "w") as f:
         json.dump(cfg_json, f, indent=1, sort_keys=True)
     ref = {"transformers": transformers.__version__, "torch": torch.__version__, "runs": reference(model)}

@@ -125,8 +125,9 @@ impl SafetensorsDir {
         let per = cfg.qk_nope_head_dim + cfg.v_head_dim;
         let split = |h: usize| -> candle_core::Result<(Linear, Linear)> {
             let head = w.narrow(0, h * per, per)?;
-            let uk_t = head.narrow(0, 0, cfg.qk_nope_head_dim)?.t()?.contiguous()?;
-            let uv = head.narrow(0, cfg.qk_nope_head_dim, cfg.v_head_dim)?.contiguous()?;
+            // Own buffers (not views into `w`): quantizers read storage from offset 0.
+            let uk_t = head.narrow(0, 0, cfg.qk_nope_head_dim)?.t()?.force_contiguous()?;
+            let uv = head.narrow(0, cfg.qk_nope_head_dim, cfg.v_head_dim)?.force_contiguous()?;
             Ok((Linear::from_dense(&uk_t, None)?, Linear::from_dense(&uv, None)?))
         };
         let (mut uk, mut uv) = (Vec::new(), Vec::new());

@@ -47,7 +47,14 @@ impl Linear {
             DType::BF16 => GgmlDType::BF16,
             _ => GgmlDType::F32,
         };
-        Self::new(QTensor::quantize(weight, format)?, bias)
+        // `QTensor::quantize` reads the raw storage from offset 0: a narrowed or strided view
+        // must become its own buffer first.
+        let weight = if weight.is_contiguous() && weight.layout().start_offset() == 0 {
+            weight.clone()
+        } else {
+            weight.force_contiguous()?
+        };
+        Self::new(QTensor::quantize(&weight, format)?, bias)
     }
 
     /// Like `new`, sharing a weight that is also used elsewhere (tied embeddings).
