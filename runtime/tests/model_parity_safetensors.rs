@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use deepseek_runtime::loader::{self, LoadError};
+use deepseek_runtime::loader::{self, LoadError, LoadOptions};
 use deepseek_runtime::model::{CausalLm, KvCache, SeqInput};
 use serde::Deserialize;
 
@@ -28,12 +28,15 @@ struct Reference {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity")
+        .join(name)
 }
 
 fn open(name: &str) -> (Box<dyn CausalLm>, Reference) {
     let dir = fixture(name);
-    let model = loader::load_checkpoint_model(&dir, None).expect("checkpoint loads");
+    let model =
+        loader::load_checkpoint_model(&dir, &LoadOptions::default()).expect("checkpoint loads");
     let text = std::fs::read_to_string(dir.join("reference.json")).expect("reference.json");
     let reference: Reference = serde_json::from_str(&text).expect("reference parses");
     (model, reference)
@@ -46,7 +49,10 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
     let d = max_abs_diff(got, want);
-    assert!(d < TOLERANCE, "{what}: max abs diff {d} (tolerance {TOLERANCE})");
+    assert!(
+        d < TOLERANCE,
+        "{what}: max abs diff {d} (tolerance {TOLERANCE})"
+    );
 }
 
 fn step(model: &dyn CausalLm, cache: &mut KvCache, tokens: &[u32]) -> Vec<f32> {
@@ -65,7 +71,11 @@ fn single_sequences_match(name: &str) {
         assert_close(&got, &run.logits[0], &format!("{name} run {r} prefill"));
         for (i, &tok) in run.decode.iter().enumerate() {
             let got = step(model.as_ref(), &mut cache, &[tok]);
-            assert_close(&got, &run.logits[i + 1], &format!("{name} run {r} decode {i}"));
+            assert_close(
+                &got,
+                &run.logits[i + 1],
+                &format!("{name} run {r} decode {i}"),
+            );
         }
         assert_eq!(cache.len(), run.prompt.len() + run.decode.len());
     }
@@ -92,7 +102,13 @@ fn batched_sequences_match(name: &str) {
     for s in 0..=steps {
         let feeds: Vec<Vec<u32>> = runs
             .iter()
-            .map(|r| if s == 0 { r.prompt.clone() } else { vec![r.decode[s - 1]] })
+            .map(|r| {
+                if s == 0 {
+                    r.prompt.clone()
+                } else {
+                    vec![r.decode[s - 1]]
+                }
+            })
             .collect();
         let mut batch: Vec<SeqInput<'_>> = feeds
             .iter()
@@ -101,7 +117,11 @@ fn batched_sequences_match(name: &str) {
             .collect();
         let logits = model.forward(&mut batch).expect("batched forward");
         for (r, (got, run)) in logits.iter().zip(runs).enumerate() {
-            assert_close(got, &run.logits[s], &format!("{name} batched run {r} step {s}"));
+            assert_close(
+                got,
+                &run.logits[s],
+                &format!("{name} batched run {r} step {s}"),
+            );
         }
     }
 }
@@ -157,7 +177,7 @@ fn an_unknown_model_type_is_refused_by_name() {
     let config = dir.path().join("config.json");
     let text = std::fs::read_to_string(&config).expect("config");
     std::fs::write(&config, text.replace("\"qwen2\"", "\"gpt_neox\"")).expect("write");
-    let err = loader::load_checkpoint_model(dir.path(), None).err();
+    let err = loader::load_checkpoint_model(dir.path(), &LoadOptions::default()).err();
     assert!(
         matches!(&err, Some(LoadError::UnsupportedArchitecture(t)) if t == "gpt_neox"),
         "{err:?}"
@@ -169,7 +189,7 @@ fn a_shard_missing_from_the_index_is_reported_with_its_path() {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_fixture("llama", dir.path());
     std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).expect("rm");
-    let err = loader::load_checkpoint_model(dir.path(), None).err();
+    let err = loader::load_checkpoint_model(dir.path(), &LoadOptions::default()).err();
     assert!(
         matches!(&err, Some(LoadError::Io { path, .. }) if path.ends_with("model-00002-of-00002.safetensors")),
         "{err:?}"
@@ -183,9 +203,12 @@ fn a_missing_expert_tensor_is_named() {
     let config = dir.path().join("config.json");
     let text = std::fs::read_to_string(&config).expect("config");
     // Claim 16 experts where the file holds 8.
-    std::fs::write(&config, text.replace("\"n_routed_experts\": 8", "\"n_routed_experts\": 16"))
-        .expect("write");
-    let err = loader::load_checkpoint_model(dir.path(), None).err();
+    std::fs::write(
+        &config,
+        text.replace("\"n_routed_experts\": 8", "\"n_routed_experts\": 16"),
+    )
+    .expect("write");
+    let err = loader::load_checkpoint_model(dir.path(), &LoadOptions::default()).err();
     assert!(
         matches!(&err, Some(LoadError::MissingTensor(n)) if n == "model.layers.1.mlp.experts.8.gate_proj.weight"),
         "{err:?}"

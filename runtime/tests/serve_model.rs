@@ -95,6 +95,7 @@ async fn usage_counts_equal_the_tokenizers_counts() {
     let prompt = TemplatePrompt {
         tokenizer: loaded.tokenizer.clone(),
         template: loaded.chat_template,
+        reasoning: None,
     };
     let msgs = [PromptMessage {
         role: Role::User,

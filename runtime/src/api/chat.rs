@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tokio::sync::mpsc;
 
+use super::reasoning::{ReplySplitter, Split};
 use super::{sse, ApiError, AppState};
 use crate::engine::{Event, GenerationRequest};
 use crate::protocol::{AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, Usage};
@@ -105,11 +106,18 @@ async fn collect_reply(
     started: Instant,
 ) -> Result<ChatCompletion, ApiError> {
     let mut text = String::new();
+    let mut reasoning = String::new();
+    let mut splitter = ReplySplitter::new(st.prompt.reasoning());
+    let mut take = |s: Split| {
+        reasoning.push_str(&s.reasoning);
+        text.push_str(&s.content);
+    };
     while let Some(ev) = rx.recv().await {
         match ev {
-            Event::Text(t) => text.push_str(&t),
+            Event::Text(t) => take(splitter.push(t)),
             Event::Failed(e) => return Err(ApiError::Generation(e)),
             Event::Finished { reason, usage } => {
+                take(splitter.finish());
                 st.metrics
                     .request_duration
                     .observe(started.elapsed().as_secs_f64());
@@ -123,6 +131,7 @@ async fn collect_reply(
                         message: AssistantMessage {
                             role: "assistant".into(),
                             content: text,
+                            reasoning_content: splitter.enabled().then_some(reasoning),
                         },
                         finish_reason: Some(reason.as_str().into()),
                         logprobs: None,

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod error;
 pub mod health;
 pub mod models;
+pub mod reasoning;
 pub mod serve;
 pub mod server;
 pub mod sse;

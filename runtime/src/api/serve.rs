@@ -8,14 +8,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::reasoning::ReasoningParserKind;
 use super::{router, server, AppState};
 use crate::engine::{self, Detokenizer, EngineConfig, StreamDecoder};
 use crate::loader::{
     self, ChatMessage, ChatTemplate, IncrementalDecoder, LoadOptions, TextTokenizer,
 };
 use crate::metrics::Metrics;
+use crate::model::device::DeviceSpec;
+use crate::model::quantize::QuantFormat;
 use crate::scheduler::SchedulerConfig;
-use crate::validate::{Limits, PromptBuilder, PromptMessage};
+use crate::validate::{Limits, PromptBuilder, PromptMessage, ReasoningFormat};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -59,6 +62,16 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "DSR_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Splits `<think>` reasoning out of replies into `reasoning_content`: `auto` (when the chat
+    /// template knows think blocks, as DeepSeek-R1's does), `deepseek-r1`, or `none`.
+    #[arg(long, env = "DSR_REASONING_PARSER", value_enum, default_value_t = ReasoningParserKind::Auto)]
+    pub reasoning_parser: ReasoningParserKind,
+    /// Quantizes dense (bf16/f16/f32) weights at load: `q8_0` or `q4_k`.
+    #[arg(long, env = "DSR_QUANTIZE", value_enum)]
+    pub quantize: Option<QuantFormat>,
+    /// Where the linear layers run: `cpu`, `cuda` or `cuda:N` (needs a `--features cuda` build).
+    #[arg(long, env = "DSR_DEVICE", default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 /// One `--threads` sizes every compute pool: the CPU kernels' pool (linear layers), rayon's
@@ -102,6 +115,8 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
         model_path: args.model.clone(),
         chat_template_path: args.chat_template.clone(),
         context_length: args.context_length,
+        quantize: args.quantize,
+        device: args.device,
     })
     .with_context(|| format!("loading {}", args.model.display()))?;
     let name = args.served_model_name.clone().unwrap_or_else(|| {
@@ -124,9 +139,15 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
     };
     let detok = Arc::new(TokenizerDetok(loaded.tokenizer.clone()));
     let engine = engine::spawn(loaded.model, detok, metrics.clone(), config)?;
+    let reasoning = args.reasoning_parser.resolve(
+        loaded.chat_template.mentions_think(),
+        loaded.chat_template.prompt_opens_think(),
+    );
+    tracing::info!(parser = ?args.reasoning_parser, format = ?reasoning, "reasoning output");
     let prompt = Arc::new(TemplatePrompt {
         tokenizer: loaded.tokenizer,
         template: loaded.chat_template,
+        reasoning,
     });
     Ok(Arc::new(AppState {
         engine,
@@ -148,6 +169,8 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
 pub struct TemplatePrompt {
     pub tokenizer: TextTokenizer,
     pub template: ChatTemplate,
+    /// How replies mark reasoning (from `--reasoning-parser` and the template).
+    pub reasoning: Option<ReasoningFormat>,
 }
 
 impl PromptBuilder for TemplatePrompt {
@@ -164,6 +187,10 @@ impl PromptBuilder for TemplatePrompt {
         self.tokenizer
             .encode(&text, true)
             .map_err(|e| e.to_string())
+    }
+
+    fn reasoning(&self) -> Option<ReasoningFormat> {
+        self.reasoning
     }
 }
 

@@ -1,4 +1,5 @@
-//! Streaming replies as Server-Sent Events, in OpenAI's order: a role chunk, content deltas, a
+//! Streaming replies as Server-Sent Events, in OpenAI's order: a role chunk, content deltas
+//! (`reasoning_content` apart for R1-style models, see `reasoning`), a
 //! chunk with `finish_reason`, a usage chunk when `stream_options.include_usage`, then
 //! `data: [DONE]`. Dropping the stream (client gone) drops the engine receiver, which frees the
 //! sequence at the next step.
@@ -13,6 +14,7 @@ use futures::Stream;
 use tokio::sync::mpsc;
 
 use super::chat::{completion_id, now_secs, usage_of};
+use super::reasoning::{ReplySplitter, Split};
 use super::{ApiError, AppState};
 use crate::engine::Event;
 use crate::protocol::{ChatCompletionChunk, ChunkChoice, Delta, ErrorBody, Usage};
@@ -60,6 +62,7 @@ struct StreamState {
     maker: ChunkMaker,
     include_usage: bool,
     pending: VecDeque<SseEvent>,
+    splitter: ReplySplitter,
     done: bool,
     started: Instant,
 }
@@ -69,13 +72,12 @@ impl StreamState {
     fn on_event(&mut self, ev: Option<Event>) {
         match ev {
             Some(Event::Text(t)) => {
-                let delta = Delta {
-                    role: None,
-                    content: Some(t),
-                };
-                self.pending.push_back(data(&self.maker.chunk(delta, None)));
+                let split = self.splitter.push(t);
+                self.push_split(split);
             }
             Some(Event::Finished { reason, usage }) => {
+                let split = self.splitter.finish();
+                self.push_split(split);
                 let last = self
                     .maker
                     .chunk(Delta::default(), Some(reason.as_str().into()));
@@ -93,6 +95,20 @@ impl StreamState {
             Some(Event::Failed(e)) => self.fail(ApiError::Generation(e)),
             None => self.fail(ApiError::EngineStopped),
         }
+    }
+
+    /// One delta chunk for the decided text, reasoning and content apart; nothing if empty.
+    fn push_split(&mut self, split: Split) {
+        if split.is_empty() {
+            return;
+        }
+        let some = |s: String| (!s.is_empty()).then_some(s);
+        let delta = Delta {
+            role: None,
+            content: some(split.content),
+            reasoning_content: some(split.reasoning),
+        };
+        self.pending.push_back(data(&self.maker.chunk(delta, None)));
     }
 
     /// Headers are already sent, so a failure mid-stream becomes an error frame.
@@ -123,14 +139,17 @@ pub fn stream_reply(
     let role = Delta {
         role: Some("assistant".into()),
         content: Some(String::new()),
+        reasoning_content: None,
     };
     let first = data(&maker.chunk(role, None));
+    let splitter = ReplySplitter::new(st.prompt.reasoning());
     let state = StreamState {
         st,
         rx,
         maker,
         include_usage: valid.include_usage,
         pending: VecDeque::from([first]),
+        splitter,
         done: false,
         started,
     };

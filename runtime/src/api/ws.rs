@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::chat::{submit, usage_of, validate_blocking};
+use super::reasoning::{ReplySplitter, Split};
 use super::{ApiError, AppState};
 use crate::engine::Event;
 use crate::protocol::ws::{ClientFrame, ServerFrame};
@@ -123,13 +124,17 @@ async fn forward_events(
     mut rx: mpsc::UnboundedReceiver<Event>,
 ) {
     let started = std::time::Instant::now();
+    let mut splitter = ReplySplitter::new(st.prompt.reasoning());
     while let Some(ev) = rx.recv().await {
         let frame = match ev {
-            Event::Text(content) => ServerFrame::Delta {
-                id: id.clone(),
-                content,
+            Event::Text(text) => match delta_frame(&id, splitter.push(text)) {
+                Some(frame) => frame,
+                None => continue,
             },
             Event::Finished { reason, usage } => {
+                if let Some(frame) = delta_frame(&id, splitter.finish()) {
+                    let _ = out.send(frame);
+                }
                 st.metrics
                     .request_duration
                     .observe(started.elapsed().as_secs_f64());
@@ -147,6 +152,15 @@ async fn forward_events(
             return;
         }
     }
+}
+
+/// A delta frame for the decided text (reasoning apart), or none when nothing was decided.
+fn delta_frame(id: &str, split: Split) -> Option<ServerFrame> {
+    (!split.is_empty()).then(|| ServerFrame::Delta {
+        id: id.to_string(),
+        content: split.content,
+        reasoning_content: (!split.reasoning.is_empty()).then_some(split.reasoning),
+    })
 }
 
 fn send_error(st: &AppState, out: &Out, id: Option<String>, e: ApiError) {

@@ -1,7 +1,9 @@
 //! Chat templates: the Jinja template from the model (GGUF `tokenizer.chat_template`) or from an
 //! override file, rendered with minijinja the way Hugging Face transformers renders it
 //! (`trim_blocks`, `lstrip_blocks`, Python string methods via pycompat, `raise_exception`,
-//! `strftime_now`, `bos_token` / `eos_token`, `add_generation_prompt`).
+//! `strftime_now`, `bos_token` / `eos_token`, `add_generation_prompt`). DeepSeek's templates
+//! (V2, V3, R1 and the R1 distills) render exactly as transformers renders them: see
+//! tests/chat_template_deepseek.rs and its fixtures.
 
 use std::path::{Path, PathBuf};
 
@@ -145,6 +147,20 @@ impl ChatTemplate {
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Whether the template knows `<think>` blocks (R1-style reasoning models strip earlier
+    /// reasoning with them, or open one in the generation prompt).
+    pub fn mentions_think(&self) -> bool {
+        self.source.contains("<think>") || self.source.contains("</think>")
+    }
+
+    /// Whether the generation prompt leaves a `<think>` block open (R1 templates end it with
+    /// `<think>\n`), so the reply starts inside the reasoning. Probed with a one-message
+    /// conversation; a template that refuses the probe is taken as not opening one.
+    pub fn prompt_opens_think(&self) -> bool {
+        self.render(&[ChatMessage::new("user", "?")], true)
+            .is_ok_and(|p| p.trim_end().ends_with("<think>"))
     }
 }
 

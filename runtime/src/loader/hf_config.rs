@@ -154,7 +154,12 @@ impl HfConfig {
                 mscale: num("mscale").unwrap_or(1.0),
                 mscale_all_dim: num("mscale_all_dim").unwrap_or(0.0),
             },
-            other => return Err(bad("rope_scaling.type", format!("{other:?} is not supported"))),
+            other => {
+                return Err(bad(
+                    "rope_scaling.type",
+                    format!("{other:?} is not supported"),
+                ))
+            }
         })
     }
 
@@ -216,7 +221,10 @@ mod tests {
     #[test]
     fn rejects_an_unknown_rope_scaling_type() -> Result<(), LoadError> {
         let c = HfConfig::parse(&V3.replace("\"yarn\"", "\"longrope\""))?;
-        assert!(matches!(c.rope_scaling(), Err(LoadError::BadMetadata { .. })));
+        assert!(matches!(
+            c.rope_scaling(),
+            Err(LoadError::BadMetadata { .. })
+        ));
         Ok(())
     }
 

@@ -1,10 +1,13 @@
 //! Turns files on disk into a ready model: GGUF weights, the tokenizer and the chat template.
 //! `load` is the one entry point the server uses; architecture dispatch happens here by GGUF
-//! `general.architecture`.
+//! `general.architecture`, or in `checkpoint.rs` by config.json's `model_type` for a
+//! Hugging Face checkpoint directory.
 
 pub mod chat_template;
+pub mod checkpoint;
 pub mod gguf;
 pub mod hf_config;
+pub mod hf_tokenizer;
 pub mod pretokenize;
 pub mod safetensors;
 pub mod safetensors_deepseek2;
@@ -14,12 +17,16 @@ pub mod vocab;
 use std::path::PathBuf;
 
 pub use chat_template::{ChatMessage, ChatTemplate, ChatTemplateError};
+pub use checkpoint::{load_checkpoint, load_checkpoint_model};
 pub use gguf::GgufFile;
 pub use hf_config::HfConfig;
+pub use hf_tokenizer::{load_hf_text, HfText, TokenizerConfig};
 pub use safetensors::{is_checkpoint_dir, SafetensorsDir};
 pub use tokenizer::{GgufVocab, IncrementalDecoder, TextTokenizer, TokenizerError};
 
-use crate::model::{CausalLm, Decoder, ModelInfo};
+use crate::model::device::{place_decoder, DeviceSpec};
+use crate::model::quantize::{quantize_decoder, QuantFormat};
+use crate::model::{CausalLm, Decoder, DecoderWeights, ModelInfo};
 
 /// Architectures `load` accepts.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "deepseek2"];
@@ -72,12 +79,16 @@ impl LoadError {
 /// What to load and how.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// A `.gguf` file.
+    /// A `.gguf` file, or a checkpoint directory (config.json, safetensors, tokenizer.json).
     pub model_path: PathBuf,
     /// A Jinja file that replaces (or supplies) the model's chat template.
     pub chat_template_path: Option<PathBuf>,
     /// Caps the model's context length (positions per sequence); `None` keeps the model's.
     pub context_length: Option<usize>,
+    /// Quantizes dense weights at load (`--quantize`).
+    pub quantize: Option<QuantFormat>,
+    /// Where the linear layers live (`--device`).
+    pub device: DeviceSpec,
 }
 
 /// A model ready to serve.
@@ -100,6 +111,9 @@ impl std::fmt::Debug for LoadedModel {
 /// later use rayon's global pool, which the server sizes.
 pub fn load(opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
     let path = &opts.model_path;
+    if is_checkpoint_dir(path) {
+        return load_checkpoint(opts);
+    }
     let is_gguf = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
@@ -130,6 +144,7 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
 
     let (cfg, model_context) = file.decoder_config(&arch)?;
     let weights = file.decoder_weights(&arch, arch == "qwen2")?;
+    let weights = prepare_weights(weights, opts)?;
     let vocab_size = weights.lm_head.out_dim();
     if tokenizer.vocab_size() > vocab_size {
         return Err(LoadError::BadMetadata {
@@ -167,50 +182,24 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
     })
 }
 
-/// The weights of a Hugging Face checkpoint directory (config.json + safetensors) as a batched
-/// model. `context_length` caps the model's own `max_position_embeddings`; EOS and BOS ids come
-/// from config.json here (the tokenizer files may refine them).
-pub fn load_checkpoint_model(
-    dir: &std::path::Path,
-    context_length: Option<usize>,
-) -> Result<Box<dyn CausalLm>, LoadError> {
-    let st = SafetensorsDir::open(dir)?;
-    let c = &st.config;
-    let arch = c.architecture()?;
-    let model_context = c.max_position_embeddings;
-    let info = ModelInfo {
-        architecture: arch.to_string(),
-        vocab_size: c.vocab_size,
-        context_length: context_length.map_or(model_context, |n| n.min(model_context)),
-        eos_token_ids: c.eos_ids(),
-        bos_token_id: c.bos_id(),
-        kv_bytes_per_token: 0, // filled by the model's constructor
+/// `--quantize` and `--device` applied to loaded decoder weights: dense layers quantized (the
+/// memory saving logged), then every linear layer moved to the device.
+pub fn prepare_weights(
+    weights: DecoderWeights,
+    opts: &LoadOptions,
+) -> Result<DecoderWeights, LoadError> {
+    let err = |e: candle_core::Error| LoadError::Tensor {
+        name: "linear layers".into(),
+        reason: e.to_string(),
     };
-    let model: Box<dyn CausalLm> = match arch {
-        "deepseek2" => Box::new(st.deepseek2(info)?),
-        _ => {
-            let cfg = st.decoder_config()?;
-            let weights = st.decoder_weights()?;
-            if weights.lm_head.out_dim() != c.vocab_size {
-                return Err(LoadError::BadMetadata {
-                    key: "config.json vocab_size".into(),
-                    reason: format!(
-                        "{} but the output layer has {} rows",
-                        c.vocab_size,
-                        weights.lm_head.out_dim()
-                    ),
-                });
-            }
-            Box::new(Decoder::new(cfg, weights, info))
+    let weights = match opts.quantize {
+        Some(format) => {
+            let (w, stats) = quantize_decoder(weights, format).map_err(err)?;
+            stats.log(format);
+            w
         }
+        None => weights,
     };
-    tracing::info!(
-        dir = %dir.display(),
-        architecture = arch,
-        layers = c.num_hidden_layers,
-        context = model.info().context_length,
-        kv_bytes_per_token = model.info().kv_bytes_per_token,
-        "safetensors weights loaded"
-    );
-    Ok(model)
+    let device = opts.device.open().map_err(err)?;
+    place_decoder(weights, &device).map_err(err)
 }

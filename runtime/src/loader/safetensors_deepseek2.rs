@@ -59,7 +59,11 @@ pub fn router_config(c: &HfConfig) -> Result<RouterConfig, LoadError> {
     let scoring = c
         .scoring_func
         .as_deref()
-        .unwrap_or(if method == TopkMethod::NoAuxTc { "sigmoid" } else { "softmax" });
+        .unwrap_or(if method == TopkMethod::NoAuxTc {
+            "sigmoid"
+        } else {
+            "softmax"
+        });
     if (scoring == "sigmoid") != (method == TopkMethod::NoAuxTc) {
         return Err(bad(
             "scoring_func",
@@ -69,7 +73,10 @@ pub fn router_config(c: &HfConfig) -> Result<RouterConfig, LoadError> {
     let experts = c.required("n_routed_experts", c.n_routed_experts)?;
     let n_group = c.n_group.unwrap_or(1).max(1);
     if experts % n_group != 0 {
-        return Err(bad("n_group", format!("{experts} experts in {n_group} groups")));
+        return Err(bad(
+            "n_group",
+            format!("{experts} experts in {n_group} groups"),
+        ));
     }
     Ok(RouterConfig {
         method,
@@ -120,15 +127,27 @@ impl SafetensorsDir {
     }
 
     /// `kv_b_proj` `[heads * (nope + v), lora]` as per-head `W_uk^T` and `W_uv` linears.
-    fn absorbed(&self, name: &str, cfg: &MlaConfig) -> Result<(Vec<Linear>, Vec<Linear>), LoadError> {
+    fn absorbed(
+        &self,
+        name: &str,
+        cfg: &MlaConfig,
+    ) -> Result<(Vec<Linear>, Vec<Linear>), LoadError> {
         let w = self.tensor(name)?;
         let per = cfg.qk_nope_head_dim + cfg.v_head_dim;
         let split = |h: usize| -> candle_core::Result<(Linear, Linear)> {
             let head = w.narrow(0, h * per, per)?;
             // Own buffers (not views into `w`): quantizers read storage from offset 0.
-            let uk_t = head.narrow(0, 0, cfg.qk_nope_head_dim)?.t()?.force_contiguous()?;
-            let uv = head.narrow(0, cfg.qk_nope_head_dim, cfg.v_head_dim)?.force_contiguous()?;
-            Ok((Linear::from_dense(&uk_t, None)?, Linear::from_dense(&uv, None)?))
+            let uk_t = head
+                .narrow(0, 0, cfg.qk_nope_head_dim)?
+                .t()?
+                .force_contiguous()?;
+            let uv = head
+                .narrow(0, cfg.qk_nope_head_dim, cfg.v_head_dim)?
+                .force_contiguous()?;
+            Ok((
+                Linear::from_dense(&uk_t, None)?,
+                Linear::from_dense(&uv, None)?,
+            ))
         };
         let (mut uk, mut uv) = (Vec::new(), Vec::new());
         for h in 0..cfg.n_heads {
@@ -160,8 +179,13 @@ impl SafetensorsDir {
         })
     }
 
-    /// The whole deepseek2 model; `context` caps positions per sequence.
-    pub fn deepseek2(&self, info: ModelInfo) -> Result<Deepseek2, LoadError> {
+    /// The whole deepseek2 model for `info` (its context length sizes the RoPE table);
+    /// `prepare` transforms the weights before the model is built (`--quantize`, `--device`).
+    pub fn deepseek2(
+        &self,
+        info: ModelInfo,
+        prepare: impl FnOnce(&mut Deepseek2Weights) -> Result<(), LoadError>,
+    ) -> Result<Deepseek2, LoadError> {
         let c = &self.config;
         c.check_activation()?;
         if c.attention_bias {
@@ -186,23 +210,21 @@ impl SafetensorsDir {
         }
         let embed = self.embedding("model.embed_tokens.weight")?;
         let lm_head = self.lm_head(&embed)?;
-        let weights = Deepseek2Weights {
+        let mut weights = Deepseek2Weights {
             embed,
             layers,
             final_norm: self.vector("model.norm.weight")?,
             lm_head,
         };
+        prepare(&mut weights)?;
         // Published DeepSeek weights rotate interleaved pairs (transformers' `rope_interleave`).
         let style = match c.rope_interleave {
             Some(false) => RopeStyle::Neox,
             _ => RopeStyle::Interleaved,
         };
-        let rope = c.rope_scaling()?.table(
-            cfg.qk_rope_head_dim,
-            c.theta(),
-            info.context_length,
-            style,
-        );
+        let rope =
+            c.rope_scaling()?
+                .table(cfg.qk_rope_head_dim, c.theta(), info.context_length, style);
         Ok(Deepseek2::new(cfg, weights, rope, info))
     }
 }

@@ -116,6 +116,29 @@ impl TextTokenizer {
         })
     }
 
+    /// A tokenizer built elsewhere (a Hugging Face `tokenizer.json`, see `hf_tokenizer`):
+    /// `pieces[i]` are the bytes token `i` prints (empty for control tokens), `tokens[i]` its
+    /// vocabulary string.
+    pub(crate) fn from_parts(
+        tokenizer: Tokenizer,
+        pieces: Vec<Vec<u8>>,
+        tokens: Vec<String>,
+        bos: Option<u32>,
+        eos_ids: Vec<u32>,
+        add_bos: bool,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                tokenizer,
+                pieces,
+                tokens,
+                bos,
+                eos_ids,
+                add_bos,
+            }),
+        }
+    }
+
     /// Token ids of `text`. Special-token markers in the text (e.g. `<|im_start|>`) encode to
     /// their single id. `add_special` prepends BOS when the model asks for it (and the text
     /// does not already start with it).

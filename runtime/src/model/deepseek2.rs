@@ -12,7 +12,7 @@ use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 
 use super::linear::Linear;
-use super::mla::{MlaConfig, MlaWeights};
+use super::mla::{MlaConfig, MlaWeights, QueryProj};
 use super::moe::{Mlp, Moe};
 use super::ops::{self, RopeTable};
 use super::{CausalLm, KvCache, ModelInfo, SeqInput};
@@ -41,6 +41,50 @@ pub struct Deepseek2Weights {
     pub layers: Vec<Deepseek2Layer>,
     pub final_norm: Vec<f32>,
     pub lm_head: Linear,
+}
+
+impl Deepseek2Weights {
+    /// Replaces every projection (attention, dense MLPs, experts, LM head) by `f` of it, one
+    /// at a time; the MoE routers stay as they are (routing is precision-sensitive).
+    pub fn map_linears(
+        &mut self,
+        mut f: impl FnMut(&Linear) -> candle_core::Result<Linear>,
+    ) -> candle_core::Result<()> {
+        let mut apply = |l: &mut Linear| -> candle_core::Result<()> {
+            *l = f(l)?;
+            Ok(())
+        };
+        for layer in &mut self.layers {
+            let a = &mut layer.attn;
+            match &mut a.q {
+                QueryProj::Direct(l) => apply(l)?,
+                QueryProj::LowRank { a, b, .. } => {
+                    apply(a)?;
+                    apply(b)?;
+                }
+            }
+            apply(&mut a.kv_a)?;
+            apply(&mut a.o)?;
+            for l in a.uk_t.iter_mut().chain(a.uv.iter_mut()) {
+                apply(l)?;
+            }
+            let mlps: Vec<&mut Mlp> = match &mut layer.ffn {
+                FeedForward::Dense(m) => vec![m],
+                FeedForward::Experts(moe) => {
+                    moe.experts.iter_mut().chain(moe.shared.as_mut()).collect()
+                }
+            };
+            for m in mlps {
+                apply(&mut m.gate)?;
+                apply(&mut m.up)?;
+                apply(&mut m.down)?;
+            }
+        }
+        if !Arc::ptr_eq(self.lm_head.weight(), &self.embed) {
+            apply(&mut self.lm_head)?;
+        }
+        Ok(())
+    }
 }
 
 /// A loaded deepseek2 model.

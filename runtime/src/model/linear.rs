@@ -15,9 +15,10 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
+use super::quantize::{self, QuantFormat};
 use crate::kernels::{self, QuantMatrix};
 
 /// A (possibly quantized) weight matrix with an optional f32 bias.
@@ -79,6 +80,39 @@ impl Linear {
         })
     }
 
+    /// A dense `[out_dim, in_dim]` weight (bf16, f16 or f32) quantized at load (`--quantize`):
+    /// into `format`, or Q8_0 when a row is not a whole number of `format` blocks, or kept dense
+    /// when it fits neither (see `quantize`).
+    pub fn from_dense_quantized(
+        weight: &Tensor,
+        bias: Option<Vec<f32>>,
+        format: QuantFormat,
+    ) -> candle_core::Result<Self> {
+        let (_, in_dim) = weight.dims2()?;
+        let q = match format.for_row_len(in_dim) {
+            Some(target) => quantize::quantize_tensor(weight, target)?,
+            None => QTensor::quantize(weight, quantize::dense_format(weight.dtype()))?,
+        };
+        Self::new(q, bias)
+    }
+
+    /// The same layer with its weight on `device`; on a GPU it multiplies through candle's
+    /// `QMatMul` there (the CPU kernels only run on CPU).
+    pub fn to_device(&self, device: &Device) -> candle_core::Result<Self> {
+        if self.weight.device().same_device(device) {
+            return Ok(self.clone());
+        }
+        let data = self.weight.data()?;
+        let storage = QStorage::from_data(data, device, self.weight.dtype())?;
+        let moved = QTensor::new(storage, self.weight.shape().clone())?;
+        Self::from_arc(Arc::new(moved), self.bias.clone())
+    }
+
+    /// Bytes the weight takes in memory.
+    pub fn weight_bytes(&self) -> usize {
+        self.weight.storage_size_in_bytes()
+    }
+
     pub fn in_dim(&self) -> usize {
         self.in_dim
     }
@@ -123,7 +157,8 @@ impl Linear {
                 out
             }
             None => {
-                let xs = Tensor::from_slice(x, (n_tokens, self.in_dim), &Device::Cpu)?;
+                // On a GPU the activations go to the weight's device and come back.
+                let xs = Tensor::from_slice(x, (n_tokens, self.in_dim), &self.weight.device())?;
                 self.matmul.forward(&xs)?.flatten_all()?.to_vec1::<f32>()?
             }
         };

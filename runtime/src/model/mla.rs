@@ -200,7 +200,10 @@ pub fn attend_latent(
     let mut out = vec![0.0; t * lora];
     let mut scores = Vec::with_capacity(base + t);
     for i in 0..t {
-        let (ql, qp) = (&q_lat[i * lora..(i + 1) * lora], &q_pe[i * rd..(i + 1) * rd]);
+        let (ql, qp) = (
+            &q_lat[i * lora..(i + 1) * lora],
+            &q_pe[i * rd..(i + 1) * rd],
+        );
         scores.clear();
         for row in cache.chunks_exact(width).take(base + i + 1) {
             scores.push((ops::dot(ql, &row[..lora]) + ops::dot(qp, &row[lora..])) * scale);
@@ -208,7 +211,9 @@ pub fn attend_latent(
         ops::softmax_in_place(&mut scores);
         let oi = &mut out[i * lora..(i + 1) * lora];
         for (row, &p) in cache.chunks_exact(width).zip(&scores) {
-            oi.iter_mut().zip(&row[..lora]).for_each(|(o, c)| *o += p * c);
+            oi.iter_mut()
+                .zip(&row[..lora])
+                .for_each(|(o, c)| *o += p * c);
         }
     }
     out

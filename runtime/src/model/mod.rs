@@ -4,11 +4,13 @@
 
 pub mod decoder;
 pub mod deepseek2;
+pub mod device;
 pub mod kv_cache;
 pub mod linear;
 pub mod mla;
 pub mod moe;
 pub mod ops;
+pub mod quantize;
 pub mod rope_scaling;
 
 pub use decoder::{Decoder, DecoderConfig, DecoderWeights, LayerWeights};

@@ -62,8 +62,8 @@ impl RopeScaling {
                     } else if wavelen > low_wavelen {
                         f / factor
                     } else {
-                        let smooth =
-                            (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        let smooth = (old / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
                         (1.0 - smooth) * f / factor + smooth * f
                     }
                 });
@@ -124,7 +124,13 @@ impl RopeScaling {
     }
 
     /// The cos/sin table for `dim` rotated dimensions up to `max_positions`.
-    pub fn table(&self, dim: usize, theta: f64, max_positions: usize, style: RopeStyle) -> RopeTable {
+    pub fn table(
+        &self,
+        dim: usize,
+        theta: f64,
+        max_positions: usize,
+        style: RopeStyle,
+    ) -> RopeTable {
         let (inv, factor) = self.inv_freq(dim, theta);
         RopeTable::from_inv_freq(&inv, max_positions, style, factor)
     }

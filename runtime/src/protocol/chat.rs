@@ -109,6 +109,9 @@ pub struct Choice {
 pub struct AssistantMessage {
     pub role: String,
     pub content: String,
+    /// The reasoning of R1-style models (their `<think>` block), when the server splits it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }
 
 /// One SSE `data:` event of a streamed reply.
@@ -137,4 +140,7 @@ pub struct Delta {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Reasoning text of this delta (R1-style models), sent apart from `content`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
 }

@@ -22,7 +22,13 @@ pub struct ClientFrame {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// Generated text since the previous delta of this request.
-    Delta { id: String, content: String },
+    Delta {
+        id: String,
+        content: String,
+        /// Reasoning text of this delta (R1-style models), apart from `content`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reasoning_content: Option<String>,
+    },
     /// The request finished; no more frames for this id.
     Done {
         id: String,

@@ -21,6 +21,20 @@ pub struct PromptMessage {
 pub trait PromptBuilder: Send + Sync {
     /// Prompt token ids for the conversation, ending with the assistant turn's header.
     fn prompt_tokens(&self, messages: &[PromptMessage]) -> Result<Vec<u32>, String>;
+
+    /// How the model's replies mark reasoning apart from the answer; `None`: they do not (or
+    /// the server was told not to split it). The API splits replies accordingly.
+    fn reasoning(&self) -> Option<ReasoningFormat> {
+        None
+    }
+}
+
+/// A reasoning format of model output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasoningFormat {
+    /// `<think>reasoning</think>answer` (DeepSeek-R1). `opened_by_prompt`: the generation
+    /// prompt already wrote `<think>`, so the reply starts inside the block.
+    Think { opened_by_prompt: bool },
 }
 
 /// Sampling settings with every default resolved. `temperature == 0` means greedy.

@@ -40,6 +40,9 @@ pub fn real_args() -> deepseek_runtime::api::serve::ServeArgs {
         max_step_tokens: 512,
         kv_cache_mb: 512,
         shutdown_grace_secs: 30,
+        reasoning_parser: Default::default(),
+        quantize: None,
+        device: Default::default(),
     }
 }
 
