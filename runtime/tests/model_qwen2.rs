@@ -345,3 +345,42 @@ fn a_file_that_is_not_gguf_is_a_typed_error() {
     let err = loader::load(&options(bad)).expect_err("refused");
     assert!(matches!(err, LoadError::Gguf(_)), "{err:?}");
 }
+
+/// Every projection and the output layer dense (f32, f16), so `--quantize` has work to do.
+const DENSE_FORMATS: Formats = (
+    [[GgmlDType::F32; 7], [GgmlDType::F16; 7]],
+    GgmlDType::F32,
+);
+
+fn prefill_logits(model: &dyn deepseek_runtime::model::CausalLm, prompt: &[u32]) -> Vec<f32> {
+    let mut cache = model.new_cache();
+    let mut batch = [deepseek_runtime::model::SeqInput {
+        tokens: prompt,
+        cache: &mut cache,
+    }];
+    model.forward(&mut batch).expect("forward").remove(0)
+}
+
+#[test]
+fn a_dense_model_quantized_at_load_gives_close_logits() {
+    use deepseek_runtime::model::quantize::QuantFormat;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tiny-dense.gguf");
+    write_tiny_qwen2(&path, "qwen2", Some(CHATML), &DENSE_FORMATS);
+    let prompt: Vec<u32> = (0..12).map(|i| i * 11 % 250).collect();
+    let dense = loader::load(&options(path.clone())).expect("loads");
+    let want = prefill_logits(dense.model.as_ref(), &prompt);
+    for (format, tolerance) in [(QuantFormat::Q8_0, 0.05), (QuantFormat::Q4K, 0.25)] {
+        let quantized = loader::load(&LoadOptions {
+            model_path: path.clone(),
+            quantize: Some(format),
+            ..LoadOptions::default()
+        })
+        .expect("loads quantized");
+        let got = prefill_logits(quantized.model.as_ref(), &prompt);
+        let diff = model_support::relative_max_diff(&got, &want);
+        eprintln!("{format:?}: relative max logit difference {diff}");
+        assert!(diff > 0.0, "{format:?}: the weights were not quantized");
+        assert!(diff < tolerance, "{format:?}: {diff}");
+    }
+}

@@ -18,6 +18,10 @@ fn added(id: u32, content: &str, special: bool) -> serde_json::Value {
 /// `a`..`z`, `Ġ` (space), `Ã` and `©` (the two bytes of `é`), `Ċ` (newline), and two merges.
 fn tokenizer_json() -> String {
     let mut vocab = serde_json::Map::new();
+    // As in DeepSeek's files, the added tokens are also entries of the model's vocabulary.
+    for (id, t) in [BOS, EOS, "<think>", "</think>"].iter().enumerate() {
+        vocab.insert(t.to_string(), json!(id));
+    }
     let mut next = 4u32;
     let mut push = |s: &str| {
         vocab.insert(s.to_string(), json!(next));

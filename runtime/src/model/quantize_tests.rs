@@ -158,7 +158,7 @@ fn a_quantized_linear_matches_the_dense_product_within_tolerance() -> candle_cor
     let x = random_rows(n, k, 8, 1.0);
     let want = dense_product(&w, &x, n, k, m);
     let wt = Tensor::from_slice(&w, (m, k), &Device::Cpu)?.to_dtype(DType::BF16)?;
-    for (format, tolerance) in [(QuantFormat::Q8_0, 0.01), (QuantFormat::Q4K, 0.08)] {
+    for (format, tolerance) in [(QuantFormat::Q8_0, 0.01), (QuantFormat::Q4K, 0.1)] {
         let lin = Linear::from_dense_quantized(&wt, None, format)?;
         assert_eq!(lin.dtype(), format.ggml());
         let got = lin.forward(&x, n)?;
