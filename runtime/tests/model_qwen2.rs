@@ -347,10 +347,7 @@ fn a_file_that_is_not_gguf_is_a_typed_error() {
 }
 
 /// Every projection and the output layer dense (f32, f16), so `--quantize` has work to do.
-const DENSE_FORMATS: Formats = (
-    [[GgmlDType::F32; 7], [GgmlDType::F16; 7]],
-    GgmlDType::F32,
-);
+const DENSE_FORMATS: Formats = ([[GgmlDType::F32; 7], [GgmlDType::F16; 7]], GgmlDType::F32);
 
 fn prefill_logits(model: &dyn deepseek_runtime::model::CausalLm, prompt: &[u32]) -> Vec<f32> {
     let mut cache = model.new_cache();

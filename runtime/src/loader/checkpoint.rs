@@ -7,7 +7,6 @@ use std::path::Path;
 
 use super::{load_hf_text, prepare_weights, LoadError, LoadOptions, LoadedModel, SafetensorsDir};
 use crate::model::deepseek2::Deepseek2Weights;
-use crate::model::quantize::{quantize_linear, QuantStats};
 use crate::model::{CausalLm, Decoder, ModelInfo};
 
 fn tensor_err(e: candle_core::Error) -> LoadError {
@@ -17,18 +16,8 @@ fn tensor_err(e: candle_core::Error) -> LoadError {
     }
 }
 
-/// `--quantize` and `--device` for deepseek2 weights (the router stays f32, as upstream).
-fn prepare_deepseek2(w: &mut Deepseek2Weights, opts: &LoadOptions) -> Result<(), LoadError> {
-    if let Some(format) = opts.quantize {
-        let mut stats = QuantStats::default();
-        w.map_linears(|l| {
-            let q = quantize_linear(l, format)?;
-            stats.add(l, &q);
-            Ok(q)
-        })
-        .map_err(tensor_err)?;
-        stats.log(format);
-    }
+/// `--device` for deepseek2 weights (`--quantize` happened while reading them).
+fn place_deepseek2(w: &mut Deepseek2Weights, opts: &LoadOptions) -> Result<(), LoadError> {
     let device = opts.device.open().map_err(tensor_err)?;
     if !device.is_cpu() {
         w.map_linears(|l| l.to_device(&device))
@@ -43,7 +32,8 @@ pub fn load_checkpoint_model(
     dir: &Path,
     opts: &LoadOptions,
 ) -> Result<Box<dyn CausalLm>, LoadError> {
-    let st = SafetensorsDir::open(dir)?;
+    let mut st = SafetensorsDir::open(dir)?;
+    st.quantize = opts.quantize;
     let c = &st.config;
     let arch = c.architecture()?;
     let model_context = c.max_position_embeddings;
@@ -58,10 +48,15 @@ pub fn load_checkpoint_model(
         kv_bytes_per_token: 0, // filled by the model's constructor
     };
     let model: Box<dyn CausalLm> = match arch {
-        "deepseek2" => Box::new(st.deepseek2(info, |w| prepare_deepseek2(w, opts))?),
+        "deepseek2" => Box::new(st.deepseek2(info, |w| place_deepseek2(w, opts))?),
         _ => {
             let cfg = st.decoder_config()?;
-            let weights = prepare_weights(st.decoder_weights()?, opts)?;
+            // Already quantized while read: only `--device` is left to apply.
+            let place_only = LoadOptions {
+                quantize: None,
+                ..opts.clone()
+            };
+            let weights = prepare_weights(st.decoder_weights()?, &place_only)?;
             if weights.lm_head.out_dim() != c.vocab_size {
                 return Err(LoadError::BadMetadata {
                     key: "config.json vocab_size".into(),
@@ -75,6 +70,9 @@ pub fn load_checkpoint_model(
             Box::new(Decoder::new(cfg, weights, info))
         }
     };
+    if let Some(format) = opts.quantize {
+        st.stats.borrow().log(format);
+    }
     tracing::info!(
         dir = %dir.display(),
         architecture = arch,

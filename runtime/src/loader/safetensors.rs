@@ -4,6 +4,7 @@
 //! also maps the llama/qwen2 tensor names onto the batched `Decoder`; deepseek2's names live in
 //! `safetensors_deepseek2.rs`.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::hf_config::HfConfig;
 use super::LoadError;
+use crate::model::quantize::{is_dense, QuantFormat, QuantStats};
 use crate::model::rope_scaling::RopeScaling;
 use crate::model::{DecoderConfig, DecoderWeights, LayerWeights, Linear, RopeStyle};
 
@@ -21,6 +23,11 @@ use crate::model::{DecoderConfig, DecoderWeights, LayerWeights, Linear, RopeStyl
 pub struct SafetensorsDir {
     pub dir: PathBuf,
     pub config: HfConfig,
+    /// `--quantize`: each dense projection is quantized as it is read, so the dense copy of
+    /// only one tensor exists beside the quantized model at any moment.
+    pub quantize: Option<QuantFormat>,
+    /// Memory before and after that quantization, for the load log.
+    pub stats: RefCell<QuantStats>,
     files: MmapedSafetensors,
     names: HashSet<String>,
 }
@@ -110,6 +117,8 @@ impl SafetensorsDir {
         Ok(Self {
             dir: dir.to_path_buf(),
             config,
+            quantize: None,
+            stats: RefCell::default(),
             files,
             names,
         })
@@ -150,7 +159,34 @@ impl SafetensorsDir {
     pub fn linear(&self, name: &str, bias: Option<&str>) -> Result<Linear, LoadError> {
         let w = self.tensor(name)?;
         let b = bias.map(|b| self.vector(b)).transpose()?;
-        Linear::from_dense(&w, b).map_err(tensor_err(name))
+        self.dense_linear(name, &w, b, self.quantize)
+    }
+
+    /// A dense `[out, in]` weight as a `Linear`, quantized to `format` when given (rows that
+    /// fit no block format stay dense); counted in `stats`.
+    pub fn dense_linear(
+        &self,
+        name: &str,
+        w: &Tensor,
+        bias: Option<Vec<f32>>,
+        format: Option<QuantFormat>,
+    ) -> Result<Linear, LoadError> {
+        let lin = match format {
+            Some(f) => Linear::from_dense_quantized(w, bias, f),
+            None => Linear::from_dense(w, bias),
+        }
+        .map_err(tensor_err(name))?;
+        if format.is_some() {
+            let mut s = self.stats.borrow_mut();
+            if is_dense(lin.dtype()) {
+                s.kept += 1;
+            } else {
+                s.quantized += 1;
+            }
+            s.bytes_before += w.elem_count() * w.dtype().size_in_bytes();
+            s.bytes_after += lin.weight_bytes();
+        }
+        Ok(lin)
     }
 
     /// A `[rows, cols]` matrix for embedding lookups, in its stored precision.
@@ -169,7 +205,10 @@ impl SafetensorsDir {
     /// The LM head: `lm_head.weight`, or the embedding matrix when the model ties them.
     pub fn lm_head(&self, embed: &Arc<QTensor>) -> Result<Linear, LoadError> {
         if self.has("lm_head.weight") && !self.config.tie_word_embeddings {
-            self.linear("lm_head.weight", None)
+            // Like the GGUF path's `--quantize`: an untied output layer becomes Q8_0.
+            let w = self.tensor("lm_head.weight")?;
+            let format = self.quantize.map(|_| QuantFormat::Q8_0);
+            self.dense_linear("lm_head.weight", &w, None, format)
         } else {
             Linear::from_arc(embed.clone(), None).map_err(tensor_err("model.embed_tokens.weight"))
         }

@@ -5,7 +5,7 @@
 //! layers; `mlp.gate.weight`, `mlp.gate.e_score_correction_bias`, `mlp.experts.E.*`,
 //! `mlp.shared_experts.*` for MoE layers). `kv_b_proj` is split per head for absorption.
 
-use candle_core::DType;
+use candle_core::{DType, Tensor};
 
 use super::hf_config::HfConfig;
 use super::safetensors::SafetensorsDir;
@@ -134,7 +134,7 @@ impl SafetensorsDir {
     ) -> Result<(Vec<Linear>, Vec<Linear>), LoadError> {
         let w = self.tensor(name)?;
         let per = cfg.qk_nope_head_dim + cfg.v_head_dim;
-        let split = |h: usize| -> candle_core::Result<(Linear, Linear)> {
+        let split = |h: usize| -> candle_core::Result<(Tensor, Tensor)> {
             let head = w.narrow(0, h * per, per)?;
             // Own buffers (not views into `w`): quantizers read storage from offset 0.
             let uk_t = head
@@ -144,16 +144,13 @@ impl SafetensorsDir {
             let uv = head
                 .narrow(0, cfg.qk_nope_head_dim, cfg.v_head_dim)?
                 .force_contiguous()?;
-            Ok((
-                Linear::from_dense(&uk_t, None)?,
-                Linear::from_dense(&uv, None)?,
-            ))
+            Ok((uk_t, uv))
         };
         let (mut uk, mut uv) = (Vec::new(), Vec::new());
         for h in 0..cfg.n_heads {
             let (a, b) = split(h).map_err(tensor_err(name))?;
-            uk.push(a);
-            uv.push(b);
+            uk.push(self.dense_linear(name, &a, None, self.quantize)?);
+            uv.push(self.dense_linear(name, &b, None, self.quantize)?);
         }
         Ok((uk, uv))
     }

@@ -141,7 +141,11 @@ fn f16_ceil(v: f32) -> f16 {
 fn encode_q8_0(x: &[f32], out: &mut [u8]) {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = f16_ceil(amax / 127.0);
-    let inv = if d.to_f32() > 0.0 { 1.0 / d.to_f32() } else { 0.0 };
+    let inv = if d.to_f32() > 0.0 {
+        1.0 / d.to_f32()
+    } else {
+        0.0
+    };
     out[..2].copy_from_slice(&d.to_bits().to_le_bytes());
     for (o, v) in out[2..].iter_mut().zip(x) {
         *o = (v * inv).round().clamp(-127.0, 127.0) as i8 as u8;
