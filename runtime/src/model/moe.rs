@@ -112,7 +112,8 @@ impl Moe {
         }
         let chosen = top_k(&choice, c.top_k);
         let mut weights: Vec<f32> = chosen.iter().map(|&e| scores[e]).collect();
-        let normalise = c.norm_topk_prob && c.top_k > 1;
+        // V2's remote code normalises only for top_k > 1; V3 whenever asked.
+        let normalise = c.norm_topk_prob && (c.top_k > 1 || c.method == TopkMethod::NoAuxTc);
         if normalise {
             let sum: f32 = weights.iter().sum::<f32>() + 1e-20;
             weights.iter_mut().for_each(|w| *w /= sum);
