@@ -1,19 +1,27 @@
 //! Turns files on disk into a ready model: GGUF weights, the tokenizer and the chat template.
 //! `load` is the one entry point the server uses; architecture dispatch happens here by GGUF
-//! `general.architecture`.
+//! `general.architecture`, or in `checkpoint.rs` by config.json's `model_type` for a
+//! Hugging Face checkpoint directory.
 
 pub mod chat_template;
+pub mod checkpoint;
 pub mod gguf;
+pub mod hf_config;
 pub mod hf_tokenizer;
 pub mod pretokenize;
+pub mod safetensors;
+pub mod safetensors_deepseek2;
 pub mod tokenizer;
 pub mod vocab;
 
 use std::path::PathBuf;
 
 pub use chat_template::{ChatMessage, ChatTemplate, ChatTemplateError};
+pub use checkpoint::{load_checkpoint, load_checkpoint_model};
 pub use gguf::GgufFile;
+pub use hf_config::HfConfig;
 pub use hf_tokenizer::{load_hf_text, HfText, TokenizerConfig};
+pub use safetensors::{is_checkpoint_dir, SafetensorsDir};
 pub use tokenizer::{GgufVocab, IncrementalDecoder, TextTokenizer, TokenizerError};
 
 use crate::model::device::{place_decoder, DeviceSpec};
@@ -21,7 +29,7 @@ use crate::model::quantize::{quantize_decoder, QuantFormat};
 use crate::model::{CausalLm, Decoder, DecoderWeights, ModelInfo};
 
 /// Architectures `load` accepts.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "deepseek2"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -34,7 +42,7 @@ pub enum LoadError {
     UnsupportedFileFormat(PathBuf),
     #[error("not a valid GGUF file: {0}")]
     Gguf(String),
-    #[error("architecture {0:?} is not supported (supported: llama, qwen2)")]
+    #[error("architecture {0:?} is not supported (supported: llama, qwen2, deepseek2)")]
     UnsupportedArchitecture(String),
     #[error("model metadata lacks {0}")]
     MissingMetadata(String),
@@ -71,7 +79,7 @@ impl LoadError {
 /// What to load and how.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// A `.gguf` file.
+    /// A `.gguf` file, or a checkpoint directory (config.json, safetensors, tokenizer.json).
     pub model_path: PathBuf,
     /// A Jinja file that replaces (or supplies) the model's chat template.
     pub chat_template_path: Option<PathBuf>,
@@ -103,6 +111,9 @@ impl std::fmt::Debug for LoadedModel {
 /// later use rayon's global pool, which the server sizes.
 pub fn load(opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
     let path = &opts.model_path;
+    if is_checkpoint_dir(path) {
+        return load_checkpoint(opts);
+    }
     let is_gguf = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));

@@ -1,6 +1,9 @@
 //! Per-sequence KV cache: for every layer, the keys and values of every position the sequence
 //! has seen, stored row-major as `[position][kv_head][head_dim]` f32.
 //!
+//! Latent-attention models (deepseek2) store one compressed row per position instead: their
+//! cache is made with `KvCache::latent`, holds `[position][latent_dim]` in `keys` and no values.
+//!
 //! Growth is amortised: the buffers reserve geometrically (at least doubling) and new rows are
 //! written in place behind the old ones, so a decode step copies only its own new row, never
 //! the whole history.
@@ -18,6 +21,8 @@ pub struct KvCache {
     layers: Vec<LayerKv>,
     /// Floats per position per layer for keys (and again for values): `kv_heads * head_dim`.
     kv_dim: usize,
+    /// Floats per position per layer for values: `kv_dim`, or 0 for a latent cache.
+    value_dim: usize,
     /// Positions committed by completed forward passes.
     len: usize,
 }
@@ -28,6 +33,18 @@ impl KvCache {
         Self {
             layers: vec![LayerKv::default(); n_layers],
             kv_dim,
+            value_dim: kv_dim,
+            len: 0,
+        }
+    }
+
+    /// An empty cache that keeps one `latent_dim`-float row per position and layer (in `keys`;
+    /// `values` stay empty): the compressed KV of multi-head latent attention.
+    pub fn latent(n_layers: usize, latent_dim: usize) -> Self {
+        Self {
+            layers: vec![LayerKv::default(); n_layers],
+            kv_dim: latent_dim,
+            value_dim: 0,
             len: 0,
         }
     }
@@ -51,16 +68,15 @@ impl KvCache {
 
     /// Bytes used by the positions held.
     pub fn used_bytes(&self) -> usize {
-        self.len * self.layers.len() * 2 * self.kv_dim * std::mem::size_of::<f32>()
+        self.len * self.layers.len() * (self.kv_dim + self.value_dim) * std::mem::size_of::<f32>()
     }
 
     /// Makes room for `additional` more positions in every layer without further reallocation.
     /// `Vec::reserve` grows at least geometrically, so repeated one-token steps stay amortised O(1).
     pub fn reserve(&mut self, additional: usize) {
-        let floats = additional * self.kv_dim;
         for layer in &mut self.layers {
-            layer.keys.reserve(floats);
-            layer.values.reserve(floats);
+            layer.keys.reserve(additional * self.kv_dim);
+            layer.values.reserve(additional * self.value_dim);
         }
     }
 
@@ -71,7 +87,7 @@ impl KvCache {
         }
         for layer in &mut self.layers {
             layer.keys.truncate(len * self.kv_dim);
-            layer.values.truncate(len * self.kv_dim);
+            layer.values.truncate(len * self.value_dim);
         }
         self.len = len;
     }
@@ -92,6 +108,10 @@ impl KvCache {
         self.kv_dim
     }
 
+    pub(crate) fn value_dim(&self) -> usize {
+        self.value_dim
+    }
+
     /// Appends `rows` new positions to `layer` (keys and values `[rows][kv_dim]`), and returns
     /// that layer's whole history including them. `commit` must follow once every layer got
     /// its rows.
@@ -109,10 +129,9 @@ impl KvCache {
 
     /// Rolls every layer back to the committed length (after a failed forward pass).
     pub(crate) fn rollback(&mut self) {
-        let keep = self.len * self.kv_dim;
         for layer in &mut self.layers {
-            layer.keys.truncate(keep);
-            layer.values.truncate(keep);
+            layer.keys.truncate(self.len * self.kv_dim);
+            layer.values.truncate(self.len * self.value_dim);
         }
     }
 }

@@ -9,11 +9,14 @@
 //! through `QuantMatrix` (SIMD, activations quantised once, batched rows share weight reads);
 //! other formats, and any weight on a GPU, use candle's `QMatMul`. `DEEPSEEK_CPU_KERNELS=stock`
 //! forces `QMatMul` everywhere (speed and output comparisons).
+//!
+//! Dense checkpoints (safetensors bf16/f16/f32) enter through the one constructor `from_dense`,
+//! so load-time conversions (in-situ quantization) have a single place to live.
 
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
-use candle_core::{Device, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 
 use super::quantize::{self, QuantFormat};
 use crate::kernels::{self, QuantMatrix};
@@ -34,6 +37,25 @@ impl Linear {
     /// `weight` has shape `[out_dim, in_dim]`; `bias`, when given, has `out_dim` entries.
     pub fn new(weight: QTensor, bias: Option<Vec<f32>>) -> candle_core::Result<Self> {
         Self::from_arc(Arc::new(weight), bias)
+    }
+
+    /// A dense `[out_dim, in_dim]` weight from a safetensors checkpoint (f32, f16 or bf16; other
+    /// dtypes are converted to f32). The weight keeps its precision: f32 stays exact (parity
+    /// tests), f16 takes the CPU kernel path, bf16 is multiplied by candle in f32.
+    pub fn from_dense(weight: &Tensor, bias: Option<Vec<f32>>) -> candle_core::Result<Self> {
+        let format = match weight.dtype() {
+            DType::F16 => GgmlDType::F16,
+            DType::BF16 => GgmlDType::BF16,
+            _ => GgmlDType::F32,
+        };
+        // `QTensor::quantize` reads the raw storage from offset 0: a narrowed or strided view
+        // must become its own buffer first.
+        let weight = if weight.is_contiguous() && weight.layout().start_offset() == 0 {
+            weight.clone()
+        } else {
+            weight.force_contiguous()?
+        };
+        Self::new(QTensor::quantize(&weight, format)?, bias)
     }
 
     /// Like `new`, sharing a weight that is also used elsewhere (tied embeddings).

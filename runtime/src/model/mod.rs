@@ -3,13 +3,18 @@
 //! types, never on a concrete architecture.
 
 pub mod decoder;
+pub mod deepseek2;
 pub mod device;
 pub mod kv_cache;
 pub mod linear;
+pub mod mla;
+pub mod moe;
 pub mod ops;
 pub mod quantize;
+pub mod rope_scaling;
 
 pub use decoder::{Decoder, DecoderConfig, DecoderWeights, LayerWeights};
+pub use deepseek2::Deepseek2;
 pub use kv_cache::KvCache;
 pub use linear::Linear;
 pub use ops::RopeStyle;

@@ -120,6 +120,34 @@ impl RopeTable {
         }
     }
 
+    /// A table from explicit inverse frequencies (`rope_dim/2` of them, radians per position),
+    /// as scaled RoPE variants (llama3, YaRN) compute them; `attention_factor` multiplies every
+    /// cos and sin (YaRN's magnitude correction, 1.0 otherwise).
+    pub fn from_inv_freq(
+        inv_freq: &[f64],
+        max_positions: usize,
+        style: RopeStyle,
+        attention_factor: f32,
+    ) -> Self {
+        let half = inv_freq.len();
+        let mut cos = Vec::with_capacity(max_positions * half);
+        let mut sin = Vec::with_capacity(max_positions * half);
+        for pos in 0..max_positions {
+            for f in inv_freq {
+                let angle = pos as f64 * f;
+                cos.push(angle.cos() as f32 * attention_factor);
+                sin.push(angle.sin() as f32 * attention_factor);
+            }
+        }
+        Self {
+            cos,
+            sin,
+            half,
+            style,
+            max_positions,
+        }
+    }
+
     pub fn max_positions(&self) -> usize {
         self.max_positions
     }
