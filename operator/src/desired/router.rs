@@ -98,7 +98,7 @@ pub struct RouteEntry {
 }
 
 /// Base URL of a revision's Service inside the cluster.
-pub fn backend_url(owner: &Owner, spec: &DeepSeekDeploymentSpec, cfg: &BuildConfig, revision: &str) -> String {
+pub(crate) fn backend_url(owner: &Owner, spec: &DeepSeekDeploymentSpec, cfg: &BuildConfig, revision: &str) -> String {
     let scheme = if spec.tls.is_some() { "https" } else { "http" };
     format!(
         "{scheme}://{}.{}.svc:{}",

@@ -263,7 +263,7 @@ pub fn needed_replicas(full: i32, weight: i32) -> i32 {
     if full <= 0 {
         return 0;
     }
-    let share = (i64::from(full) * i64::from(weight)).div_ceil(100);
+    let share = (i64::from(full) * i64::from(weight) + 99) / 100;
     i32::try_from(share).unwrap_or(full).clamp(1, full)
 }
 

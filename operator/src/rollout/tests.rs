@@ -375,6 +375,7 @@ fn a_manual_rollback_scales_the_target_up_then_serves_it_and_pins_it() {
     assert!(d.rolled_back().is_some());
     // Clearing rollbackTo rolls forward to the spec again.
     sim.spec.rollout.rollback_to = None;
+    sim.ready(C, 0);
     let d = sim.round();
     assert_eq!(reasons_of(&d), vec![reasons::CANARY_STARTED]);
     assert_eq!(sim.canary(), Some(C));
