@@ -10,5 +10,6 @@ pub mod loader;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
+pub mod router;
 pub mod scheduler;
 pub mod validate;

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 use deepseek_runtime::api::serve::{self, ServeArgs};
 use deepseek_runtime::bench::{self, BenchArgs};
+use deepseek_runtime::router::{self, RouteArgs};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +24,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Load-test an OpenAI-compatible server with streaming requests.
     Bench(BenchArgs),
+    /// Split traffic between model revisions by weight (the canary router).
+    Route(RouteArgs),
 }
 
 fn init_tracing() {
@@ -45,5 +48,6 @@ fn main() -> anyhow::Result<()> {
             println!("{report}");
             Ok(())
         }
+        Command::Route(args) => router::run(args),
     }
 }
