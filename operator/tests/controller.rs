@@ -156,7 +156,7 @@ async fn a_spec_change_rolls_out_a_new_revision_and_scales_the_old_one_to_zero_o
     let only = eventually("the old revision scaled to zero", || async {
         let deps = owned_deployments(&server, &uid);
         let old = deps.iter().find(|d| revision(d) == first)?;
-        let scaled = old.spec.as_ref().and_then(|s| s.replicas) == Some(0);
+        let scaled = old.spec.replicas == Some(0);
         (deps.len() == 2 && scaled).then(|| revision(&new))
     })
     .await?;

@@ -198,7 +198,7 @@ impl Cluster {
         let child = Command::new(bin)
             .args(["route", "--config"])
             .arg(&self.routes_file)
-            .args(["--listen", &addr.to_string()])
+            .args(["--listen", &addr.to_string(), "--threads", "2", "--reload-ms", "100"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()?;
@@ -407,12 +407,13 @@ async fn mark_ready(
     d: &Deployment,
     backends: &Arc<Mutex<BTreeMap<String, Backend>>>,
 ) {
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let want = d.spec.replicas.unwrap_or(1);
     if let Some(revision) = d.labels().get(labels::REVISION).cloned() {
         let image = d
             .spec
+            .template
+            .spec
             .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
             .and_then(|p| p.containers.first())
             .and_then(|c| c.image.clone())
             .unwrap_or_default();
