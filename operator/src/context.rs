@@ -11,9 +11,9 @@ use kube::Client;
 use serde_json::Value;
 
 use crate::desired::{self, naming, BuildConfig, Plan};
-use crate::reconcile::stats::{RouterPods, StatsSource};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::reconcile::stats::{RouterPods, StatsSource};
 
 pub struct Context {
     pub client: Client,

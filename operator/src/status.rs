@@ -5,8 +5,8 @@
 
 use deepseek_crds::status::{condition_types as ct, reasons};
 use deepseek_crds::{
-    DeepSeekDeployment, DeepSeekDeploymentStatus, ModelVerification,
-    ModelVerificationState, Phase, RevisionRef,
+    DeepSeekDeployment, DeepSeekDeploymentStatus, ModelVerification, ModelVerificationState, Phase,
+    RevisionRef,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -368,7 +368,10 @@ pub fn from_decision(
         ),
     };
     set_condition(&mut st.conditions, progressing);
-    set_condition(&mut st.conditions, rolled_back_condition(decision, gen, now));
+    set_condition(
+        &mut st.conditions,
+        rolled_back_condition(decision, gen, now),
+    );
 
     st.phase = Some(match () {
         _ if decision.paused => Phase::Paused,

@@ -29,9 +29,15 @@ fn condition(st: &DeepSeekDeploymentStatus, type_: &str) -> Option<(String, Stri
 /// The first revision ready and serving; returns its hash.
 async fn first_revision_healthy(cluster: &Cluster) -> anyhow::Result<String> {
     cluster
-        .wait_status("the first revision to be healthy", |_| {}, |st| {
-            (st.phase == Some(Phase::Healthy)).then(|| stable(st)).flatten()
-        })
+        .wait_status(
+            "the first revision to be healthy",
+            |_| {},
+            |st| {
+                (st.phase == Some(Phase::Healthy))
+                    .then(|| stable(st))
+                    .flatten()
+            },
+        )
         .await
 }
 
@@ -47,7 +53,9 @@ async fn a_healthy_canary_advances_through_its_steps_and_is_promoted() -> TestRe
     let mut cluster = Cluster::start(dsd("runtime:v1", canary_steps())).await?;
     let v1 = first_revision_healthy(&cluster).await?;
     cluster.start_traffic(4);
-    cluster.patch_spec(json!({"runtime": {"image": "runtime:v2"}})).await?;
+    cluster
+        .patch_spec(json!({"runtime": {"image": "runtime:v2"}}))
+        .await?;
     let mut steps_seen = Vec::new();
     let mut weights_seen = Vec::new();
     let v2 = cluster
@@ -72,7 +80,10 @@ async fn a_healthy_canary_advances_through_its_steps_and_is_promoted() -> TestRe
         .await?;
     cluster.stop_traffic().await;
     for step in ["1/3", "2/3", "3/3"] {
-        assert!(steps_seen.iter().any(|s| s == step), "steps seen: {steps_seen:?}");
+        assert!(
+            steps_seen.iter().any(|s| s == step),
+            "steps seen: {steps_seen:?}"
+        );
     }
     for w in [10, 50, 100] {
         assert!(weights_seen.contains(&w), "weights seen: {weights_seen:?}");
@@ -84,11 +95,22 @@ async fn a_healthy_canary_advances_through_its_steps_and_is_promoted() -> TestRe
     let events = cluster.events();
     let passed = events.iter().filter(|(r, _)| r == "AnalysisPassed").count();
     assert!(passed >= 3, "one AnalysisPassed per step: {events:?}");
-    assert!(events.iter().any(|(r, m)| r == "Promoted" && m.contains(&v2)));
+    assert!(events
+        .iter()
+        .any(|(r, m)| r == "Promoted" && m.contains(&v2)));
     let outcomes = cluster.outcomes();
     let failed: Vec<_> = outcomes.iter().filter(|o| o.status != 200).collect();
-    assert!(failed.is_empty(), "{} of {} requests failed: {:?}", failed.len(), outcomes.len(), &failed[..failed.len().min(5)]);
-    let by_v2 = outcomes.iter().filter(|o| o.revision.as_deref() == Some(v2.as_str())).count();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        outcomes.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let by_v2 = outcomes
+        .iter()
+        .filter(|o| o.revision.as_deref() == Some(v2.as_str()))
+        .count();
     assert!(by_v2 > 0, "the canary served traffic");
     cluster.stop().await
 }
@@ -99,27 +121,46 @@ async fn a_failing_canary_is_rolled_back_while_the_stable_revision_serves_every_
     let mut cluster = Cluster::start(dsd("runtime:v1", canary_steps())).await?;
     let v1 = first_revision_healthy(&cluster).await?;
     cluster.start_traffic(4);
-    cluster.patch_spec(json!({"runtime": {"image": "runtime:bad"}})).await?;
+    cluster
+        .patch_spec(json!({"runtime": {"image": "runtime:bad"}}))
+        .await?;
     let bad = cluster
         .wait_status("a canary", |_| {}, |st| canary(st))
         .await?;
     cluster
         .wait_status(
             "RolledBack=True",
-            |st| assert_eq!(stable(st).as_deref(), Some(v1.as_str()), "the stable never changes"),
             |st| {
-                (condition(st, ct::ROLLED_BACK)
-                    == Some(("True".into(), "AnalysisFailed".into())))
-                .then_some(())
+                assert_eq!(
+                    stable(st).as_deref(),
+                    Some(v1.as_str()),
+                    "the stable never changes"
+                )
+            },
+            |st| {
+                (condition(st, ct::ROLLED_BACK) == Some(("True".into(), "AnalysisFailed".into())))
+                    .then_some(())
             },
         )
         .await?;
     let st = cluster.status();
-    assert_eq!((st.phase, canary(&st), st.canary_weight), (Some(Phase::RolledBack), None, None));
+    assert_eq!(
+        (st.phase, canary(&st), st.canary_weight),
+        (Some(Phase::RolledBack), None, None)
+    );
     let analysis = st.last_analysis.clone().expect("the failed analysis");
-    assert!(!analysis.passed && analysis.error_rate > 0.05 && analysis.requests >= 30, "{analysis:?}");
-    let message = st.condition(ct::ROLLED_BACK).map(|c| c.message.clone()).unwrap_or_default();
-    assert!(message.contains("error rate") && message.contains(&bad), "{message}");
+    assert!(
+        !analysis.passed && analysis.error_rate > 0.05 && analysis.requests >= 30,
+        "{analysis:?}"
+    );
+    let message = st
+        .condition(ct::ROLLED_BACK)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("error rate") && message.contains(&bad),
+        "{message}"
+    );
     assert!(cluster
         .events()
         .iter()
@@ -131,14 +172,21 @@ async fn a_failing_canary_is_rolled_back_while_the_stable_revision_serves_every_
     let outcomes = cluster.outcomes();
     for o in &outcomes {
         if o.revision.as_deref() != Some(bad.as_str()) {
-            assert_eq!(o.status, 200, "a request not sent to the canary failed: {o:?}");
+            assert_eq!(
+                o.status, 200,
+                "a request not sent to the canary failed: {o:?}"
+            );
         }
     }
     // Let the routers pick up the last routes file before judging the tail.
     let tail = &outcomes[before..];
     let late = &tail[tail.len() / 2..];
     assert!(!late.is_empty());
-    assert!(late.iter().all(|o| o.status == 200 && o.revision.as_deref() == Some(v1.as_str())), "{late:?}");
+    assert!(
+        late.iter()
+            .all(|o| o.status == 200 && o.revision.as_deref() == Some(v1.as_str())),
+        "{late:?}"
+    );
     assert_eq!(stable(&cluster.status()), Some(v1));
     cluster.stop().await
 }
@@ -150,10 +198,16 @@ async fn a_manual_rollback_to_the_revision_before_last_serves_it_and_history_sta
     let mut cluster = Cluster::start(dsd("runtime:v1", rollout)).await?;
     let mut revisions = vec![first_revision_healthy(&cluster).await?];
     let bounded = |st: &DeepSeekDeploymentStatus| {
-        assert!(st.history.len() <= 2, "history over its limit: {:?}", st.history);
+        assert!(
+            st.history.len() <= 2,
+            "history over its limit: {:?}",
+            st.history
+        );
     };
     for v in 2..=4 {
-        cluster.patch_spec(json!({"runtime": {"image": format!("runtime:v{v}")}})).await?;
+        cluster
+            .patch_spec(json!({"runtime": {"image": format!("runtime:v{v}")}}))
+            .await?;
         let previous = revisions.last().cloned();
         let next = cluster
             .wait_status(&format!("v{v} promoted"), bounded, |st| {
@@ -169,12 +223,13 @@ async fn a_manual_rollback_to_the_revision_before_last_serves_it_and_history_sta
     assert_eq!(history, vec![revisions[2].clone(), revisions[1].clone()]);
     cluster.start_traffic(2);
     let target = revisions[2].clone();
-    cluster.patch_spec(json!({"rollout": {"rollbackTo": target}})).await?;
+    cluster
+        .patch_spec(json!({"rollout": {"rollbackTo": target}}))
+        .await?;
     cluster
         .wait_status("the rollback", bounded, |st| {
             (stable(st).as_deref() == Some(target.as_str())
-                && condition(st, ct::ROLLED_BACK)
-                    == Some(("True".into(), "ManualRollback".into())))
+                && condition(st, ct::ROLLED_BACK) == Some(("True".into(), "ManualRollback".into())))
             .then_some(())
         })
         .await?;
@@ -195,6 +250,9 @@ async fn a_manual_rollback_to_the_revision_before_last_serves_it_and_history_sta
     .await?;
     cluster.stop_traffic().await;
     let outcomes = cluster.outcomes();
-    assert!(outcomes.iter().all(|o| o.status == 200), "no failed request during the rollback");
+    assert!(
+        outcomes.iter().all(|o| o.status == 200),
+        "no failed request during the rollback"
+    );
     cluster.stop().await
 }

@@ -117,7 +117,8 @@ fn main() {
 
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("routes.yaml");
-        let routes = format!("revisions:\n  - name: r1\n    weight: 100\n    backends: [\"{backend}\"]\n");
+        let routes =
+            format!("revisions:\n  - name: r1\n    weight: 100\n    backends: [\"{backend}\"]\n");
         std::fs::write(&config, routes).unwrap();
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -126,7 +127,14 @@ fn main() {
         let bin = std::env::var("DSR_ROUTER_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_deepseek-runtime").to_string());
         let _router = tokio::process::Command::new(bin)
-            .args(["route", "--threads", "1", "--listen", &addr.to_string(), "--config"])
+            .args([
+                "route",
+                "--threads",
+                "1",
+                "--listen",
+                &addr.to_string(),
+                "--config",
+            ])
             .arg(&config)
             .env("RUST_LOG", "warn")
             .kill_on_drop(true)
@@ -141,8 +149,14 @@ fn main() {
             format!("{routed}/v1/chat/completions"),
         );
         println!("router overhead: {secs}s per phase, router on 1 worker thread");
-        println!("| {:<34} | {:>9} | {:>9} | {:>10} | {:>6} |", "phase", "p50 us", "p99 us", "req/s", "errors");
-        println!("|{:-<36}|{:-<11}|{:-<11}|{:-<12}|{:-<8}|", "", "", "", "", "");
+        println!(
+            "| {:<34} | {:>9} | {:>9} | {:>10} | {:>6} |",
+            "phase", "p50 us", "p99 us", "req/s", "errors"
+        );
+        println!(
+            "|{:-<36}|{:-<11}|{:-<11}|{:-<12}|{:-<8}|",
+            "", "", "", "", ""
+        );
         let mut results = Vec::new();
         for (c, label) in [(1, "concurrency 1"), (concurrency, "concurrency N")] {
             let label = label.replace('N', &concurrency.to_string());

@@ -45,7 +45,10 @@ async fn a_revision_with_no_live_backend_answers_an_openai_shaped_502() {
     assert_eq!(body["error"]["type"], "server_error");
     assert_eq!(body["error"]["code"], "upstream_unavailable");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("'gone'") && message.contains("2 tried"), "{message}");
+    assert!(
+        message.contains("'gone'") && message.contains("2 tried"),
+        "{message}"
+    );
     let s = router.revision_stats("gone", 1).await;
     assert_eq!(s["requests"], 1);
     assert_eq!(s["errors"]["connect"], 1, "{s}");
@@ -86,7 +89,10 @@ async fn route_refuses_to_start_with_an_invalid_route_file() {
     let path = dir.path().join("routes.yaml");
     std::fs::write(
         &path,
-        routes_yaml("", &[("a", 10, vec![dead_url()]), ("b", 80, vec![dead_url()])]),
+        routes_yaml(
+            "",
+            &[("a", 10, vec![dead_url()]), ("b", 80, vec![dead_url()])],
+        ),
     )
     .unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_deepseek-runtime"))

@@ -20,7 +20,11 @@ struct Serve {
 async fn serve(revision: &str) -> Serve {
     let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(model.exists(), "{} is missing: run `make model`", model.display());
+    assert!(
+        model.exists(),
+        "{} is missing: run `make model`",
+        model.display()
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -45,7 +49,10 @@ async fn serve(revision: &str) -> Serve {
                 break;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "serve never became ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "serve never became ready"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Serve { url, _child: child }

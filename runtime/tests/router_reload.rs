@@ -49,7 +49,10 @@ async fn rewriting_the_route_file_moves_traffic_within_two_seconds_with_no_faile
     router.rewrite(&revisions(0));
     let changed = Instant::now();
     while fetch(&http, &router.url, "/who").await.1 != "new" {
-        assert!(changed.elapsed() < Duration::from_secs(2), "routes did not change in 2 s");
+        assert!(
+            changed.elapsed() < Duration::from_secs(2),
+            "routes did not change in 2 s"
+        );
     }
     let took = changed.elapsed();
     for _ in 0..50 {
@@ -61,13 +64,33 @@ async fn rewriting_the_route_file_moves_traffic_within_two_seconds_with_no_faile
     for l in load {
         failures.extend(l.await.unwrap());
     }
-    assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
-    assert!(sent.load(Ordering::SeqCst) > 100, "too little load to prove anything");
-    eprintln!("weights changed after {took:?} under {} requests", sent.load(Ordering::SeqCst));
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        sent.load(Ordering::SeqCst) > 100,
+        "too little load to prove anything"
+    );
+    eprintln!(
+        "weights changed after {took:?} under {} requests",
+        sent.load(Ordering::SeqCst)
+    );
     let page = router.metrics().await;
-    assert_eq!(sample(&page, r#"dsr_router_route_weight{revision="new"}"#), 100.0);
-    assert_eq!(sample(&page, r#"dsr_router_route_weight{revision="old"}"#), 0.0);
-    assert_eq!(sample(&page, r#"dsr_router_config_reloads_total{result="ok"}"#), 1.0);
+    assert_eq!(
+        sample(&page, r#"dsr_router_route_weight{revision="new"}"#),
+        100.0
+    );
+    assert_eq!(
+        sample(&page, r#"dsr_router_route_weight{revision="old"}"#),
+        0.0
+    );
+    assert_eq!(
+        sample(&page, r#"dsr_router_config_reloads_total{result="ok"}"#),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,11 +105,17 @@ async fn an_invalid_rewrite_is_rejected_and_the_old_routes_keep_serving() {
         if sample(&page, r#"dsr_router_config_reloads_total{result="error"}"#) == 1.0 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(3), "rewrite never seen: {page}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "rewrite never seen: {page}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for _ in 0..10 {
-        assert_eq!(fetch(&http, &router.url, "/who").await, (200, "a".to_string()));
+        assert_eq!(
+            fetch(&http, &router.url, "/who").await,
+            (200, "a".to_string())
+        );
     }
     let stats = router.stats().await;
     assert_eq!(stats["revisions"][0]["weight"], 100);

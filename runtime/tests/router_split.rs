@@ -42,7 +42,10 @@ async fn weights_10_90_give_the_canary_ten_percent_of_2000_requests() {
     }
     let to_canary = total.get("canary").copied().unwrap_or(0);
     assert_eq!(to_canary + total.get("stable").copied().unwrap_or(0), 2000);
-    assert!((160..=240).contains(&to_canary), "canary got {to_canary} of 2000");
+    assert!(
+        (160..=240).contains(&to_canary),
+        "canary got {to_canary} of 2000"
+    );
     // Smooth weighted round robin is exact, not just close.
     assert_eq!(to_canary, 200);
 }
@@ -52,7 +55,10 @@ async fn the_same_session_header_always_reaches_the_same_revision() {
     let (a, b) = (backend("a").await, backend("b").await);
     let router = RouterProc::start(&routes_yaml(
         "sessionHeader: X-Conversation",
-        &[("a", 10, vec![a.url.clone()]), ("b", 90, vec![b.url.clone()])],
+        &[
+            ("a", 10, vec![a.url.clone()]),
+            ("b", 90, vec![b.url.clone()]),
+        ],
     ))
     .await;
     let http = client();
@@ -72,7 +78,11 @@ async fn the_same_session_header_always_reaches_the_same_revision() {
     for session in ["alpha", "beta", "gamma", "delta"] {
         let first = ask(session.to_string()).await;
         for _ in 0..30 {
-            assert_eq!(ask(session.to_string()).await, first, "session {session} moved");
+            assert_eq!(
+                ask(session.to_string()).await,
+                first,
+                "session {session} moved"
+            );
         }
     }
     let mut to_a = 0;
@@ -81,7 +91,10 @@ async fn the_same_session_header_always_reaches_the_same_revision() {
             to_a += 1;
         }
     }
-    assert!((60..=140).contains(&to_a), "revision a got {to_a} of 1000 sessions");
+    assert!(
+        (60..=140).contains(&to_a),
+        "revision a got {to_a} of 1000 sessions"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +102,10 @@ async fn admin_stats_and_metrics_match_what_was_sent() {
     let (a, b) = (backend("a").await, backend("b").await);
     let router = RouterProc::start(&routes_yaml(
         "",
-        &[("a", 50, vec![a.url.clone()]), ("b", 50, vec![b.url.clone()])],
+        &[
+            ("a", 50, vec![a.url.clone()]),
+            ("b", 50, vec![b.url.clone()]),
+        ],
     ))
     .await;
     let http = client();
@@ -119,7 +135,11 @@ async fn admin_stats_and_metrics_match_what_was_sent() {
                 &format!(r#"dsr_router_requests_total{{code_class="{class}",revision="{name}"}}"#),
             )
         };
-        assert_eq!((req("2xx"), req("4xx"), req("5xx")), (10.0, 10.0, 10.0), "{page}");
+        assert_eq!(
+            (req("2xx"), req("4xx"), req("5xx")),
+            (10.0, 10.0, 10.0),
+            "{page}"
+        );
         let errors = sample(
             &page,
             &format!(r#"dsr_router_errors_total{{class="upstream_5xx",revision="{name}"}}"#),
@@ -131,7 +151,10 @@ async fn admin_stats_and_metrics_match_what_was_sent() {
         );
         assert_eq!(count, 30.0, "{page}");
         assert_eq!(
-            sample(&page, &format!(r#"dsr_router_route_weight{{revision="{name}"}}"#)),
+            sample(
+                &page,
+                &format!(r#"dsr_router_route_weight{{revision="{name}"}}"#)
+            ),
             50.0
         );
     }

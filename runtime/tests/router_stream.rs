@@ -32,8 +32,15 @@ async fn sse_chunks_pass_through_before_the_backend_finishes() {
     }
     let whole = STREAM_GAP * (STREAM_CHUNKS as u32 - 1);
     let first = arrivals.iter().find(|(_, events)| *events >= 1).unwrap().0;
-    assert!(first < whole / 2, "first event after {first:?}; backend needs {whole:?}");
-    assert!(started.elapsed() >= whole, "the whole stream took {:?}", started.elapsed());
+    assert!(
+        first < whole / 2,
+        "first event after {first:?}; backend needs {whole:?}"
+    );
+    assert!(
+        started.elapsed() >= whole,
+        "the whole stream took {:?}",
+        started.elapsed()
+    );
     // Each event left on its own: the count of events grew in at least STREAM_CHUNKS steps.
     let distinct: std::collections::BTreeSet<usize> = arrivals.iter().map(|a| a.1).collect();
     assert_eq!(distinct.len(), STREAM_CHUNKS, "{arrivals:?}");
@@ -51,7 +58,10 @@ async fn a_websocket_chat_passes_through_both_ways() {
     let (mut socket, resp) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     assert_eq!(resp.status(), 101);
     for i in 0..3 {
-        socket.send(Message::text(format!("hello {i}"))).await.unwrap();
+        socket
+            .send(Message::text(format!("hello {i}")))
+            .await
+            .unwrap();
         let reply = tokio::time::timeout(Duration::from_secs(5), socket.next())
             .await
             .unwrap()

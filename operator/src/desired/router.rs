@@ -15,10 +15,10 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction,
-    Lifecycle, LifecycleHandler, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, Service, ServicePort, ServiceSpec, SleepAction, Volume,
-    VolumeMount, WeightedPodAffinityTerm,
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, Lifecycle,
+    LifecycleHandler, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, Service, ServicePort, ServiceSpec, SleepAction, Volume, VolumeMount,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -66,7 +66,10 @@ pub fn revision_service_name(dsd_name: &str, revision: &str) -> String {
 pub fn router_selector(dsd_name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (naming::LABEL_DEPLOYMENT.to_string(), dsd_name.to_string()),
-        (naming::LABEL_COMPONENT.to_string(), COMPONENT_ROUTER.to_string()),
+        (
+            naming::LABEL_COMPONENT.to_string(),
+            COMPONENT_ROUTER.to_string(),
+        ),
     ])
 }
 
@@ -98,7 +101,12 @@ pub struct RouteEntry {
 }
 
 /// Base URL of a revision's Service inside the cluster.
-pub(crate) fn backend_url(owner: &Owner, spec: &DeepSeekDeploymentSpec, cfg: &BuildConfig, revision: &str) -> String {
+pub(crate) fn backend_url(
+    owner: &Owner,
+    spec: &DeepSeekDeploymentSpec,
+    cfg: &BuildConfig,
+    revision: &str,
+) -> String {
     let scheme = if spec.tls.is_some() { "https" } else { "http" };
     format!(
         "{scheme}://{}.{}.svc:{}",
@@ -240,7 +248,10 @@ fn router_container(cfg: &BuildConfig) -> Container {
     }
 }
 
-pub(crate) fn router_deployment(owner: &Owner, cfg: &BuildConfig) -> Result<DesiredChild, BuildError> {
+pub(crate) fn router_deployment(
+    owner: &Owner,
+    cfg: &BuildConfig,
+) -> Result<DesiredChild, BuildError> {
     let name = router_name(&owner.name);
     let labels = router_labels(&owner.name);
     let selector = LabelSelector {

@@ -268,9 +268,13 @@ fn the_chat_service_fronts_the_router_which_routes_to_the_stable_revision_from_s
         json!("aaaaaaaaaa")
     );
     let routes = named(ChildKind::ConfigMap, "chat-routes");
-    let yaml = routes["data"][router::ROUTES_KEY].as_str().unwrap_or_default();
+    let yaml = routes["data"][router::ROUTES_KEY]
+        .as_str()
+        .unwrap_or_default();
     assert!(
-        yaml.contains("name: aaaaaaaaaa\n  weight: 100\n  backends:\n  - http://chat-aaaaaaaaaa.ai.svc:8000"),
+        yaml.contains(
+            "name: aaaaaaaaaa\n  weight: 100\n  backends:\n  - http://chat-aaaaaaaaaa.ai.svc:8000"
+        ),
         "{yaml}"
     );
     let router = named(ChildKind::Deployment, "chat-router");
@@ -278,10 +282,21 @@ fn the_chat_service_fronts_the_router_which_routes_to_the_stable_revision_from_s
     let container = &router["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
         container["args"],
-        json!(["route", "--config", "/etc/deepseek-router/routes.yaml", "--listen", "0.0.0.0:8080"])
+        json!([
+            "route",
+            "--config",
+            "/etc/deepseek-router/routes.yaml",
+            "--listen",
+            "0.0.0.0:8080"
+        ])
     );
-    assert_eq!(container["readinessProbe"]["httpGet"]["path"], json!("/readyz"));
-    assert!(container["resources"]["limits"].get("nvidia.com/gpu").is_none());
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"],
+        json!("/readyz")
+    );
+    assert!(container["resources"]["limits"]
+        .get("nvidia.com/gpu")
+        .is_none());
 }
 
 #[test]
@@ -300,10 +315,20 @@ fn a_canary_in_status_is_routed_at_its_weight_with_its_own_service() {
     let plan = Plan::from_status(&d, "bbbbbbbbbb");
     assert_eq!(
         plan.routes,
-        vec![("aaaaaaaaaa".to_string(), 90), ("bbbbbbbbbb".to_string(), 10)]
+        vec![
+            ("aaaaaaaaaa".to_string(), 90),
+            ("bbbbbbbbbb".to_string(), 10)
+        ]
     );
-    let out = build_with(&d, &BuildConfig::default(), &Plan { replicas: 1, ..plan })
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = build_with(
+        &d,
+        &BuildConfig::default(),
+        &Plan {
+            replicas: 1,
+            ..plan
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let services: Vec<&str> = out
         .iter()
         .filter(|c| c.kind == ChildKind::Service)
@@ -315,7 +340,10 @@ fn a_canary_in_status_is_routed_at_its_weight_with_its_own_service() {
         .find(|c| c.name == "chat-routes")
         .map(|c| c.object["data"][router::ROUTES_KEY].to_string())
         .unwrap_or_default();
-    assert!(routes.contains("weight: 90") && routes.contains("weight: 10"), "{routes}");
+    assert!(
+        routes.contains("weight: 90") && routes.contains("weight: 10"),
+        "{routes}"
+    );
 }
 
 #[test]

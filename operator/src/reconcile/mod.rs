@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 
 use crate::context::Context;
 use crate::desired::{naming, ChildKind, Plan};
-use crate::rollout::{self, Decision, RolloutEvent};
 use crate::error::{Error, Result};
+use crate::rollout::{self, Decision, RolloutEvent};
 use crate::status::{self, SpecProblem, Transition};
 
 /// Requeue while something is still converging (pods starting, model downloading).

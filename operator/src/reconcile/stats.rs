@@ -39,8 +39,10 @@ pub enum StatsError {
 
 /// A source of the routers' cumulative per-revision figures, summed over router pods.
 pub trait StatsSource: Send + Sync {
-    fn snapshot<'a>(&'a self, dsd: &'a DeepSeekDeployment)
-        -> BoxFuture<'a, Result<Stats, StatsError>>;
+    fn snapshot<'a>(
+        &'a self,
+        dsd: &'a DeepSeekDeployment,
+    ) -> BoxFuture<'a, Result<Stats, StatsError>>;
 }
 
 /// Reads `/admin/stats` of every ready router pod of the resource.

@@ -257,7 +257,11 @@ mod tests {
         };
         assert_eq!(judge(&w(19, 19, 10.0), &spec), Verdict::Inconclusive);
         assert_eq!(judge(&w(20, 1, 100.0), &spec), Verdict::Pass);
-        assert!(matches!(judge(&w(20, 2, 100.0), &spec), Verdict::Fail(m) if m.contains("error rate 0.1000")));
-        assert!(matches!(judge(&w(20, 0, 250.0), &spec), Verdict::Fail(m) if m.contains("p99 latency 250 ms")));
+        assert!(
+            matches!(judge(&w(20, 2, 100.0), &spec), Verdict::Fail(m) if m.contains("error rate 0.1000"))
+        );
+        assert!(
+            matches!(judge(&w(20, 0, 250.0), &spec), Verdict::Fail(m) if m.contains("p99 latency 250 ms"))
+        );
     }
 }

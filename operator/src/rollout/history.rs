@@ -36,11 +36,14 @@ pub fn push(
 
 /// The entry for `hash`, as a revision reference.
 pub fn find(history: &[HistoryEntry], hash: &str) -> Option<RevisionRef> {
-    history.iter().find(|h| h.hash == hash).map(|h| RevisionRef {
-        hash: h.hash.clone(),
-        model_digest: h.model_digest.clone(),
-        image: h.image.clone(),
-    })
+    history
+        .iter()
+        .find(|h| h.hash == hash)
+        .map(|h| RevisionRef {
+            hash: h.hash.clone(),
+            model_digest: h.model_digest.clone(),
+            image: h.image.clone(),
+        })
 }
 
 #[cfg(test)]

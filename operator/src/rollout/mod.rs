@@ -204,7 +204,10 @@ impl Decision {
         };
         self.event(
             reason,
-            format!("{what} revision {} (image {})", revision.hash, revision.image),
+            format!(
+                "{what} revision {} (image {})",
+                revision.hash, revision.image
+            ),
         );
         self.state = RolloutState {
             canary_started_at: Some(now.clone()),
@@ -338,9 +341,11 @@ fn choose_canary(
         if current.as_deref() == Some(target) && d.state.manual_rollback {
             return;
         }
-        let failed_before = d.state.rolled_back.as_ref().is_some_and(|r| {
-            r.revision == target && r.reason == reasons::DEADLINE_EXCEEDED
-        });
+        let failed_before = d
+            .state
+            .rolled_back
+            .as_ref()
+            .is_some_and(|r| r.revision == target && r.reason == reasons::DEADLINE_EXCEEDED);
         match history::find(&d.history, target) {
             Some(_) if failed_before => {}
             Some(entry) => return d.start_canary(entry, true, now),
@@ -354,9 +359,11 @@ fn choose_canary(
         drop_canary(d, "the spec describes the stable revision again");
         return;
     }
-    let held = d.state.rolled_back.as_ref().is_some_and(|r| {
-        r.revision == desired.hash && r.reason != reasons::MANUAL_ROLLBACK
-    });
+    let held = d
+        .state
+        .rolled_back
+        .as_ref()
+        .is_some_and(|r| r.revision == desired.hash && r.reason != reasons::MANUAL_ROLLBACK);
     if held {
         drop_canary(d, "the spec describes a rolled-back revision");
         d.progress = Some(format!(
@@ -414,7 +421,10 @@ fn warn_if_stable_lost(
     observed: &Observed,
 ) {
     let Some(s) = d.stable.clone() else { return };
-    let same = status.stable_revision.as_ref().is_some_and(|p| p.hash == s.hash);
+    let same = status
+        .stable_revision
+        .as_ref()
+        .is_some_and(|p| p.hash == s.hash);
     let had = same && status.ready_replicas.unwrap_or(0) > 0;
     if spec.replicas > 0 && had && observed.ready_of(&s.hash) == 0 {
         d.warn(

@@ -78,7 +78,11 @@ fn set_weight(
     observed: &Observed,
     now: &Time,
 ) {
-    let hash = d.canary.as_ref().map(|c| c.hash.clone()).unwrap_or_default();
+    let hash = d
+        .canary
+        .as_ref()
+        .map(|c| c.hash.clone())
+        .unwrap_or_default();
     d.weight = step.weight;
     d.state.step_started_at = Some(now.clone());
     d.state.waiting_since = None;
@@ -105,11 +109,14 @@ fn wait_for_replicas(
     need: i32,
     now: &Time,
 ) {
-    let since = d.state.waiting_since.get_or_insert_with(|| now.clone()).clone();
+    let since = d
+        .state
+        .waiting_since
+        .get_or_insert_with(|| now.clone())
+        .clone();
     let waited = elapsed(&since, now);
-    let deadline = Duration::from_secs(
-        u64::try_from(spec.rollout.progress_deadline_seconds).unwrap_or(0),
-    );
+    let deadline =
+        Duration::from_secs(u64::try_from(spec.rollout.progress_deadline_seconds).unwrap_or(0));
     let what = if d.state.manual_rollback {
         "rollback target"
     } else {
@@ -140,7 +147,11 @@ fn analyse(
     observed: &Observed,
     now: &Time,
 ) {
-    let hash = d.canary.as_ref().map(|c| c.hash.clone()).unwrap_or_default();
+    let hash = d
+        .canary
+        .as_ref()
+        .map(|c| c.hash.clone())
+        .unwrap_or_default();
     let at = format!("step {}/{} at weight {}%", idx + 1, d.step_count, d.weight);
     let Some(stats) = &observed.stats else {
         d.progress = Some(format!("{at}: router figures unavailable; waiting"));
@@ -181,10 +192,17 @@ fn analyse(
                 .as_deref()
                 .and_then(|p| parse_duration(p).ok())
                 .unwrap_or(Duration::ZERO);
-            let started = d.state.step_started_at.clone().unwrap_or_else(|| now.clone());
+            let started = d
+                .state
+                .step_started_at
+                .clone()
+                .unwrap_or_else(|| now.clone());
             let held = elapsed(&started, now);
             if held < pause {
-                d.progress = Some(format!("{at}: analysis passing; pausing {}", step.pause.as_deref().unwrap_or("0s")));
+                d.progress = Some(format!(
+                    "{at}: analysis passing; pausing {}",
+                    step.pause.as_deref().unwrap_or("0s")
+                ));
                 d.requeue_after = Some(pause - held);
                 return;
             }

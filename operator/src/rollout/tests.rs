@@ -106,15 +106,25 @@ impl Sim {
     }
 
     fn canary(&self) -> Option<&str> {
-        self.status.canary_revision.as_ref().map(|c| c.hash.as_str())
+        self.status
+            .canary_revision
+            .as_ref()
+            .map(|c| c.hash.as_str())
     }
 
     fn stable(&self) -> Option<&str> {
-        self.status.stable_revision.as_ref().map(|c| c.hash.as_str())
+        self.status
+            .stable_revision
+            .as_ref()
+            .map(|c| c.hash.as_str())
     }
 
     fn history(&self) -> Vec<&str> {
-        self.status.history.iter().map(|h| h.hash.as_str()).collect()
+        self.status
+            .history
+            .iter()
+            .map(|h| h.hash.as_str())
+            .collect()
     }
 
     /// Starts canary B and walks it to step 1 with its weight set.
@@ -164,7 +174,10 @@ fn a_ready_canary_gets_its_steps_weight_and_a_baseline_of_its_figures() {
     assert_eq!(reasons_of(&d), vec![reasons::WEIGHT_SET]);
     assert_eq!(d.routes(), vec![(A.to_string(), 75), (B.to_string(), 25)]);
     let base = d.state.baseline.clone().expect("baseline");
-    assert_eq!((base.revision.as_str(), base.requests, base.errors), (B, 7, 7));
+    assert_eq!(
+        (base.revision.as_str(), base.requests, base.errors),
+        (B, 7, 7)
+    );
 }
 
 #[test]
@@ -189,9 +202,16 @@ fn a_passing_step_holds_for_its_pause_then_advances() {
     sim.wait(31);
     let d = sim.round();
     assert_eq!(reasons_of(&d), vec![reasons::ANALYSIS_PASSED]);
-    assert!(d.events[0].message.contains("40 requests, 1 errors"), "{}", d.events[0].message);
+    assert!(
+        d.events[0].message.contains("40 requests, 1 errors"),
+        "{}",
+        d.events[0].message
+    );
     let a = sim.status.last_analysis.clone().expect("analysis");
-    assert_eq!((a.requests, a.errors, a.passed, a.step), (40, 1, true, Some(1)));
+    assert_eq!(
+        (a.requests, a.errors, a.passed, a.step),
+        (40, 1, true, Some(1))
+    );
     assert_eq!(d.step, Some(2));
     // Step 2 (50%) needs two canary pods before its weight is set.
     assert_eq!(d.replicas.get(B), Some(&2));
@@ -234,12 +254,21 @@ fn a_failing_error_rate_rolls_back_at_once_with_its_numbers() {
     let d = sim.round();
     assert_eq!(reasons_of(&d), vec![reasons::ANALYSIS_FAILED]);
     assert!(d.events[0].warning);
-    assert!(d.events[0].message.contains("error rate 0.2500 (5 of 20 requests)"), "{}", d.events[0].message);
+    assert!(
+        d.events[0]
+            .message
+            .contains("error rate 0.2500 (5 of 20 requests)"),
+        "{}",
+        d.events[0].message
+    );
     assert_eq!((sim.stable(), sim.canary()), (Some(A), None));
     assert_eq!(d.routes(), vec![(A.to_string(), 100)]);
     assert_eq!(d.replicas.get(B), Some(&0), "canary scaled down, kept");
     let record = d.rolled_back().cloned().expect("rollback record");
-    assert_eq!((record.revision.as_str(), record.reason.as_str()), (B, reasons::ANALYSIS_FAILED));
+    assert_eq!(
+        (record.revision.as_str(), record.reason.as_str()),
+        (B, reasons::ANALYSIS_FAILED)
+    );
     let a = sim.status.last_analysis.clone().expect("analysis");
     assert_eq!((a.requests, a.errors, a.passed), (20, 5, false));
 }
@@ -250,7 +279,11 @@ fn a_slow_p99_rolls_back() {
     sim.traffic(B, 100, 0, 2); // every request between 0.5 s and 1 s
     let d = sim.round();
     assert_eq!(reasons_of(&d), vec![reasons::ANALYSIS_FAILED]);
-    assert!(d.events[0].message.contains("p99 latency 1000 ms"), "{}", d.events[0].message);
+    assert!(
+        d.events[0].message.contains("p99 latency 1000 ms"),
+        "{}",
+        d.events[0].message
+    );
 }
 
 #[test]
@@ -268,8 +301,15 @@ fn a_rolled_back_revision_is_held_until_the_spec_changes_again() {
     let d = sim.round();
     assert_eq!(reasons_of(&d), vec![reasons::CANARY_STARTED]);
     assert_eq!(sim.canary(), Some(C));
-    assert!(d.rolled_back().is_none(), "RolledBack clears with a new canary");
-    assert_eq!(d.replicas.get(B), None, "the rolled-back revision is pruned");
+    assert!(
+        d.rolled_back().is_none(),
+        "RolledBack clears with a new canary"
+    );
+    assert_eq!(
+        d.replicas.get(B),
+        None,
+        "the rolled-back revision is pruned"
+    );
 }
 
 #[test]
@@ -277,9 +317,17 @@ fn a_spec_change_mid_canary_replaces_the_canary_and_never_runs_three_revisions()
     let mut sim = Sim::at_step_one(two_steps());
     sim.obs.desired = rev(C);
     let d = sim.round();
-    assert_eq!(reasons_of(&d), vec![reasons::CANARY_REPLACED, reasons::CANARY_STARTED]);
+    assert_eq!(
+        reasons_of(&d),
+        vec![reasons::CANARY_REPLACED, reasons::CANARY_STARTED]
+    );
     assert_eq!((sim.canary(), d.weight, d.step), (Some(C), 0, Some(1)));
-    let live: Vec<&String> = d.replicas.iter().filter(|(_, r)| **r > 0).map(|(h, _)| h).collect();
+    let live: Vec<&String> = d
+        .replicas
+        .iter()
+        .filter(|(_, r)| **r > 0)
+        .map(|(h, _)| h)
+        .collect();
     assert_eq!(live, vec![A, C]);
     assert_eq!(d.replicas.get(B), None);
 }
@@ -307,7 +355,10 @@ fn a_paused_rollout_holds_its_step_and_resumes_where_it_was() {
     assert!(sim.round().events.is_empty(), "one event per pause");
     sim.spec.rollout.paused = false;
     let d = sim.round();
-    assert_eq!(reasons_of(&d), vec![reasons::RESUMED, reasons::ANALYSIS_PASSED]);
+    assert_eq!(
+        reasons_of(&d),
+        vec![reasons::RESUMED, reasons::ANALYSIS_PASSED]
+    );
     assert_eq!(d.step, Some(2));
 }
 
@@ -317,14 +368,27 @@ fn a_canary_that_never_becomes_ready_rolls_back_after_the_progress_deadline() {
     sim.round();
     sim.wait(600);
     let d = sim.round();
-    assert_eq!(sim.canary(), Some(B), "exactly at the deadline it still waits");
+    assert_eq!(
+        sim.canary(),
+        Some(B),
+        "exactly at the deadline it still waits"
+    );
     assert_eq!(d.requeue_after, Some(Duration::from_secs(1)));
     sim.wait(1);
     let d = sim.round();
     assert_eq!(reasons_of(&d), vec![reasons::DEADLINE_EXCEEDED]);
-    assert!(d.events[0].message.contains("0/1 ready replicas after 601s"), "{}", d.events[0].message);
+    assert!(
+        d.events[0]
+            .message
+            .contains("0/1 ready replicas after 601s"),
+        "{}",
+        d.events[0].message
+    );
     assert_eq!(sim.canary(), None);
-    assert_eq!(d.rolled_back().map(|r| r.reason.as_str()), Some(reasons::DEADLINE_EXCEEDED));
+    assert_eq!(
+        d.rolled_back().map(|r| r.reason.as_str()),
+        Some(reasons::DEADLINE_EXCEEDED)
+    );
 }
 
 /// A (stable) -> B -> C promoted without steps: history [B, A].
@@ -361,14 +425,21 @@ fn a_manual_rollback_scales_the_target_up_then_serves_it_and_pins_it() {
     sim.ready(B, 0);
     let d = sim.round();
     assert_eq!(reasons_of(&d), vec![reasons::ROLLBACK_STARTED]);
-    assert_eq!(d.replicas.get(B), Some(&4), "the target gets all its replicas");
+    assert_eq!(
+        d.replicas.get(B),
+        Some(&4),
+        "the target gets all its replicas"
+    );
     assert_eq!(d.routes(), vec![(C.to_string(), 100), (B.to_string(), 0)]);
     sim.ready(B, 4);
     let d = sim.round();
     assert_eq!(reasons_of(&d), vec![reasons::MANUAL_ROLLBACK]);
     assert_eq!((sim.stable(), sim.canary()), (Some(B), None));
     assert_eq!(sim.history(), vec![C, A]);
-    assert_eq!(d.rolled_back().map(|r| r.reason.as_str()), Some(reasons::MANUAL_ROLLBACK));
+    assert_eq!(
+        d.rolled_back().map(|r| r.reason.as_str()),
+        Some(reasons::MANUAL_ROLLBACK)
+    );
     // The spec still describes C: held while rollbackTo pins B.
     let d = sim.round();
     assert_eq!((sim.canary(), d.events.len()), (None, 0));
@@ -390,7 +461,11 @@ fn the_history_never_exceeds_the_limit_and_keeps_the_newest() {
         sim.round();
         sim.ready(&hash, 4);
         let d = sim.round();
-        assert!(sim.status.history.len() <= 2, "round {i}: {:?}", sim.history());
+        assert!(
+            sim.status.history.len() <= 2,
+            "round {i}: {:?}",
+            sim.history()
+        );
         let kept = d.replicas.len();
         assert!(kept <= 3, "stable + 2 history Deployments, got {kept}");
     }
@@ -402,7 +477,10 @@ fn a_stable_revision_losing_all_replicas_is_reported_and_not_replaced() {
     let mut sim = Sim::at_step_one(two_steps());
     sim.ready(A, 0);
     let d = sim.round();
-    assert!(d.events.iter().any(|e| e.reason == reasons::STABLE_UNAVAILABLE && e.warning));
+    assert!(d
+        .events
+        .iter()
+        .any(|e| e.reason == reasons::STABLE_UNAVAILABLE && e.warning));
     assert_eq!((sim.stable(), sim.canary()), (Some(A), Some(B)));
     assert_eq!(d.replicas.get(A), Some(&4));
     assert!(sim.round().events.is_empty(), "reported once");
@@ -431,12 +509,23 @@ fn a_baseline_of_another_revision_is_replaced_before_judging() {
     sim.traffic(B, 50, 50, 0);
     let d = sim.round();
     assert!(d.events.is_empty());
-    assert_eq!(d.state.baseline.map(|b| (b.revision, b.requests)), Some((B.into(), 50)));
+    assert_eq!(
+        d.state.baseline.map(|b| (b.revision, b.requests)),
+        Some((B.into(), 50))
+    );
 }
 
 #[test]
 fn canary_replicas_are_the_weights_share_rounded_up() {
-    for (full, weight, want) in [(4, 10, 1), (4, 25, 1), (4, 50, 2), (4, 100, 4), (10, 33, 4), (1, 5, 1), (0, 50, 0)] {
+    for (full, weight, want) in [
+        (4, 10, 1),
+        (4, 25, 1),
+        (4, 50, 2),
+        (4, 100, 4),
+        (10, 33, 4),
+        (1, 5, 1),
+        (0, 50, 0),
+    ] {
         assert_eq!(needed_replicas(full, weight), want, "{full} x {weight}%");
     }
 }

@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use deepseek_crds::{DeepSeekDeployment, DeepSeekDeploymentStatus};
 use deepseek_operator::controller::{run_with, RunConfig, RunOptions};
-use deepseek_operator::desired::router::{routes_name, router_selector, ROUTES_KEY};
+use deepseek_operator::desired::router::{router_selector, routes_name, ROUTES_KEY};
 use deepseek_operator::leader::LeaseTiming;
 use deepseek_operator::metrics::Metrics;
 use deepseek_operator::reconcile::labels;
@@ -198,7 +198,14 @@ impl Cluster {
         let child = Command::new(bin)
             .args(["route", "--config"])
             .arg(&self.routes_file)
-            .args(["--listen", &addr.to_string(), "--threads", "2", "--reload-ms", "100"])
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--threads",
+                "2",
+                "--reload-ms",
+                "100",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()?;
@@ -207,7 +214,11 @@ impl Cluster {
         eventually("the router to be ready", || {
             let http = http.clone();
             async move {
-                let r = http.get(format!("http://{addr}/readyz")).send().await.ok()?;
+                let r = http
+                    .get(format!("http://{addr}/readyz"))
+                    .send()
+                    .await
+                    .ok()?;
                 r.status().is_success().then_some(())
             }
         })
@@ -270,8 +281,12 @@ impl Cluster {
 
     pub async fn patch_spec(&self, spec: Value) -> anyhow::Result<()> {
         let api: Api<DeepSeekDeployment> = Api::namespaced(self.server.client()?, NS);
-        api.patch(NAME, &PatchParams::default(), &Patch::Merge(json!({"spec": spec})))
-            .await?;
+        api.patch(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": spec})),
+        )
+        .await?;
         Ok(())
     }
 
@@ -340,7 +355,10 @@ async fn send(http: &reqwest::Client, addr: SocketAddr) -> Outcome {
 
 fn start_operator(
     server: &FakeApiServer,
-) -> anyhow::Result<(oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>)> {
+) -> anyhow::Result<(
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+)> {
     let cfg = RunConfig {
         metrics_addr: free_addr()?,
         identity: "op-rollout".into(),
@@ -417,7 +435,10 @@ async fn mark_ready(
             .and_then(|p| p.containers.first())
             .and_then(|c| c.image.clone())
             .unwrap_or_default();
-        let known = backends.lock().map(|b| b.contains_key(&revision)).unwrap_or(true);
+        let known = backends
+            .lock()
+            .map(|b| b.contains_key(&revision))
+            .unwrap_or(true);
         if !known && want > 0 {
             if let Ok(b) = start_backend(revision.clone(), image.contains("bad")).await {
                 if let Ok(mut map) = backends.lock() {
@@ -432,9 +453,14 @@ async fn mark_ready(
         .and_then(|s| s.ready_replicas)
         .unwrap_or(0);
     if ready != want {
-        let status = json!({"status": {"replicas": want, "readyReplicas": want, "availableReplicas": want}});
+        let status =
+            json!({"status": {"replicas": want, "readyReplicas": want, "availableReplicas": want}});
         let _ = api
-            .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(status))
+            .patch_status(
+                &d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(status),
+            )
             .await;
     }
 }

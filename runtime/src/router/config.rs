@@ -70,7 +70,9 @@ pub enum ConfigError {
     WeightSum(u32),
     #[error("revision '{0}' has no backends")]
     NoBackends(String),
-    #[error("revision '{name}' has backend '{url}' that is not an http://host[:port] URL: {reason}")]
+    #[error(
+        "revision '{name}' has backend '{url}' that is not an http://host[:port] URL: {reason}"
+    )]
     BadBackend {
         name: String,
         url: String,
@@ -223,7 +225,10 @@ revisions:
         assert_eq!(c.revisions.len(), 2);
         assert_eq!(c.revisions[0].name, "7f3a9c1e");
         assert_eq!(c.revisions[0].weight, 90);
-        assert_eq!(c.revisions[0].backends[1].to_string(), "http://10.0.0.2:8000/");
+        assert_eq!(
+            c.revisions[0].backends[1].to_string(),
+            "http://10.0.0.2:8000/"
+        );
     }
 
     #[test]
@@ -239,7 +244,10 @@ revisions:
 
     #[test]
     fn rejects_weights_that_do_not_sum_to_one_hundred() {
-        assert_eq!(RouteConfig::parse(&two(10, 80)), Err(ConfigError::WeightSum(90)));
+        assert_eq!(
+            RouteConfig::parse(&two(10, 80)),
+            Err(ConfigError::WeightSum(90))
+        );
     }
 
     #[test]

@@ -47,14 +47,20 @@ impl RouterMetrics {
         let requests = register(
             &r,
             IntCounterVec::new(
-                Opts::new(REQUESTS, "Completed proxied requests by revision and status class"),
+                Opts::new(
+                    REQUESTS,
+                    "Completed proxied requests by revision and status class",
+                ),
                 &[LABEL_REVISION, LABEL_CODE_CLASS],
             )?,
         )?;
         let errors = register(
             &r,
             IntCounterVec::new(
-                Opts::new(ERRORS, "Failed proxied requests by revision and error class"),
+                Opts::new(
+                    ERRORS,
+                    "Failed proxied requests by revision and error class",
+                ),
                 &[LABEL_REVISION, LABEL_CLASS],
             )?,
         )?;
@@ -69,7 +75,10 @@ impl RouterMetrics {
         let weight = register(
             &r,
             IntGaugeVec::new(
-                Opts::new(ROUTE_WEIGHT, "Current traffic weight (percent) per revision"),
+                Opts::new(
+                    ROUTE_WEIGHT,
+                    "Current traffic weight (percent) per revision",
+                ),
                 &[LABEL_REVISION],
             )?,
         )?;

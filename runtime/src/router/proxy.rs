@@ -125,8 +125,8 @@ async fn forward(
 }
 
 fn body_error(e: axum::Error, limit: usize) -> RouterError {
-    let too_large = std::error::Error::source(&e)
-        .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+    let too_large =
+        std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
     if too_large {
         RouterError::BodyTooLarge { limit }
     } else {
@@ -172,7 +172,9 @@ fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    wants.then(|| headers.get(header::UPGRADE).cloned()).flatten()
+    wants
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
 }
 
 /// Removes hop-by-hop headers, those named in `Connection`, and `Upgrade`.

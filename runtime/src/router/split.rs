@@ -126,7 +126,10 @@ mod tests {
         let canary = (0..10_000)
             .filter(|i| s.sticky(format!("session-{i}").as_bytes()) == 0)
             .count();
-        assert!((800..=1200).contains(&canary), "canary got {canary} of 10000");
+        assert!(
+            (800..=1200).contains(&canary),
+            "canary got {canary} of 10000"
+        );
     }
 
     #[test]

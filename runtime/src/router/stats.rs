@@ -130,9 +130,7 @@ impl Stats {
             .inc();
         m.duration.with_label_values(&[revision]).observe(secs);
         if let Some(class) = error {
-            m.errors
-                .with_label_values(&[revision, class.label()])
-                .inc();
+            m.errors.with_label_values(&[revision, class.label()]).inc();
         }
         let mut map = self.by_revision.lock().unwrap_or_else(|e| e.into_inner());
         let entry = map
@@ -197,8 +195,18 @@ mod tests {
     fn counts_requests_errors_and_latency_buckets_per_revision() {
         let s = stats();
         s.record("a", StatusCode::OK, None, Duration::from_millis(70));
-        s.record("a", StatusCode::BAD_GATEWAY, Some(ErrorClass::Connect), Duration::from_secs(3));
-        s.record("b", StatusCode::NOT_FOUND, Some(ErrorClass::Client4xx), Duration::ZERO);
+        s.record(
+            "a",
+            StatusCode::BAD_GATEWAY,
+            Some(ErrorClass::Connect),
+            Duration::from_secs(3),
+        );
+        s.record(
+            "b",
+            StatusCode::NOT_FOUND,
+            Some(ErrorClass::Client4xx),
+            Duration::ZERO,
+        );
         let snap = s.snapshot(&[("a", 90), ("b", 10)]);
         let a = &snap.revisions[0];
         assert_eq!((a.name.as_str(), a.weight, a.requests), ("a", 90, 2));
@@ -216,18 +224,38 @@ mod tests {
         s.record("old", StatusCode::OK, None, Duration::ZERO);
         let snap = s.snapshot(&[("new", 100)]);
         assert_eq!(snap.revisions.len(), 2);
-        assert_eq!((snap.revisions[0].name.as_str(), snap.revisions[0].requests), ("new", 0));
-        assert_eq!((snap.revisions[1].name.as_str(), snap.revisions[1].weight), ("old", 0));
+        assert_eq!(
+            (snap.revisions[0].name.as_str(), snap.revisions[0].requests),
+            ("new", 0)
+        );
+        assert_eq!(
+            (snap.revisions[1].name.as_str(), snap.revisions[1].weight),
+            ("old", 0)
+        );
         assert_eq!(snap.revisions[1].requests, 1);
     }
 
     #[test]
     fn prometheus_series_agree_with_the_snapshot() {
         let s = stats();
-        s.record("a", StatusCode::GATEWAY_TIMEOUT, Some(ErrorClass::Timeout), Duration::ZERO);
+        s.record(
+            "a",
+            StatusCode::GATEWAY_TIMEOUT,
+            Some(ErrorClass::Timeout),
+            Duration::ZERO,
+        );
         let text = s.metrics.render();
-        assert!(text.contains(r#"dsr_router_requests_total{code_class="5xx",revision="a"} 1"#), "{text}");
-        assert!(text.contains(r#"dsr_router_errors_total{class="timeout",revision="a"} 1"#), "{text}");
-        assert!(text.contains(r#"dsr_router_request_duration_seconds_count{revision="a"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"dsr_router_requests_total{code_class="5xx",revision="a"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"dsr_router_errors_total{class="timeout",revision="a"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"dsr_router_request_duration_seconds_count{revision="a"} 1"#),
+            "{text}"
+        );
     }
 }

@@ -159,7 +159,10 @@ impl RouterProc {
         let url = format!("http://{addr}");
         let started = Instant::now();
         while client().get(format!("{url}/readyz")).send().await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "router never came up");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "router never came up"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Self {
