@@ -124,9 +124,7 @@ async fn a_failing_canary_is_rolled_back_while_the_stable_revision_serves_every_
     cluster
         .patch_spec(json!({"runtime": {"image": "runtime:bad"}}))
         .await?;
-    let bad = cluster
-        .wait_status("a canary", |_| {}, |st| canary(st))
-        .await?;
+    let bad = cluster.wait_status("a canary", |_| {}, canary).await?;
     cluster
         .wait_status(
             "RolledBack=True",

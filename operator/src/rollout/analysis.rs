@@ -154,7 +154,7 @@ fn p99_ms(bounds: &[f64], cumulative: &[i64], count: i64) -> f64 {
         .iter()
         .zip(cumulative)
         .find(|(_, c)| **c >= target)
-        .or_else(|| bounds.iter().zip(cumulative).last())
+        .or_else(|| bounds.iter().zip(cumulative).next_back())
         .map(|(b, _)| b * 1000.0)
         .unwrap_or(0.0)
 }
