@@ -138,8 +138,10 @@ impl Decision {
         st.canary_revision = self.canary.clone();
         let canary = self.canary.is_some();
         st.canary_weight = canary.then_some(self.weight);
-        st.current_step = self.step.filter(|_| canary);
-        st.step_count = canary.then_some(self.step_count);
+        // A manual rollback target walks no steps.
+        let stepped = canary && !self.state.manual_rollback;
+        st.current_step = self.step.filter(|_| stepped);
+        st.step_count = stepped.then_some(self.step_count);
         st.history = self.history.clone();
         if let Some(a) = &self.analysis {
             st.last_analysis = Some(a.clone());

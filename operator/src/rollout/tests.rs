@@ -431,6 +431,10 @@ fn a_manual_rollback_scales_the_target_up_then_serves_it_and_pins_it() {
         "the target gets all its replicas"
     );
     assert_eq!(d.routes(), vec![(C.to_string(), 100), (B.to_string(), 0)]);
+    assert_eq!(
+        (sim.status.current_step, sim.status.step_count),
+        (None, None)
+    );
     sim.ready(B, 4);
     let d = sim.round();
     assert_eq!(reasons_of(&d), vec![reasons::MANUAL_ROLLBACK]);
