@@ -25,7 +25,8 @@ pub use spec::{
 };
 pub use status::{
     AnalysisResult, BackupRecord, DeepSeekDeploymentStatus, HistoryEntry, ModelVerification,
-    ModelVerificationState, Phase, RevisionRef, ZoneStatus,
+    ModelVerificationState, Phase, RevisionRef, RollbackRecord, RolloutState, StatsBaseline,
+    ZoneStatus,
 };
 pub use validate::{validate, validate_resource, SpecError};
 

@@ -58,6 +58,9 @@ pub struct DeepSeekDeploymentStatus {
     /// Latest successful backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<BackupRecord>,
+    /// Bookkeeping of the rollout state machine: timers, analysis baseline, last rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutState>,
     /// Ready, ModelVerified, Progressing, RolledBack, Degraded, ...
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -73,8 +76,9 @@ impl DeepSeekDeploymentStatus {
             self.replicas.unwrap_or(0)
         ));
         self.step = match (self.current_step, self.step_count) {
-            (Some(current), Some(count)) if self.canary_revision.is_some() => {
-                Some(format!("{current}/{count}"))
+            // Past the last step the canary is being scaled up for promotion: show the last.
+            (Some(current), Some(count)) if self.canary_revision.is_some() && count > 0 => {
+                Some(format!("{}/{count}", current.min(count)))
             }
             _ => None,
         };
@@ -183,9 +187,69 @@ pub struct AnalysisResult {
     pub error_rate: f64,
     /// p99 latency in milliseconds.
     pub p99_latency_ms: f64,
+    /// Failed requests in the window (5xx, connect errors, timeouts).
+    #[serde(default)]
+    pub errors: i64,
     /// Whether the thresholds were met.
     pub passed: bool,
+    /// Rollout step (1-based) the window belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i32>,
     /// When the analysis ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+}
+
+/// What the rollout state machine remembers between reconciliations.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutState {
+    /// When the current canary (or manual rollback target) started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_started_at: Option<Time>,
+    /// When the current step's weight was set (its pause counts from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<Time>,
+    /// Since when the canary has been waiting for the replicas its next weight needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<Time>,
+    /// The canary is a manual `rollbackTo` target: promoted as soon as it is ready, no steps.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manual_rollback: bool,
+    /// The router's cumulative figures for the canary when the current step began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<StatsBaseline>,
+    /// The last rollback, kept until a new canary starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<RollbackRecord>,
+}
+
+/// Cumulative router counters of one revision, summed over router pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsBaseline {
+    /// Revision the counters belong to.
+    pub revision: String,
+    /// Completed requests.
+    pub requests: i64,
+    /// Failed requests (5xx, connect errors, timeouts).
+    pub errors: i64,
+    /// Cumulative latency histogram counts, one per router bucket bound.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<i64>,
+}
+
+/// A canary that was rolled back (automatically or by `rollbackTo`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackRecord {
+    /// The revision taken out of service.
+    pub revision: String,
+    /// AnalysisFailed, ProgressDeadlineExceeded or ManualRollback.
+    pub reason: String,
+    /// What was measured, in words.
+    pub message: String,
+    /// When it happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<Time>,
 }

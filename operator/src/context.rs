@@ -2,7 +2,7 @@
 //! configuration and the per-object failure counts that drive error backoff.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deepseek_crds::{DeepSeekDeployment, RevisionRef};
@@ -10,25 +10,34 @@ use kube::runtime::events::Reporter;
 use kube::Client;
 use serde_json::Value;
 
-use crate::desired::{self, naming, BuildConfig};
+use crate::desired::{self, naming, BuildConfig, Plan};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::reconcile::stats::{RouterPods, StatsSource};
 
 pub struct Context {
     pub client: Client,
     pub metrics: Metrics,
     pub reporter: Reporter,
     pub build: BuildConfig,
+    /// Where canary analysis reads the routers' figures.
+    pub stats: Arc<dyn StatsSource>,
+    /// How often a running canary is re-examined.
+    pub analysis_interval: Duration,
     failures: Mutex<HashMap<String, u32>>,
 }
 
 /// First retry after a failure; doubles per consecutive failure up to MAX_BACKOFF.
 pub const BASE_BACKOFF: Duration = Duration::from_millis(500);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Default interval between two looks at a running canary.
+pub const DEFAULT_ANALYSIS_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Context {
     pub fn new(client: Client, metrics: Metrics, reporter: Reporter, build: BuildConfig) -> Self {
         Self {
+            stats: Arc::new(RouterPods::new(client.clone())),
+            analysis_interval: DEFAULT_ANALYSIS_INTERVAL,
             client,
             metrics,
             reporter,
@@ -37,12 +46,16 @@ impl Context {
         }
     }
 
-    /// The children to apply, as JSON, and the revision they run.
-    pub fn desired_objects(&self, dsd: &DeepSeekDeployment) -> Result<(Vec<Value>, RevisionRef)> {
-        let children =
-            desired::build(dsd, &self.build).map_err(|e| Error::Desired(e.to_string()))?;
-        let objects = children.into_iter().map(|c| c.object).collect();
-        Ok((objects, naming::revision_ref(&dsd.spec, &self.build)))
+    /// The revision the spec describes.
+    pub fn revision(&self, dsd: &DeepSeekDeployment) -> RevisionRef {
+        naming::revision_ref(&dsd.spec, &self.build)
+    }
+
+    /// The children to apply for a rollout plan, as JSON.
+    pub fn desired_objects(&self, dsd: &DeepSeekDeployment, plan: &Plan) -> Result<Vec<Value>> {
+        let children = desired::build_with(dsd, &self.build, plan)
+            .map_err(|e| Error::Desired(e.to_string()))?;
+        Ok(children.into_iter().map(|c| c.object).collect())
     }
 
     /// Records a failure of `key` and returns how long to wait before retrying it.

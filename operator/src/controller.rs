@@ -48,6 +48,8 @@ pub struct RunConfig {
     pub watch_namespace: Option<String>,
     /// Inputs of the desired-state builders (default runtime image, port).
     pub build: BuildConfig,
+    /// Interval between two looks at a running canary.
+    pub analysis_interval: std::time::Duration,
 }
 
 impl Default for RunConfig {
@@ -60,6 +62,7 @@ impl Default for RunConfig {
             identity: "deepseek-operator".into(),
             watch_namespace: None,
             build: BuildConfig::default(),
+            analysis_interval: crate::context::DEFAULT_ANALYSIS_INTERVAL,
         }
     }
 }
@@ -132,12 +135,9 @@ pub async fn run_with(
         controller: "deepseek-operator".into(),
         instance: Some(cfg.identity.clone()),
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        metrics.clone(),
-        reporter,
-        cfg.build.clone(),
-    ));
+    let mut ctx = Context::new(client.clone(), metrics.clone(), reporter, cfg.build.clone());
+    ctx.analysis_interval = cfg.analysis_interval;
+    let ctx = Arc::new(ctx);
     if cfg.leader_election {
         let lease = LeaseSettings {
             name: cfg.lease_name.clone(),

@@ -53,6 +53,9 @@ struct RunArgs {
     /// Watch only this namespace (all namespaces by default).
     #[arg(long, env = "WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
+    /// Seconds between two looks at a running canary (router figures, step pauses).
+    #[arg(long, env = "ANALYSIS_INTERVAL_SECONDS", default_value_t = 10)]
+    analysis_interval_seconds: u64,
     #[command(flatten)]
     build: BuildArgs,
 }
@@ -146,6 +149,7 @@ fn run(args: RunArgs) -> ExitCode {
         identity: args.identity,
         watch_namespace: args.watch_namespace,
         build: args.build.config(),
+        analysis_interval: std::time::Duration::from_secs(args.analysis_interval_seconds.max(1)),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

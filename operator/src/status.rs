@@ -5,15 +5,19 @@
 
 use deepseek_crds::status::{condition_types as ct, reasons};
 use deepseek_crds::{
-    DeepSeekDeployment, DeepSeekDeploymentStatus, HistoryEntry, ModelVerification,
-    ModelVerificationState, Phase, RevisionRef,
+    DeepSeekDeployment, DeepSeekDeploymentStatus, ModelVerification, ModelVerificationState, Phase,
+    RevisionRef,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::rollout::{self, Decision};
 
 /// Reason of Progressing while pods of the newest revision are not all ready.
 pub const REASON_ROLLING_OUT: &str = "RevisionRollingOut";
 /// Reason of Progressing once the newest revision is fully ready.
 pub const REASON_ROLLOUT_COMPLETE: &str = "RolloutComplete";
+/// Reason of Progressing while `spec.rollout.paused` holds the canary.
+pub const REASON_PAUSED: &str = "RolloutPaused";
 
 /// A problem with a spec that passed the schema: the field path and a message naming it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,13 +207,44 @@ fn ready_of(observed: &Observed, hash: &str) -> i32 {
         .sum()
 }
 
-/// Status after applying `revision`'s children, from what is observed. The revision becomes
-/// the stable (serving) one at once when nothing serves yet, otherwise only once all its
-/// replicas are ready; until then it is reported as the canary and the old one keeps serving.
+/// What the rollout state machine sees of `observed` (ready replicas per revision).
+pub fn rollout_observed(
+    revision: &RevisionRef,
+    observed: &Observed,
+    stats: Option<rollout::Stats>,
+) -> rollout::Observed {
+    let mut ready = std::collections::BTreeMap::new();
+    for d in &observed.deployments {
+        if let Some(hash) = &d.revision {
+            *ready.entry(hash.clone()).or_insert(0) += d.ready_replicas;
+        }
+    }
+    rollout::Observed {
+        desired: revision.clone(),
+        ready,
+        stats,
+    }
+}
+
+/// Status after applying `revision`'s children, deciding the rollout without router figures
+/// (a spec without steps needs none: the new revision is promoted once all its replicas are ready).
 pub fn compute(
     dsd: &DeepSeekDeployment,
     revision: &RevisionRef,
     observed: &Observed,
+    now: &Time,
+) -> DeepSeekDeploymentStatus {
+    let input = rollout_observed(revision, observed, None);
+    let decision = rollout::decide(&dsd.spec, &previous(dsd), &input, now);
+    from_decision(dsd, revision, observed, &decision, now)
+}
+
+/// Status from the rollout decision of this round and what is observed.
+pub fn from_decision(
+    dsd: &DeepSeekDeployment,
+    revision: &RevisionRef,
+    observed: &Observed,
+    decision: &Decision,
     now: &Time,
 ) -> DeepSeekDeploymentStatus {
     let mut st = previous(dsd);
@@ -217,28 +252,17 @@ pub fn compute(
     let desired = dsd.spec.replicas;
     let current_ready = ready_of(observed, &revision.hash);
     let serving_before = st.stable_revision.clone();
-    let promote = serving_before
-        .as_ref()
-        .is_none_or(|s| s.hash == revision.hash)
-        || current_ready >= desired;
-    if promote {
-        record_history(&mut st, dsd, revision, now);
-        st.stable_revision = Some(revision.clone());
-        st.canary_revision = None;
-    } else {
-        st.canary_revision = Some(revision.clone());
-    }
+    decision.write_to(&mut st);
     let stable_hash = st
         .stable_revision
         .as_ref()
         .map(|s| s.hash.clone())
         .unwrap_or_default();
     let ready = ready_of(observed, &stable_hash);
-    let all_ready = ready >= desired && promote;
+    let all_ready = ready >= desired && decision.canary.is_none();
     let was_serving =
         serving_before.is_some_and(|s| s.hash == stable_hash) && st.phase == Some(Phase::Healthy);
     let verification = model_verification(&revision.hash, &observed.pods);
-    (st.canary_weight, st.current_step, st.step_count) = (None, None, None);
     st.replicas = Some(desired);
     st.ready_replicas = Some(ready);
     st.observed_generation = gen;
@@ -303,12 +327,22 @@ pub fn compute(
         )
     };
     set_condition(&mut st.conditions, ready_cond);
-    let progress_msg = format!(
-        "{current_ready}/{desired} replicas of revision {} ready",
-        revision.hash
-    );
-    let progressing = match (all_ready, fetch_failed) {
-        (true, _) => condition(
+    let progress_msg = decision.progress.clone().unwrap_or_else(|| {
+        format!(
+            "{current_ready}/{desired} replicas of revision {} ready",
+            revision.hash
+        )
+    });
+    let progressing = match (all_ready, fetch_failed, decision.paused) {
+        (_, _, true) => condition(
+            ct::PROGRESSING,
+            "Unknown",
+            REASON_PAUSED,
+            progress_msg,
+            gen,
+            now,
+        ),
+        (true, _, _) => condition(
             ct::PROGRESSING,
             "False",
             REASON_ROLLOUT_COMPLETE,
@@ -316,7 +350,7 @@ pub fn compute(
             gen,
             now,
         ),
-        (false, true) => condition(
+        (false, true, _) => condition(
             ct::PROGRESSING,
             "False",
             reasons::MODEL_FETCH_FAILED,
@@ -324,7 +358,7 @@ pub fn compute(
             gen,
             now,
         ),
-        (false, false) => condition(
+        (false, false, _) => condition(
             ct::PROGRESSING,
             "True",
             REASON_ROLLING_OUT,
@@ -334,11 +368,18 @@ pub fn compute(
         ),
     };
     set_condition(&mut st.conditions, progressing);
+    set_condition(
+        &mut st.conditions,
+        rolled_back_condition(decision, gen, now),
+    );
 
     st.phase = Some(match () {
-        _ if all_ready => Phase::Healthy,
+        _ if decision.paused => Phase::Paused,
         _ if fetch_failed && ready < desired => Phase::Failed,
+        _ if decision.canary.is_some() => Phase::Progressing,
         _ if was_serving && ready < desired => Phase::Degraded,
+        _ if decision.rolled_back().is_some() => Phase::RolledBack,
+        _ if all_ready => Phase::Healthy,
         _ if observed.deployments.is_empty() => Phase::Pending,
         _ => Phase::Progressing,
     });
@@ -358,33 +399,26 @@ pub fn kept_revisions(dsd: &DeepSeekDeployment, revision: &RevisionRef) -> Vec<S
         .unwrap_or_default()
 }
 
-/// When the serving revision changes, the old one joins the history (newest first).
-fn record_history(
-    st: &mut DeepSeekDeploymentStatus,
-    dsd: &DeepSeekDeployment,
-    revision: &RevisionRef,
-    now: &Time,
-) {
-    let Some(old) = st
-        .stable_revision
-        .clone()
-        .filter(|s| s.hash != revision.hash)
-    else {
-        return;
-    };
-    st.history
-        .retain(|h| h.hash != old.hash && h.hash != revision.hash);
-    st.history.insert(
-        0,
-        HistoryEntry {
-            hash: old.hash,
-            model_digest: old.model_digest,
-            image: old.image,
-            promoted_at: Some(now.clone()),
-        },
-    );
-    let limit = usize::try_from(dsd.spec.rollout.revision_history_limit).unwrap_or(3);
-    st.history.truncate(limit);
+/// RolledBack: True with the rollback's reason and numbers while it holds, else False.
+fn rolled_back_condition(decision: &Decision, gen: Option<i64>, now: &Time) -> Condition {
+    match decision.rolled_back() {
+        Some(r) => condition(
+            ct::ROLLED_BACK,
+            "True",
+            &r.reason,
+            format!("revision {}: {}", r.revision, r.message),
+            gen,
+            now,
+        ),
+        None => condition(
+            ct::ROLLED_BACK,
+            "False",
+            rollout::reasons::NOT_ROLLED_BACK,
+            "no rollback since the last rollout started".into(),
+            gen,
+            now,
+        ),
+    }
 }
 
 #[cfg(test)]

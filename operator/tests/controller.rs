@@ -41,13 +41,19 @@ async fn creating_a_resource_applies_owned_children_and_reports_progress() -> Te
             "{managers:?}"
         );
     }
-    let services = server.list::<Service>(Some(NS));
-    assert!(services
-        .iter()
-        .any(|s| s.owner_references().iter().any(|o| o.uid == uid)));
+    eventually("an owned Service", || async {
+        let services = server.list::<Service>(Some(NS));
+        services
+            .iter()
+            .any(|s| s.owner_references().iter().any(|o| o.uid == uid))
+            .then_some(())
+    })
+    .await?;
     let st = eventually("status reporting progress", || async {
         get(&server, "chat")
             .filter(|d| condition(d, ct::PROGRESSING).is_some_and(|c| c.0 == "True"))
+            // The first round observes before applying (Pending); the next sees the Deployment.
+            .filter(|d| d.status.as_ref().and_then(|s| s.phase) == Some(Phase::Progressing))
     })
     .await?;
     let status = st.status.clone().unwrap_or_default();
@@ -111,7 +117,8 @@ async fn ready_pods_make_the_resource_ready_and_emit_an_event() -> TestResult {
 }
 
 #[tokio::test]
-async fn a_spec_change_rolls_out_a_new_revision_and_prunes_the_old_one_once_ready() -> TestResult {
+async fn a_spec_change_rolls_out_a_new_revision_and_scales_the_old_one_to_zero_once_ready(
+) -> TestResult {
     let server = fake().await?;
     let op = start_operator(&server, "op-a", false).await?;
     let uid = create(&server, dsd("chat"))
@@ -152,12 +159,16 @@ async fn a_spec_change_rolls_out_a_new_revision_and_prunes_the_old_one_once_read
         &new.name_any(),
         json!({"replicas": 1, "readyReplicas": 1}),
     )?;
-    let only = eventually("only the new revision left", || async {
-        let revs: Vec<String> = owned_deployments(&server, &uid)
-            .iter()
-            .map(revision)
-            .collect();
-        (revs.len() == 1 && revs[0] != first).then(|| revs[0].clone())
+    // Promoted: the old revision is scaled to zero and kept for rollback, not deleted.
+    let only = eventually("the old revision scaled to zero", || async {
+        let deps = owned_deployments(&server, &uid);
+        let old = deps.iter().find(|d| revision(d) == first)?;
+        let scaled = old.spec.replicas == Some(0);
+        let promoted = get(&server, "chat")
+            .and_then(|d| d.status)
+            .and_then(|s| s.stable_revision)
+            .is_some_and(|r| r.hash == revision(&new));
+        (deps.len() == 2 && scaled && promoted).then(|| revision(&new))
     })
     .await?;
     let status = get(&server, "chat")
@@ -256,6 +267,7 @@ async fn a_child_kind_no_longer_desired_is_pruned() -> TestResult {
             .list::<PodDisruptionBudget>(Some(NS))
             .into_iter()
             .filter(|p| p.owner_references().iter().any(|o| o.uid == uid))
+            .filter(|p| p.name_any() == "chat") // the router's own budget always stays
             .count()
     };
     eventually("a PodDisruptionBudget for two replicas", || async {

@@ -78,6 +78,11 @@ fn cpu_smollm2_example_renders_as_golden() {
 }
 
 #[test]
+fn canary_example_renders_as_golden() {
+    check_golden("canary", &render_example("canary"));
+}
+
+#[test]
 fn manifests_render_as_golden() {
     let objects = manifests(&ManifestConfig::default()).expect("manifests build");
     check_golden(
@@ -88,7 +93,13 @@ fn manifests_render_as_golden() {
 
 #[test]
 fn every_example_has_a_golden_test() {
-    let covered = ["minimal", "safetensors", "multi-zone", "cpu-smollm2"];
+    let covered = [
+        "minimal",
+        "safetensors",
+        "multi-zone",
+        "cpu-smollm2",
+        "canary",
+    ];
     let mut found: Vec<String> = std::fs::read_dir(repo_root().join("examples"))
         .expect("examples dir")
         .filter_map(|e| e.ok())

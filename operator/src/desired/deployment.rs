@@ -104,7 +104,7 @@ fn pod_template(
     }
 }
 
-fn pod_security() -> PodSecurityContext {
+pub(crate) fn pod_security() -> PodSecurityContext {
     PodSecurityContext {
         run_as_non_root: Some(true),
         run_as_user: Some(RUNTIME_UID),

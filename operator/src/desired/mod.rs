@@ -2,10 +2,11 @@
 //! server-side apply. No client, no clock, no randomness: the same input gives byte-identical
 //! output, which `render` prints and golden tests pin.
 //!
-//! Today: one Deployment and one ConfigMap for the spec's revision, the chat Service (selecting
-//! the stable revision's pods), and a PodDisruptionBudget. Deployments of other revisions named
-//! in status (stable, history) are not rebuilt here — the controller keeps them and prunes the
-//! rest (see [`naming::revision_of`]).
+//! One Deployment and one ConfigMap for the spec's revision (at the replicas the rollout plan
+//! gives it), one Service per routed revision, the router (routes ConfigMap, Deployment,
+//! budget; see [`router`]), the chat Service in front of the router, and the runtime
+//! PodDisruptionBudget. Deployments of other revisions (stable, history) are not rebuilt here:
+//! the controller keeps them, scales them as the rollout decides and prunes the rest.
 
 pub mod configmap;
 pub mod containers;
@@ -13,6 +14,7 @@ pub mod deployment;
 pub mod manifests;
 pub mod naming;
 pub mod pdb;
+pub mod router;
 pub mod service;
 
 use deepseek_crds::{validate_resource, DeepSeekDeployment, SpecError, API_VERSION, KIND};
@@ -133,6 +135,12 @@ pub enum BuildError {
         name: String,
         source: serde_json::Error,
     },
+    /// A generated file failed to serialize as YAML (a bug).
+    #[error("cannot serialize the YAML of {name}: {source}")]
+    Yaml {
+        name: String,
+        source: serde_yaml::Error,
+    },
 }
 
 fn join_errors(errors: &[SpecError]) -> String {
@@ -215,27 +223,85 @@ impl Owner {
     }
 }
 
-/// The children the controller applies for this resource, in apply order. Fails without building
-/// anything when the spec is invalid or the metadata incomplete.
+/// What the rollout decided, as the builders need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Replicas of the spec revision's Deployment (a canary's share, or 0 while held).
+    pub replicas: i32,
+    /// Revisions the router sends to, with their weights (summing to 100), stable first.
+    pub routes: Vec<(String, i32)>,
+}
+
+impl Plan {
+    /// The plan a status describes (offline rendering): its stable revision (or the spec's when
+    /// none) and its canary at the canary's weight; the spec's revision at full replicas.
+    pub fn from_status(dsd: &DeepSeekDeployment, revision: &str) -> Self {
+        let status = dsd.status.clone().unwrap_or_default();
+        let stable = status
+            .stable_revision
+            .map(|r| r.hash)
+            .unwrap_or_else(|| revision.to_string());
+        let weight = status.canary_weight.unwrap_or(0);
+        let mut routes = vec![(stable, 100 - weight)];
+        if let Some(canary) = status.canary_revision {
+            routes.push((canary.hash, weight));
+        }
+        Self {
+            replicas: dsd.spec.replicas,
+            routes,
+        }
+    }
+
+    /// The plan of a rollout decision.
+    pub fn from_decision(decision: &crate::rollout::Decision, revision: &str) -> Self {
+        Self {
+            replicas: decision.replicas.get(revision).copied().unwrap_or(0),
+            routes: decision.routes(),
+        }
+    }
+}
+
+/// The children the controller applies for this resource, in apply order, for the plan its
+/// status describes. Fails without building anything when the spec is invalid or the metadata
+/// incomplete.
 pub fn build(dsd: &DeepSeekDeployment, cfg: &BuildConfig) -> Result<Vec<DesiredChild>, BuildError> {
+    let revision = naming::revision(&dsd.spec, cfg);
+    build_with(dsd, cfg, &Plan::from_status(dsd, &revision))
+}
+
+/// The children for a given rollout plan: the spec revision's ConfigMap and Deployment, one
+/// Service per routed revision, the router (routes ConfigMap, Deployment, budget), the chat
+/// Service (selecting the router pods) and the runtime PodDisruptionBudget.
+pub fn build_with(
+    dsd: &DeepSeekDeployment,
+    cfg: &BuildConfig,
+    plan: &Plan,
+) -> Result<Vec<DesiredChild>, BuildError> {
     validate_resource(dsd).map_err(BuildError::InvalidSpec)?;
     let owner = Owner::of(dsd)?;
     let spec = &dsd.spec;
     let revision = naming::revision(spec, cfg);
-    let stable = dsd
-        .status
-        .as_ref()
-        .and_then(|s| s.stable_revision.as_ref())
-        .map(|r| r.hash.clone())
-        .unwrap_or_else(|| revision.clone());
+    let mut deployment = deployment::build(&owner, spec, cfg, &revision)?;
+    deployment.object["spec"]["replicas"] = plan.replicas.into();
     let mut children = vec![
         configmap::build(&owner, spec, cfg, &revision)?,
-        deployment::build(&owner, spec, cfg, &revision)?,
-        service::build(&owner, spec, cfg, &service::ServiceTarget::Revision(stable))?,
+        router::routes_config_map(&owner, spec, cfg, &plan.routes)?,
+        deployment,
+        router::router_deployment(&owner, cfg)?,
     ];
+    for (hash, _) in &plan.routes {
+        children.push(router::revision_service(&owner, cfg, hash)?);
+    }
+    children.push(service::build(
+        &owner,
+        spec,
+        cfg,
+        &service::ServiceTarget::Router,
+    )?);
     if let Some(pdb) = pdb::build(&owner, spec)? {
         children.push(pdb);
     }
+    children.push(router::router_pdb(&owner)?);
     Ok(children)
 }
 

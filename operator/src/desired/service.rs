@@ -1,6 +1,6 @@
-//! The chat Service apps call (`http://NAME.NAMESPACE.svc`). Today it selects the pods of one
-//! revision (the stable one); issue 5's router adds [`ServiceTarget::Router`]-style targets so
-//! the Service fronts the router instead and weights become exact.
+//! The chat Service apps call (`http://NAME.NAMESPACE.svc`). It fronts the router
+//! ([`ServiceTarget::Router`]), which splits requests between revisions by exact weights; a
+//! revision's own pods can still be targeted directly.
 
 use std::collections::BTreeMap;
 
@@ -15,12 +15,15 @@ use super::{naming, BuildConfig, BuildError, ChildKind, DesiredChild, Owner};
 pub enum ServiceTarget {
     /// The runtime pods of this revision.
     Revision(String),
+    /// The router pods (weighted split between revisions).
+    Router,
 }
 
 impl ServiceTarget {
     fn selector(&self, dsd_name: &str) -> BTreeMap<String, String> {
         match self {
             Self::Revision(revision) => naming::revision_selector(dsd_name, revision),
+            Self::Router => super::router::router_selector(dsd_name),
         }
     }
 }

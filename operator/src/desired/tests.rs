@@ -137,13 +137,19 @@ fn no_zones_means_no_topology_spread_and_no_pdb_for_one_replica() {
             .get("topologySpreadConstraints")
             .is_none()
     );
-    assert!(out.iter().all(|c| c.kind != ChildKind::PodDisruptionBudget));
+    // Only the router keeps a budget (it always runs two replicas).
+    assert!(out
+        .iter()
+        .filter(|c| c.kind == ChildKind::PodDisruptionBudget)
+        .all(|c| c.name == router::router_name("chat")));
 }
 
 #[test]
 fn every_child_has_a_controller_owner_reference_and_common_labels() {
     let out = children(&dsd(base_spec()));
-    assert_eq!(out.len(), 3);
+    // Revision ConfigMap, routes ConfigMap, revision Deployment, router Deployment, revision
+    // Service, chat Service, router budget.
+    assert_eq!(out.len(), 7);
     for c in &out {
         let meta = &c.object["metadata"];
         assert_eq!(
@@ -235,7 +241,7 @@ fn explicit_default_image_equals_the_operator_default() {
 }
 
 #[test]
-fn service_selects_the_stable_revision_from_status() {
+fn the_chat_service_fronts_the_router_which_routes_to_the_stable_revision_from_status() {
     let mut d = dsd(base_spec());
     d.status = Some(DeepSeekDeploymentStatus {
         stable_revision: Some(RevisionRef {
@@ -245,11 +251,98 @@ fn service_selects_the_stable_revision_from_status() {
         ..DeepSeekDeploymentStatus::default()
     });
     let out = children(&d);
-    let selector = &child(&out, ChildKind::Service)["spec"]["selector"];
-    assert_eq!(selector[naming::LABEL_REVISION], json!("aaaaaaaaaa"));
+    let named = |kind: ChildKind, name: &str| {
+        out.iter()
+            .find(|c| c.kind == kind && c.name == name)
+            .map(|c| c.object.clone())
+            .unwrap_or_else(|| panic!("no {kind:?} {name}"))
+    };
+    let chat = named(ChildKind::Service, "chat");
     assert_eq!(
-        child(&out, ChildKind::Service)["metadata"]["name"],
-        json!("chat")
+        chat["spec"]["selector"],
+        json!(router::router_selector("chat"))
+    );
+    let stable = named(ChildKind::Service, "chat-aaaaaaaaaa");
+    assert_eq!(
+        stable["spec"]["selector"][naming::LABEL_REVISION],
+        json!("aaaaaaaaaa")
+    );
+    let routes = named(ChildKind::ConfigMap, "chat-routes");
+    let yaml = routes["data"][router::ROUTES_KEY]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        yaml.contains(
+            "name: aaaaaaaaaa\n  weight: 100\n  backends:\n  - http://chat-aaaaaaaaaa.ai.svc:8000"
+        ),
+        "{yaml}"
+    );
+    let router = named(ChildKind::Deployment, "chat-router");
+    assert_eq!(router["spec"]["replicas"], json!(2));
+    let container = &router["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["args"],
+        json!([
+            "route",
+            "--config",
+            "/etc/deepseek-router/routes.yaml",
+            "--listen",
+            "0.0.0.0:8080"
+        ])
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"],
+        json!("/readyz")
+    );
+    assert!(container["resources"]["limits"]
+        .get("nvidia.com/gpu")
+        .is_none());
+}
+
+#[test]
+fn a_canary_in_status_is_routed_at_its_weight_with_its_own_service() {
+    let mut d = dsd(base_spec());
+    let r = |hash: &str| RevisionRef {
+        hash: hash.into(),
+        ..RevisionRef::default()
+    };
+    d.status = Some(DeepSeekDeploymentStatus {
+        stable_revision: Some(r("aaaaaaaaaa")),
+        canary_revision: Some(r("bbbbbbbbbb")),
+        canary_weight: Some(10),
+        ..DeepSeekDeploymentStatus::default()
+    });
+    let plan = Plan::from_status(&d, "bbbbbbbbbb");
+    assert_eq!(
+        plan.routes,
+        vec![
+            ("aaaaaaaaaa".to_string(), 90),
+            ("bbbbbbbbbb".to_string(), 10)
+        ]
+    );
+    let out = build_with(
+        &d,
+        &BuildConfig::default(),
+        &Plan {
+            replicas: 1,
+            ..plan
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let services: Vec<&str> = out
+        .iter()
+        .filter(|c| c.kind == ChildKind::Service)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(services, vec!["chat-aaaaaaaaaa", "chat-bbbbbbbbbb", "chat"]);
+    let routes = out
+        .iter()
+        .find(|c| c.name == "chat-routes")
+        .map(|c| c.object["data"][router::ROUTES_KEY].to_string())
+        .unwrap_or_default();
+    assert!(
+        routes.contains("weight: 90") && routes.contains("weight: 10"),
+        "{routes}"
     );
 }
 

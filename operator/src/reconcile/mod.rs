@@ -6,6 +6,8 @@ pub mod apply;
 pub mod cleanup;
 pub mod labels;
 pub mod observe;
+pub mod scale;
+pub mod stats;
 
 use std::time::Duration;
 
@@ -20,8 +22,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
 
 use crate::context::Context;
-use crate::desired::{naming, ChildKind};
+use crate::desired::{naming, ChildKind, Plan};
 use crate::error::{Error, Result};
+use crate::rollout::{self, Decision, RolloutEvent};
 use crate::status::{self, SpecProblem, Transition};
 
 /// Requeue while something is still converging (pods starting, model downloading).
@@ -36,6 +39,15 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
     let (Some(ns), Some(uid)) = (dsd.namespace(), dsd.uid()) else {
         return Err(Error::MissingMetadata(name));
     };
+    // Decide on the stored status, not a cached copy that may predate our last write: a
+    // stale status would replay a rollout transition.
+    let fresh = Api::<DeepSeekDeployment>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&name)
+        .await?;
+    let Some(fresh) = fresh else {
+        return Ok(Action::await_change());
+    };
+    let dsd = &fresh;
     let now = Time(Timestamp::now());
     let mut problems = spec_problems(dsd);
     if problems.is_empty() {
@@ -47,26 +59,71 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
         finish(dsd, ctx, &ns, st).await?;
         return Ok(Action::requeue(REQUEUE_SETTLED));
     }
-    let (objects, revision) = ctx.desired_objects(dsd)?;
+    let revision = ctx.revision(dsd);
+    let observed = observe::observe(&ctx.client, dsd).await?;
+    let previous = dsd.status.clone().unwrap_or_default();
+    let stats = router_stats(dsd, ctx, &previous).await;
+    let input = status::rollout_observed(&revision, &observed, stats);
+    let decision = rollout::decide(&dsd.spec, &previous, &input, &now);
+    let plan = Plan::from_decision(&decision, &revision.hash);
+    let objects = ctx.desired_objects(dsd, &plan)?;
     let outcome = apply::apply_all(&ctx.client, &ns, &objects).await?;
+    let missing = scale::scale_kept(
+        &ctx.client,
+        &ns,
+        &name,
+        &revision.hash,
+        &decision.replicas,
+        &observed,
+    )
+    .await?;
+    if !missing.is_empty() {
+        tracing::warn!(?missing, "kept revisions without a Deployment");
+    }
     let mut keep = outcome.applied.clone();
     keep.extend(outcome.skipped_missing_api.iter().cloned());
     keep.extend(
-        status::kept_revisions(dsd, &revision)
-            .iter()
+        decision
+            .replicas
+            .keys()
             .flat_map(|hash| serving_children(&name, hash)),
     );
     let pruned = cleanup::prune(&ctx.client, &ns, &name, &uid, &keep).await?;
-    let observed = observe::observe(&ctx.client, dsd).await?;
-    tracing::debug!(applied = outcome.applied.len(), pruned = pruned.len(), revision = %revision.hash, "children applied");
-    let st = status::compute(dsd, &revision, &observed, &now);
+    tracing::debug!(applied = outcome.applied.len(), pruned = pruned.len(), revision = %revision.hash, weight = decision.weight, "children applied");
+    let st = status::from_decision(dsd, &revision, &observed, &decision, &now);
     let ready = st.condition(ct::READY).is_some_and(|c| c.status == "True");
     finish(dsd, ctx, &ns, st).await?;
-    Ok(Action::requeue(if ready {
+    publish_rollout(dsd, ctx, &decision.events).await;
+    Ok(Action::requeue(next_look(&decision, ready, ctx)))
+}
+
+/// The routers' figures, read only while a canary runs (nothing to judge otherwise).
+async fn router_stats(
+    dsd: &DeepSeekDeployment,
+    ctx: &Context,
+    previous: &DeepSeekDeploymentStatus,
+) -> Option<rollout::Stats> {
+    previous.canary_revision.as_ref()?;
+    match ctx.stats.snapshot(dsd).await {
+        Ok(stats) => Some(stats),
+        Err(e) => {
+            tracing::info!(error = %e, "router figures unavailable; canary analysis waits");
+            None
+        }
+    }
+}
+
+/// A running canary is looked at every analysis interval (sooner when a pause ends).
+fn next_look(decision: &Decision, ready: bool, ctx: &Context) -> Duration {
+    if decision.canary.is_some() {
+        let due = decision.requeue_after.unwrap_or(ctx.analysis_interval);
+        return due.min(ctx.analysis_interval);
+    }
+    if ready {
         REQUEUE_SETTLED
     } else {
         REQUEUE_PROGRESSING
-    }))
+    }
 }
 
 /// Schema-valid but semantically wrong spec fields (crds validation).
@@ -156,6 +213,32 @@ async fn publish(dsd: &DeepSeekDeployment, ctx: &Context, changes: &[Transition]
         };
         if let Err(e) = recorder.publish(&event, &reference).await {
             tracing::warn!(error = %e, reason = %t.reason, "could not publish event");
+        }
+    }
+}
+
+/// One Event per rollout decision, with its numbers; failures are logged, never fatal.
+async fn publish_rollout(dsd: &DeepSeekDeployment, ctx: &Context, events: &[RolloutEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let reference = dsd.object_ref(&());
+    for e in events {
+        tracing::info!(reason = e.reason, message = %e.message, "rollout decision");
+        let event = Event {
+            type_: if e.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: e.reason.to_string(),
+            note: Some(truncate(&e.message, 1000)),
+            action: "Rollout".into(),
+            secondary: None,
+        };
+        if let Err(err) = recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %err, reason = e.reason, "could not publish event");
         }
     }
 }

@@ -176,6 +176,8 @@ pub fn owned_deployments(server: &FakeApiServer, uid: &str) -> Vec<Deployment> {
                 .flatten()
                 .any(|o| o.uid == uid)
         })
+        // The router Deployment carries no revision label.
+        .filter(|d| d.labels().contains_key(labels::REVISION))
         .collect()
 }
 

@@ -1,0 +1,143 @@
+//! Where canary analysis gets its figures: every ready router pod's `/admin/stats` (router
+//! contract), summed. Behind [`StatsSource`] so tests can substitute a source; the default
+//! reads the pods the router Deployment runs, at their IP and `http` container port, which
+//! in tests are router processes on 127.0.0.1 registered as pods.
+
+use std::time::Duration;
+
+use deepseek_crds::DeepSeekDeployment;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+
+use crate::desired::router::{router_selector, ROUTER_PORT};
+use crate::rollout::analysis::{self, Stats};
+
+/// Why the routers' figures could not be read (the analysis then waits).
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error("listing router pods: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("no ready router pod")]
+    NoRouterPods,
+    #[error("GET {url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("GET {url}: HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("GET {url}: unexpected body: {source}")]
+    Parse {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A source of the routers' cumulative per-revision figures, summed over router pods.
+pub trait StatsSource: Send + Sync {
+    fn snapshot<'a>(
+        &'a self,
+        dsd: &'a DeepSeekDeployment,
+    ) -> BoxFuture<'a, Result<Stats, StatsError>>;
+}
+
+/// Reads `/admin/stats` of every ready router pod of the resource.
+pub struct RouterPods {
+    client: Client,
+    http: reqwest::Client,
+}
+
+/// A router that does not answer within this is counted as unavailable.
+pub const STATS_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl RouterPods {
+    pub fn new(client: Client) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(STATS_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        Self { client, http }
+    }
+
+    async fn read(&self, dsd: &DeepSeekDeployment) -> Result<Stats, StatsError> {
+        let ns = dsd.namespace().unwrap_or_default();
+        let selector = router_selector(&dsd.name_any())
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let pods = Api::<Pod>::namespaced(self.client.clone(), &ns)
+            .list(&ListParams::default().labels(&selector))
+            .await?;
+        let urls: Vec<String> = pods.items.iter().filter_map(stats_url).collect();
+        if urls.is_empty() {
+            return Err(StatsError::NoRouterPods);
+        }
+        let mut total = Stats::new();
+        // Every pod must answer: a partial sum would look like a counter reset.
+        for url in urls {
+            analysis::add(&mut total, self.fetch(&url).await?);
+        }
+        Ok(total)
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Stats, StatsError> {
+        let http = |source| StatsError::Http {
+            url: url.to_string(),
+            source,
+        };
+        let response = self.http.get(url).send().await.map_err(http)?;
+        if !response.status().is_success() {
+            return Err(StatsError::Status {
+                url: url.to_string(),
+                status: response.status().as_u16(),
+            });
+        }
+        let body = response.bytes().await.map_err(http)?;
+        analysis::parse_admin_stats(&body).map_err(|source| StatsError::Parse {
+            url: url.to_string(),
+            source,
+        })
+    }
+}
+
+impl StatsSource for RouterPods {
+    fn snapshot<'a>(
+        &'a self,
+        dsd: &'a DeepSeekDeployment,
+    ) -> BoxFuture<'a, Result<Stats, StatsError>> {
+        Box::pin(self.read(dsd))
+    }
+}
+
+/// `http://IP:PORT/admin/stats` of a ready, running router pod (its `http` container port).
+pub fn stats_url(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if !ready || pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let ip = status.pod_ip.as_ref()?;
+    let port = pod
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .find(|p| p.name.as_deref() == Some("http"))
+        .map(|p| p.container_port)
+        .unwrap_or(i32::from(ROUTER_PORT));
+    let host = if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.clone()
+    };
+    Some(format!("http://{host}:{port}/admin/stats"))
+}
