@@ -156,6 +156,22 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     }
 }
 
+/// The model volume at `/models`. A PVC source mounts only its `path` (subPath), so the files
+/// sit directly under `/models` where `serve --model` and the manifest expect them.
+fn model_mount(spec: &DeepSeekDeploymentSpec, read_only: bool) -> VolumeMount {
+    let sub_path = spec
+        .model
+        .source
+        .pvc
+        .as_ref()
+        .map(|p| p.path.trim_matches('/').to_string())
+        .filter(|p| !p.is_empty());
+    VolumeMount {
+        sub_path,
+        ..mount(MODEL_VOLUME, MODEL_DIR, read_only)
+    }
+}
+
 /// The `fetch` init container. Credentials come from the source's Secret via `envFrom`.
 pub fn fetch_container(spec: &DeepSeekDeploymentSpec, image: &str) -> Container {
     let source = &spec.model.source;
@@ -195,7 +211,7 @@ pub fn fetch_container(spec: &DeepSeekDeploymentSpec, image: &str) -> Container 
             ..ResourceRequirements::default()
         }),
         volume_mounts: Some(vec![
-            mount(MODEL_VOLUME, MODEL_DIR, read_only),
+            model_mount(spec, read_only),
             mount(TMP_VOLUME, "/tmp", false),
         ]),
         security_context: Some(container_security()),
@@ -276,7 +292,7 @@ pub fn runtime_container(
 ) -> Container {
     let tls = spec.tls.is_some();
     let mut mounts = vec![
-        mount(MODEL_VOLUME, MODEL_DIR, true),
+        model_mount(spec, true),
         mount(TMP_VOLUME, "/tmp", false),
     ];
     if tls {

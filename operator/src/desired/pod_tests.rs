@@ -87,6 +87,11 @@ fn pvc_source_mounts_the_claim_read_only_and_verifies_in_place() {
         pod["initContainers"][0]["volumeMounts"][0]["readOnly"],
         json!(true)
     );
+    // Only the source's directory is mounted, so the files sit right under /models.
+    for container in [&pod["initContainers"][0], &pod["containers"][0]] {
+        assert_eq!(container["volumeMounts"][0]["mountPath"], json!("/models"));
+        assert_eq!(container["volumeMounts"][0]["subPath"], json!("smollm2"));
+    }
 }
 
 #[test]
