@@ -132,6 +132,7 @@ async fn server(reasoning: Option<ReasoningFormat>) -> String {
         created: 0,
         metrics,
         max_body_bytes: 64 * 1024,
+        degrade: deepseek_runtime::api::degrade::Degradation::new(Default::default()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
