@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod reconcile;
 pub mod render;
 pub mod status;
+pub mod status_ops;

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod cleanup;
 pub mod labels;
 pub mod observe;
+pub mod operations;
 
 use std::time::Duration;
 
@@ -48,6 +49,7 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
         return Ok(Action::requeue(REQUEUE_SETTLED));
     }
     let (objects, revision) = ctx.desired_objects(dsd)?;
+    let (objects, monitoring) = operations::gate_monitoring(&ctx.client, dsd, objects).await?;
     let outcome = apply::apply_all(&ctx.client, &ns, &objects).await?;
     let mut keep = outcome.applied.clone();
     keep.extend(outcome.skipped_missing_api.iter().cloned());
@@ -59,7 +61,9 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
     let pruned = cleanup::prune(&ctx.client, &ns, &name, &uid, &keep).await?;
     let observed = observe::observe(&ctx.client, dsd).await?;
     tracing::debug!(applied = outcome.applied.len(), pruned = pruned.len(), revision = %revision.hash, "children applied");
-    let st = status::compute(dsd, &revision, &observed, &now);
+    let mut st = status::compute(dsd, &revision, &observed, &now);
+    let ops = operations::observe(&ctx.client, dsd, monitoring).await?;
+    crate::status_ops::apply(&mut st, dsd, &ops, &now);
     let ready = st.condition(ct::READY).is_some_and(|c| c.status == "True");
     finish(dsd, ctx, &ns, st).await?;
     Ok(Action::requeue(if ready {
