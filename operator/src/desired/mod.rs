@@ -297,3 +297,7 @@ mod tests;
 #[cfg(test)]
 #[path = "pod_tests.rs"]
 mod pod_tests;
+
+#[cfg(test)]
+#[path = "ops_tests.rs"]
+mod ops_tests;

@@ -143,7 +143,8 @@ fn no_zones_means_no_topology_spread_and_no_pdb_for_one_replica() {
 #[test]
 fn every_child_has_a_controller_owner_reference_and_common_labels() {
     let out = children(&dsd(base_spec()));
-    assert_eq!(out.len(), 3);
+    // ConfigMap, Deployment, Service + PrometheusRule, PodMonitor, dashboard ConfigMap.
+    assert_eq!(out.len(), 6);
     for c in &out {
         let meta = &c.object["metadata"];
         assert_eq!(
