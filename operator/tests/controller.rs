@@ -41,10 +41,15 @@ async fn creating_a_resource_applies_owned_children_and_reports_progress() -> Te
             "{managers:?}"
         );
     }
-    let services = server.list::<Service>(Some(NS));
-    assert!(services
-        .iter()
-        .any(|s| s.owner_references().iter().any(|o| o.uid == uid)));
+    // Children are applied one after the other: the Service may follow the Deployment.
+    eventually("the chat Service", || async {
+        let services = server.list::<Service>(Some(NS));
+        services
+            .iter()
+            .any(|s| s.owner_references().iter().any(|o| o.uid == uid))
+            .then_some(())
+    })
+    .await?;
     let st = eventually("status reporting progress", || async {
         get(&server, "chat")
             .filter(|d| condition(d, ct::PROGRESSING).is_some_and(|c| c.0 == "True"))

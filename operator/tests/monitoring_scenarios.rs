@@ -62,9 +62,10 @@ async fn with_monitoring_crds_the_rule_pod_monitor_and_dashboard_are_applied() -
     for alert in deepseek_operator::desired::prometheus_rule::alerts::ALL {
         assert!(text.contains(alert), "{alert} missing from {text}");
     }
-    let monitor = monitoring_child(&server, "podmonitors").ok_or_else(|| anyhow::anyhow!("no PodMonitor"))?;
+    // Children are applied one after the other: the rule may be there before the rest.
+    let monitor = eventually("the PodMonitor", || async { monitoring_child(&server, "podmonitors") }).await?;
     assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["port"], "http");
-    assert!(server.get::<ConfigMap>(NS, "chat-monitoring").is_some(), "dashboard ConfigMap");
+    eventually("the dashboard ConfigMap", || async { server.get::<ConfigMap>(NS, "chat-monitoring") }).await?;
     eventually("MonitoringAvailable=True", || async {
         get(&server, "chat").filter(|d| {
             condition(d, ct::MONITORING).is_some_and(|c| c.0 == "True" && c.1 == reasons::MONITORING_APPLIED)
