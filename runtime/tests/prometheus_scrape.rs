@@ -147,6 +147,11 @@ async fn the_latency_alert_evaluates_on_metrics_a_real_prometheus_scraped_from_t
         .spawn()
         .unwrap();
     let prom = format!("http://127.0.0.1:{prom_port}");
+    until("Prometheus ready", || async {
+        let r = client().get(format!("{prom}/-/ready")).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
     // rate() needs the counters to move between two scrapes: requests go out after the first.
     until("both scrape jobs up", || async {
         let up = instant(&prom, "up == 1").await;
