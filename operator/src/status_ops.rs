@@ -40,7 +40,14 @@ pub struct OpsObserved {
     pub last_backup: Option<Time>,
 }
 
-fn condition(type_: &str, status: &str, reason: &str, message: String, gen: Option<i64>, now: &Time) -> Condition {
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    gen: Option<i64>,
+    now: &Time,
+) -> Condition {
     Condition {
         type_: type_.into(),
         status: status.into(),
@@ -68,14 +75,23 @@ pub fn zone_counts(zones: &[String], stable: &str, pods: &[ZonedPod]) -> Vec<Zon
         .collect()
 }
 
-fn apply_zones(st: &mut DeepSeekDeploymentStatus, dsd: &DeepSeekDeployment, pods: &[ZonedPod], now: &Time) {
+fn apply_zones(
+    st: &mut DeepSeekDeploymentStatus,
+    dsd: &DeepSeekDeployment,
+    pods: &[ZonedPod],
+    now: &Time,
+) {
     let zones = &dsd.spec.placement.zones;
     if zones.is_empty() {
         st.zones.clear();
         st.conditions.retain(|c| c.type_ != ct::ZONES_AVAILABLE);
         return;
     }
-    let stable = st.stable_revision.as_ref().map(|r| r.hash.clone()).unwrap_or_default();
+    let stable = st
+        .stable_revision
+        .as_ref()
+        .map(|r| r.hash.clone())
+        .unwrap_or_default();
     st.zones = zone_counts(zones, &stable, pods);
     let empty: Vec<&str> = st
         .zones
@@ -85,11 +101,26 @@ fn apply_zones(st: &mut DeepSeekDeploymentStatus, dsd: &DeepSeekDeployment, pods
         .collect();
     let gen = dsd.metadata.generation;
     let cond = if empty.is_empty() {
-        condition(ct::ZONES_AVAILABLE, "True", reasons::ALL_ZONES_SERVING,
-            format!("every zone has a ready replica of revision {stable}"), gen, now)
+        condition(
+            ct::ZONES_AVAILABLE,
+            "True",
+            reasons::ALL_ZONES_SERVING,
+            format!("every zone has a ready replica of revision {stable}"),
+            gen,
+            now,
+        )
     } else {
-        condition(ct::ZONES_AVAILABLE, "False", reasons::ZONE_WITHOUT_READY_REPLICAS,
-            format!("no ready replica of revision {stable} in zone(s) {}", empty.join(", ")), gen, now)
+        condition(
+            ct::ZONES_AVAILABLE,
+            "False",
+            reasons::ZONE_WITHOUT_READY_REPLICAS,
+            format!(
+                "no ready replica of revision {stable} in zone(s) {}",
+                empty.join(", ")
+            ),
+            gen,
+            now,
+        )
     };
     // Serving from fewer zones than asked is reduced resilience, not health.
     if !empty.is_empty() && st.phase == Some(Phase::Healthy) {
@@ -98,7 +129,12 @@ fn apply_zones(st: &mut DeepSeekDeploymentStatus, dsd: &DeepSeekDeployment, pods
     set_condition(&mut st.conditions, cond);
 }
 
-fn apply_monitoring(st: &mut DeepSeekDeploymentStatus, gen: Option<i64>, state: &MonitoringState, now: &Time) {
+fn apply_monitoring(
+    st: &mut DeepSeekDeploymentStatus,
+    gen: Option<i64>,
+    state: &MonitoringState,
+    now: &Time,
+) {
     let cond = match state {
         MonitoringState::Applied => condition(ct::MONITORING, "True", reasons::MONITORING_APPLIED,
             "PrometheusRule, PodMonitor and dashboard applied".into(), gen, now),
@@ -111,7 +147,12 @@ fn apply_monitoring(st: &mut DeepSeekDeploymentStatus, gen: Option<i64>, state: 
 }
 
 /// Adds zones, monitoring and backup to a computed status.
-pub fn apply(st: &mut DeepSeekDeploymentStatus, dsd: &DeepSeekDeployment, observed: &OpsObserved, now: &Time) {
+pub fn apply(
+    st: &mut DeepSeekDeploymentStatus,
+    dsd: &DeepSeekDeployment,
+    observed: &OpsObserved,
+    now: &Time,
+) {
     apply_zones(st, dsd, &observed.pods, now);
     apply_monitoring(st, dsd.metadata.generation, &observed.monitoring, now);
     match (&dsd.spec.backup, &observed.last_backup) {

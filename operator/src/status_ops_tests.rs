@@ -18,7 +18,8 @@ fn dsd(zones: &[&str], backup: bool) -> DeepSeekDeployment {
         "placement": {"zones": zones},
     });
     if backup {
-        spec["backup"] = json!({"schedule": "0 3 * * *", "destination": {"pvc": {"claimName": "b"}}});
+        spec["backup"] =
+            json!({"schedule": "0 3 * * *", "destination": {"pvc": {"claimName": "b"}}});
     }
     serde_json::from_value(json!({
         "apiVersion": deepseek_crds::API_VERSION, "kind": deepseek_crds::KIND,
@@ -70,7 +71,10 @@ fn counts_only_ready_pods_of_the_stable_revision_per_zone() {
     ];
     let counts = zone_counts(&zones, "aaaaaaaaaa", &pods);
     assert_eq!(
-        counts.iter().map(|z| (z.zone.as_str(), z.ready_replicas)).collect::<Vec<_>>(),
+        counts
+            .iter()
+            .map(|z| (z.zone.as_str(), z.ready_replicas))
+            .collect::<Vec<_>>(),
         [("a", 2), ("b", 0)]
     );
 }
@@ -79,9 +83,19 @@ fn counts_only_ready_pods_of_the_stable_revision_per_zone() {
 fn a_zone_without_ready_replicas_degrades_a_healthy_deployment() {
     let mut st = healthy();
     let pods = vec![pod("a", "aaaaaaaaaa", true), pod("b", "aaaaaaaaaa", true)];
-    apply(&mut st, &dsd(&["a", "b", "c"], false), &observed(pods), &now());
-    let c = st.condition(ct::ZONES_AVAILABLE).expect("ZonesAvailable set");
-    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reasons::ZONE_WITHOUT_READY_REPLICAS));
+    apply(
+        &mut st,
+        &dsd(&["a", "b", "c"], false),
+        &observed(pods),
+        &now(),
+    );
+    let c = st
+        .condition(ct::ZONES_AVAILABLE)
+        .expect("ZonesAvailable set");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", reasons::ZONE_WITHOUT_READY_REPLICAS)
+    );
     assert!(c.message.contains("zone(s) c"), "{}", c.message);
     assert_eq!(st.phase, Some(Phase::Degraded));
     assert_eq!(st.zones.len(), 3);
@@ -92,15 +106,23 @@ fn every_zone_serving_keeps_the_phase_and_reports_true() {
     let mut st = healthy();
     let pods = vec![pod("a", "aaaaaaaaaa", true), pod("b", "aaaaaaaaaa", true)];
     apply(&mut st, &dsd(&["a", "b"], false), &observed(pods), &now());
-    let c = st.condition(ct::ZONES_AVAILABLE).expect("ZonesAvailable set");
-    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", reasons::ALL_ZONES_SERVING));
+    let c = st
+        .condition(ct::ZONES_AVAILABLE)
+        .expect("ZonesAvailable set");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", reasons::ALL_ZONES_SERVING)
+    );
     assert_eq!(st.phase, Some(Phase::Healthy));
 }
 
 #[test]
 fn without_zones_no_zone_status_or_condition_is_reported() {
     let mut st = healthy();
-    st.zones = vec![deepseek_crds::ZoneStatus { zone: "old".into(), ready_replicas: 1 }];
+    st.zones = vec![deepseek_crds::ZoneStatus {
+        zone: "old".into(),
+        ready_replicas: 1,
+    }];
     apply(&mut st, &dsd(&[], false), &observed(vec![]), &now());
     assert!(st.zones.is_empty());
     assert!(st.condition(ct::ZONES_AVAILABLE).is_none());
@@ -110,12 +132,26 @@ fn without_zones_no_zone_status_or_condition_is_reported() {
 fn missing_monitoring_crds_set_monitoring_available_false_naming_the_kinds() {
     let mut st = healthy();
     let mut obs = observed(vec![]);
-    obs.monitoring = MonitoringState::CrdsMissing(vec!["PrometheusRule".into(), "PodMonitor".into()]);
+    obs.monitoring =
+        MonitoringState::CrdsMissing(vec!["PrometheusRule".into(), "PodMonitor".into()]);
     apply(&mut st, &dsd(&[], false), &obs, &now());
-    let c = st.condition(ct::MONITORING).expect("MonitoringAvailable set");
-    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reasons::MONITORING_CRDS_MISSING));
-    assert!(c.message.contains("PrometheusRule, PodMonitor"), "{}", c.message);
-    assert_eq!(st.phase, Some(Phase::Healthy), "monitoring never degrades serving");
+    let c = st
+        .condition(ct::MONITORING)
+        .expect("MonitoringAvailable set");
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", reasons::MONITORING_CRDS_MISSING)
+    );
+    assert!(
+        c.message.contains("PrometheusRule, PodMonitor"),
+        "{}",
+        c.message
+    );
+    assert_eq!(
+        st.phase,
+        Some(Phase::Healthy),
+        "monitoring never degrades serving"
+    );
 }
 
 #[test]
@@ -127,5 +163,8 @@ fn a_successful_backup_is_recorded_with_the_model_digest() {
     apply(&mut st, &d, &obs, &now());
     let record = st.last_backup.expect("lastBackup set");
     assert_eq!(record.time, Some(now()));
-    assert_eq!(record.digest, crate::desired::naming::model_digest(&d.spec.model));
+    assert_eq!(
+        record.digest,
+        crate::desired::naming::model_digest(&d.spec.model)
+    );
 }

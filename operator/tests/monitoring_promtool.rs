@@ -103,7 +103,9 @@ fn promtool_accepts_the_rules_of_every_example_and_fixture() {
             continue; // monitoring disabled in this example
         }
         let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned());
-        let file = dir.path().join(format!("{}.rules.yaml", stem.unwrap_or_default()));
+        let file = dir
+            .path()
+            .join(format!("{}.rules.yaml", stem.unwrap_or_default()));
         std::fs::write(&file, serde_yaml::to_string(&rules).expect("yaml")).expect("write");
         files.push(file);
     }

@@ -139,7 +139,10 @@ async fn the_latency_alert_evaluates_on_metrics_a_real_prometheus_scraped_from_t
     let prom_port = free_port();
     let _server = tokio::process::Command::new(prometheus)
         .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())

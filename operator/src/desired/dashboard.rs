@@ -91,16 +91,20 @@ pub fn dashboard(namespace: &str, name: &str) -> Value {
     })
 }
 
-pub(crate) fn build(owner: &Owner, spec: &DeepSeekDeploymentSpec) -> Result<DesiredChild, BuildError> {
+pub(crate) fn build(
+    owner: &Owner,
+    spec: &DeepSeekDeploymentSpec,
+) -> Result<DesiredChild, BuildError> {
     let name = naming::monitoring_name(&owner.name);
     let mut labels = monitoring_labels(&owner.name, &spec.monitoring);
     labels.insert(GRAFANA_LABEL.to_string(), "1".to_string());
-    let body = serde_json::to_string_pretty(&dashboard(&owner.namespace, &owner.name))
-        .map_err(|source| BuildError::Serialize {
+    let body = serde_json::to_string_pretty(&dashboard(&owner.namespace, &owner.name)).map_err(
+        |source| BuildError::Serialize {
             kind: "ConfigMap",
             name: name.clone(),
             source,
-        })?;
+        },
+    )?;
     let cm = ConfigMap {
         metadata: owner.child_meta(name.clone(), labels),
         data: Some(BTreeMap::from([(format!("{name}.json"), body)])),

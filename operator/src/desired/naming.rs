@@ -65,7 +65,11 @@ pub fn backup_name(dsd_name: &str) -> String {
     let hash = hex::encode(Sha256::digest(dsd_name.as_bytes()));
     let keep = MAX_CRONJOB_NAME - "-backup".len() - 7;
     let head: String = dsd_name.chars().take(keep).collect();
-    format!("{}-{}-backup", head.trim_end_matches(['-', '.']), &hash[..6])
+    format!(
+        "{}-{}-backup",
+        head.trim_end_matches(['-', '.']),
+        &hash[..6]
+    )
 }
 
 /// The PodDisruptionBudget of one zone: `{name}-zone-{zone}`, the zone lowercased with anything
@@ -74,7 +78,13 @@ pub fn zone_pdb_name(dsd_name: &str, zone: &str) -> String {
     let zone: String = zone
         .to_ascii_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("{dsd_name}-zone-{}", zone.trim_matches('-'))
 }

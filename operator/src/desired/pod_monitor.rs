@@ -31,7 +31,10 @@ pub(crate) fn build(
     tls: bool,
 ) -> Result<DesiredChild, BuildError> {
     let name = naming::monitoring_name(&owner.name);
-    let meta = owner.child_meta(name.clone(), monitoring_labels(&owner.name, &spec.monitoring));
+    let meta = owner.child_meta(
+        name.clone(),
+        monitoring_labels(&owner.name, &spec.monitoring),
+    );
     let mut endpoint = json!({
         "port": "http",
         "path": "/metrics",

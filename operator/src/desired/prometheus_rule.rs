@@ -303,7 +303,10 @@ pub fn monitoring_labels(
     labels
 }
 
-pub(crate) fn build(owner: &Owner, spec: &DeepSeekDeploymentSpec) -> Result<DesiredChild, BuildError> {
+pub(crate) fn build(
+    owner: &Owner,
+    spec: &DeepSeekDeploymentSpec,
+) -> Result<DesiredChild, BuildError> {
     let m = &spec.monitoring;
     let name = naming::monitoring_name(&owner.name);
     let meta = owner.child_meta(name.clone(), monitoring_labels(&owner.name, m));

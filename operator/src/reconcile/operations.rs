@@ -87,8 +87,12 @@ async fn zoned_pods(client: &Client, ns: &str, name: &str) -> Result<Vec<ZonedPo
         if let Some(z) = &zone {
             if pod.labels().get(naming::LABEL_ZONE) != Some(z) {
                 let patch = json!({"metadata": {"labels": {naming::LABEL_ZONE: z}}});
-                pods.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
+                pods.patch(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
             }
         }
         let ready = pod
