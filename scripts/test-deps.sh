@@ -13,3 +13,16 @@ fi
 if [ ! -x .venv/bin/moto_server ]; then
   .venv/bin/pip install --quiet 'moto[server]>=5'
 fi
+# promtool (alert rule checks and unit tests) and a Prometheus server (scrape test): Debian's
+# `prometheus` package. Installed once; a machine without apt must provide both on PATH.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "test-deps: promtool/prometheus missing and apt-get unavailable; install Prometheus" >&2
+    exit 1
+  fi
+fi

@@ -2,6 +2,8 @@
 //! thresholds and cold backups. Declared with their bounds now; issues 5 and 6 give some of them
 //! behaviour (router, PrometheusRule, backup CronJob).
 
+use std::collections::BTreeMap;
+
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
@@ -145,6 +147,15 @@ pub struct MonitoringSpec {
     #[serde(default = "default_for")]
     #[schemars(regex(pattern = r"^([0-9]+(s|m|h))+$"))]
     pub for_duration: String,
+    /// Extra labels on the PrometheusRule, PodMonitor and dashboard ConfigMap, so the cluster's
+    /// Prometheus `ruleSelector` / `podMonitorSelector` picks them up (e.g. `release: prometheus`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Base URL of the runbook (this project's README, where your team hosts it); each alert's
+    /// `runbook_url` is this plus `#` and the alert's lowercase name. `README.md` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub runbook_base_url: Option<String>,
 }
 
 impl Default for MonitoringSpec {
@@ -159,6 +170,8 @@ impl Default for MonitoringSpec {
             error_ratio: default_error_ratio(),
             queue_depth_threshold: default_queue_depth(),
             for_duration: default_for(),
+            labels: BTreeMap::new(),
+            runbook_base_url: None,
         }
     }
 }

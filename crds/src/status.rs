@@ -282,6 +282,8 @@ pub mod condition_types {
     pub const DEGRADED: &str = "Degraded";
     /// Monitoring objects could be created (the monitoring.coreos.com CRDs exist).
     pub const MONITORING: &str = "MonitoringAvailable";
+    /// Every zone of `placement.zones` has at least one ready replica of the stable revision.
+    pub const ZONES_AVAILABLE: &str = "ZonesAvailable";
 }
 
 /// Condition reasons shared by the operator and the docs.
@@ -298,4 +300,16 @@ pub mod reasons {
     pub const MODEL_VERIFIED: &str = "Verified";
     /// Waiting for the init container to finish.
     pub const MODEL_VERIFICATION_PENDING: &str = "VerificationPending";
+    /// Every zone of `placement.zones` has a ready replica.
+    pub const ALL_ZONES_SERVING: &str = "AllZonesServing";
+    /// A zone of `placement.zones` has no ready replica (a zone outage, or pods that cannot be
+    /// scheduled there); the message names the zones.
+    pub const ZONE_WITHOUT_READY_REPLICAS: &str = "ZoneWithoutReadyReplicas";
+    /// The PrometheusRule, PodMonitor and dashboard are applied.
+    pub const MONITORING_APPLIED: &str = "MonitoringApplied";
+    /// The cluster does not serve the monitoring.coreos.com kinds (no Prometheus operator):
+    /// the monitoring children are skipped, nothing else is affected.
+    pub const MONITORING_CRDS_MISSING: &str = "MonitoringCRDsMissing";
+    /// `spec.monitoring.enabled` is false.
+    pub const MONITORING_DISABLED: &str = "MonitoringDisabled";
 }

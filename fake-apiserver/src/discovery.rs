@@ -23,7 +23,19 @@ pub fn handle(path: &str, shared: &Shared) -> Option<Response> {
         ["apis"] => json!({"kind": "APIGroupList", "apiVersion": "v1",
             "groups": groups(&defs).iter().map(|g| group(g, &defs)).collect::<Vec<_>>()}),
         ["apis", g] if groups(&defs).iter().any(|x| x == g) => group(g, &defs),
-        ["apis", g, v] => resource_list(g, v, &defs),
+        // An unknown group/version is a 404, as on a real server (clients discover optional
+        // APIs, such as monitoring.coreos.com, this way).
+        ["apis", g, v] if defs.iter().any(|d| d.group == *g && d.version == *v) => {
+            resource_list(g, v, &defs)
+        }
+        ["apis", _, _] => {
+            return Some(
+                crate::error::ApiError::NotFound(format!(
+                    "the server could not find the requested resource ({path})"
+                ))
+                .into_response(),
+            )
+        }
         _ => return None,
     };
     Some(Json(body).into_response())

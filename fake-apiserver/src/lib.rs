@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use error::ApiError;
-pub use resource::{builtin_defs, ResourceDef};
+pub use resource::{builtin_defs, monitoring_defs, ResourceDef};
 pub use shared::{RequestRecord, Verb};
 
 use managed::Scope;

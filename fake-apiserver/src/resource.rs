@@ -116,6 +116,18 @@ pub fn builtin_defs() -> Vec<ResourceDef> {
     ]
 }
 
+/// The Prometheus operator's kinds (monitoring.coreos.com/v1), for tests of a cluster that has
+/// its CRDs installed: register them and discovery serves the group.
+pub fn monitoring_defs() -> Vec<ResourceDef> {
+    let def =
+        |kind: &str, plural: &str| ResourceDef::new("monitoring.coreos.com", "v1", kind, plural);
+    vec![
+        def("PrometheusRule", "prometheusrules"),
+        def("ServiceMonitor", "servicemonitors"),
+        def("PodMonitor", "podmonitors"),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use std::time::Instant;
 use deepseek_crds::DeepSeekDeployment;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
@@ -234,6 +235,7 @@ async fn run_controller(
     .owns(api::<Service>(&client, &ns), owned.clone())
     .owns(api::<ConfigMap>(&client, &ns), owned.clone())
     .owns(api::<PodDisruptionBudget>(&client, &ns), owned.clone())
+    .owns(api::<CronJob>(&client, &ns), owned.clone())
     .watches(api::<Pod>(&client, &ns), owned, pod_owner)
     .graceful_shutdown_on(stop)
     .run(reconcile_one, error_policy, ctx)

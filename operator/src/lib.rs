@@ -12,3 +12,4 @@ pub mod reconcile;
 pub mod render;
 pub mod rollout;
 pub mod status;
+pub mod status_ops;

@@ -41,7 +41,8 @@ async fn creating_a_resource_applies_owned_children_and_reports_progress() -> Te
             "{managers:?}"
         );
     }
-    eventually("an owned Service", || async {
+    // Children are applied one after the other: the Service may follow the Deployment.
+    eventually("the chat Service", || async {
         let services = server.list::<Service>(Some(NS));
         services
             .iter()

@@ -190,14 +190,9 @@ fn affinity(owner: &Owner, spec: &DeepSeekDeploymentSpec, revision: &str) -> Opt
         ..NodeAffinity::default()
     });
     let pod_anti_affinity = (spec.replicas > 1).then(|| PodAntiAffinity {
-        preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
-            weight: 100,
-            pod_affinity_term: PodAffinityTerm {
-                topology_key: HOSTNAME_LABEL.into(),
-                label_selector: Some(selector(owner, revision)),
-                ..PodAffinityTerm::default()
-            },
-        }]),
+        preferred_during_scheduling_ignored_during_execution: Some(anti_affinity_terms(
+            owner, spec, revision,
+        )),
         ..PodAntiAffinity::default()
     });
     if node_affinity.is_none() && pod_anti_affinity.is_none() {
@@ -208,6 +203,28 @@ fn affinity(owner: &Owner, spec: &DeepSeekDeploymentSpec, revision: &str) -> Opt
         pod_anti_affinity,
         ..Affinity::default()
     })
+}
+
+/// Prefer another host for each replica; with zones, also prefer a zone holding none yet (the
+/// spread constraint is the hard rule, this breaks its ties towards empty zones).
+fn anti_affinity_terms(
+    owner: &Owner,
+    spec: &DeepSeekDeploymentSpec,
+    revision: &str,
+) -> Vec<WeightedPodAffinityTerm> {
+    let term = |weight: i32, key: &str| WeightedPodAffinityTerm {
+        weight,
+        pod_affinity_term: PodAffinityTerm {
+            topology_key: key.into(),
+            label_selector: Some(selector(owner, revision)),
+            ..PodAffinityTerm::default()
+        },
+    };
+    let mut terms = vec![term(100, HOSTNAME_LABEL)];
+    if !spec.placement.zones.is_empty() {
+        terms.push(term(50, ZONE_LABEL));
+    }
+    terms
 }
 
 fn selector(owner: &Owner, revision: &str) -> LabelSelector {

@@ -59,6 +59,21 @@ pub const CLUSTER_RULES: &[Rule] = &[
         &["get", "list", "watch", "create", "patch", "delete"],
     ),
     ("", &["pods"], &["list", "watch"]),
+    (
+        "batch",
+        &["cronjobs"],
+        &["get", "list", "watch", "create", "patch", "delete"],
+    ),
+    // Created only where discovery finds the Prometheus operator's CRDs.
+    (
+        "monitoring.coreos.com",
+        &["prometheusrules", "podmonitors"],
+        &["get", "list", "create", "patch", "delete"],
+    ),
+    // The zone of a runtime pod is its node's label; the pod gets it as a label of its own,
+    // which the per-zone PodDisruptionBudgets select.
+    ("", &["nodes"], &["get"]),
+    ("", &["pods"], &["patch"]),
     // Only to tell "Secret missing or unreadable" (InvalidSpec) from a pod that fails later;
     // the controller reads metadata, never data.
     ("", &["secrets"], &["get"]),

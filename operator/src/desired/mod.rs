@@ -10,11 +10,15 @@
 
 pub mod configmap;
 pub mod containers;
+pub mod cronjob;
+pub mod dashboard;
 pub mod deployment;
 pub mod manifests;
 pub mod naming;
 pub mod pdb;
 pub mod router;
+pub mod pod_monitor;
+pub mod prometheus_rule;
 pub mod service;
 
 use deepseek_crds::{validate_resource, DeepSeekDeployment, SpecError, API_VERSION, KIND};
@@ -56,16 +60,28 @@ pub enum ChildKind {
     ConfigMap,
     /// policy/v1 PodDisruptionBudget.
     PodDisruptionBudget,
+    /// batch/v1 CronJob (backups).
+    CronJob,
+    /// monitoring.coreos.com/v1 PrometheusRule (only where the cluster serves it).
+    PrometheusRule,
+    /// monitoring.coreos.com/v1 PodMonitor (only where the cluster serves it).
+    PodMonitor,
 }
 
 impl ChildKind {
     /// Every kind, in apply order (config before the pods that read it).
-    pub const ALL: [ChildKind; 4] = [
+    pub const ALL: [ChildKind; 7] = [
         Self::ConfigMap,
         Self::Deployment,
         Self::Service,
         Self::PodDisruptionBudget,
+        Self::CronJob,
+        Self::PrometheusRule,
+        Self::PodMonitor,
     ];
+
+    /// Kinds of the monitoring.coreos.com group: applied only where discovery finds them.
+    pub const MONITORING: [ChildKind; 2] = [Self::PrometheusRule, Self::PodMonitor];
 
     /// `apiVersion` of the kind.
     pub fn api_version(self) -> &'static str {
@@ -73,6 +89,8 @@ impl ChildKind {
             Self::Deployment => "apps/v1",
             Self::Service | Self::ConfigMap => "v1",
             Self::PodDisruptionBudget => "policy/v1",
+            Self::CronJob => "batch/v1",
+            Self::PrometheusRule | Self::PodMonitor => "monitoring.coreos.com/v1",
         }
     }
 
@@ -83,6 +101,9 @@ impl ChildKind {
             Self::Service => "Service",
             Self::ConfigMap => "ConfigMap",
             Self::PodDisruptionBudget => "PodDisruptionBudget",
+            Self::CronJob => "CronJob",
+            Self::PrometheusRule => "PrometheusRule",
+            Self::PodMonitor => "PodMonitor",
         }
     }
 
@@ -101,6 +122,9 @@ impl ChildKind {
             Self::Service => "services",
             Self::ConfigMap => "configmaps",
             Self::PodDisruptionBudget => "poddisruptionbudgets",
+            Self::CronJob => "cronjobs",
+            Self::PrometheusRule => "prometheusrules",
+            Self::PodMonitor => "podmonitors",
         }
     }
 }
@@ -302,7 +326,34 @@ pub fn build_with(
         children.push(pdb);
     }
     children.push(router::router_pdb(&owner)?);
+    children.extend(pdb::build_zones(&owner, spec)?);
+    children.extend(operations(&owner, spec, cfg)?);
     Ok(children)
+}
+
+/// Backup CronJob and monitoring children (PrometheusRule, PodMonitor, dashboard ConfigMap; the
+/// controller drops the monitoring ones where the cluster lacks their CRDs).
+fn operations(
+    owner: &Owner,
+    spec: &deepseek_crds::DeepSeekDeploymentSpec,
+    cfg: &BuildConfig,
+) -> Result<Vec<DesiredChild>, BuildError> {
+    let mut children = Vec::new();
+    if let Some(backup) = &spec.backup {
+        children.push(cronjob::build(owner, spec, cfg, backup)?);
+    }
+    if spec.monitoring.enabled {
+        children.push(prometheus_rule::build(owner, spec)?);
+        children.push(pod_monitor::build(owner, spec, spec.tls.is_some())?);
+        children.push(dashboard::build(owner, spec)?);
+    }
+    Ok(children)
+}
+
+/// Whether a built child belongs to the monitoring stack (skipped without its CRDs).
+pub fn is_monitoring(object: &Value) -> bool {
+    object["metadata"]["labels"][naming::LABEL_COMPONENT].as_str()
+        == Some(naming::COMPONENT_MONITORING)
 }
 
 #[cfg(test)]
@@ -312,3 +363,7 @@ mod tests;
 #[cfg(test)]
 #[path = "pod_tests.rs"]
 mod pod_tests;
+
+#[cfg(test)]
+#[path = "ops_tests.rs"]
+mod ops_tests;

@@ -22,6 +22,13 @@ pub const LABEL_COMPONENT: &str = "inference.deepseek-k8s.dev/component";
 pub const ANNOTATION_MODEL_DIGEST: &str = "inference.deepseek-k8s.dev/model-digest";
 /// Component value of runtime pods.
 pub const COMPONENT_RUNTIME: &str = "runtime";
+/// Component value of the monitoring children (PrometheusRule, PodMonitor, dashboard).
+pub const COMPONENT_MONITORING: &str = "monitoring";
+/// Component value of the backup CronJob and its pods.
+pub const COMPONENT_BACKUP: &str = "backup";
+/// Label set by the controller on each scheduled runtime pod: the zone of its node (what the
+/// per-zone PodDisruptionBudgets select).
+pub const LABEL_ZONE: &str = "inference.deepseek-k8s.dev/zone";
 /// Length of a revision hash in hex characters.
 pub const REVISION_LEN: usize = 10;
 
@@ -38,6 +45,48 @@ pub fn service_name(dsd_name: &str) -> String {
 /// The PodDisruptionBudget of the runtime pods.
 pub fn pdb_name(dsd_name: &str) -> String {
     dsd_name.to_string()
+}
+
+/// PrometheusRule, PodMonitor and dashboard ConfigMap: `{name}-monitoring`.
+pub fn monitoring_name(dsd_name: &str) -> String {
+    format!("{dsd_name}-monitoring")
+}
+
+/// Longest CronJob name: its Jobs append 11 characters to it and must stay DNS labels.
+pub const MAX_CRONJOB_NAME: usize = 52;
+
+/// The backup CronJob: `{name}-backup`; a long name is cut and made unique again with a short
+/// hash of the full name.
+pub fn backup_name(dsd_name: &str) -> String {
+    let plain = format!("{dsd_name}-backup");
+    if plain.len() <= MAX_CRONJOB_NAME {
+        return plain;
+    }
+    let hash = hex::encode(Sha256::digest(dsd_name.as_bytes()));
+    let keep = MAX_CRONJOB_NAME - "-backup".len() - 7;
+    let head: String = dsd_name.chars().take(keep).collect();
+    format!(
+        "{}-{}-backup",
+        head.trim_end_matches(['-', '.']),
+        &hash[..6]
+    )
+}
+
+/// The PodDisruptionBudget of one zone: `{name}-zone-{zone}`, the zone lowercased with anything
+/// outside `[a-z0-9-]` turned into `-`.
+pub fn zone_pdb_name(dsd_name: &str, zone: &str) -> String {
+    let zone: String = zone
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{dsd_name}-zone-{}", zone.trim_matches('-'))
 }
 
 /// Labels on every child: the Kubernetes recommended ones plus the owner's name.

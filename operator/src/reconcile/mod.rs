@@ -6,6 +6,7 @@ pub mod apply;
 pub mod cleanup;
 pub mod labels;
 pub mod observe;
+pub mod operations;
 pub mod scale;
 pub mod stats;
 
@@ -67,6 +68,7 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
     let decision = rollout::decide(&dsd.spec, &previous, &input, &now);
     let plan = Plan::from_decision(&decision, &revision.hash);
     let objects = ctx.desired_objects(dsd, &plan)?;
+    let (objects, monitoring) = operations::gate_monitoring(&ctx.client, dsd, objects).await?;
     let outcome = apply::apply_all(&ctx.client, &ns, &objects).await?;
     let missing = scale::scale_kept(
         &ctx.client,
@@ -90,7 +92,9 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
     );
     let pruned = cleanup::prune(&ctx.client, &ns, &name, &uid, &keep).await?;
     tracing::debug!(applied = outcome.applied.len(), pruned = pruned.len(), revision = %revision.hash, weight = decision.weight, "children applied");
-    let st = status::from_decision(dsd, &revision, &observed, &decision, &now);
+    let mut st = status::from_decision(dsd, &revision, &observed, &decision, &now);
+    let ops = operations::observe(&ctx.client, dsd, monitoring).await?;
+    crate::status_ops::apply(&mut st, dsd, &ops, &now);
     let ready = st.condition(ct::READY).is_some_and(|c| c.status == "True");
     finish(dsd, ctx, &ns, st).await?;
     publish_rollout(dsd, ctx, &decision.events).await;

@@ -1,0 +1,138 @@
+//! Side effects of the operational children: discovery of the monitoring.coreos.com kinds (the
+//! monitoring children are dropped before apply where the cluster lacks them), the zone of each
+//! scheduled runtime pod (read from its node, written to the pod as a label the per-zone
+//! PodDisruptionBudgets select), and the backup CronJob's last success.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use deepseek_crds::DeepSeekDeployment;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::{json, Value};
+
+use crate::desired::deployment::ZONE_LABEL;
+use crate::desired::{is_monitoring, naming, ChildKind};
+use crate::error::Result;
+use crate::reconcile::labels;
+use crate::status_ops::{MonitoringState, OpsObserved, ZonedPod};
+
+/// Group/version of the Prometheus operator's kinds.
+pub const MONITORING_GROUP_VERSION: &str = "monitoring.coreos.com/v1";
+
+/// Which of the monitoring kinds the operator creates the cluster does not serve (discovery).
+pub async fn missing_monitoring_kinds(client: &Client) -> Result<Vec<String>> {
+    let served: BTreeSet<String> = match client
+        .list_api_group_resources(MONITORING_GROUP_VERSION)
+        .await
+    {
+        Ok(list) => list.resources.into_iter().map(|r| r.name).collect(),
+        Err(kube::Error::Api(s)) if s.code == 404 => BTreeSet::new(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(ChildKind::MONITORING
+        .iter()
+        .filter(|k| !served.contains(k.plural()))
+        .map(|k| k.kind().to_string())
+        .collect())
+}
+
+/// Drops the monitoring children unless every monitoring kind is served; says which state holds.
+pub async fn gate_monitoring(
+    client: &Client,
+    dsd: &DeepSeekDeployment,
+    objects: Vec<Value>,
+) -> Result<(Vec<Value>, MonitoringState)> {
+    if !dsd.spec.monitoring.enabled {
+        return Ok((objects, MonitoringState::Disabled));
+    }
+    let missing = missing_monitoring_kinds(client).await?;
+    if missing.is_empty() {
+        return Ok((objects, MonitoringState::Applied));
+    }
+    tracing::info!(missing = ?missing, "monitoring CRDs not served; skipping monitoring children");
+    let kept = objects.into_iter().filter(|o| !is_monitoring(o)).collect();
+    Ok((kept, MonitoringState::CrdsMissing(missing)))
+}
+
+/// Zone of each scheduled runtime pod, labelling pods whose zone label is missing or stale.
+async fn zoned_pods(client: &Client, ns: &str, name: &str) -> Result<Vec<ZonedPod>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let selector = naming::runtime_selector(name)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut zone_of: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for pod in list.items {
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        let zone = match node {
+            Some(node) => match zone_of.get(&node) {
+                Some(z) => z.clone(),
+                None => {
+                    let z = nodes
+                        .get_opt(&node)
+                        .await?
+                        .and_then(|n| n.labels().get(ZONE_LABEL).cloned());
+                    zone_of.insert(node, z.clone());
+                    z
+                }
+            },
+            None => None,
+        };
+        if let Some(z) = &zone {
+            if pod.labels().get(naming::LABEL_ZONE) != Some(z) {
+                let patch = json!({"metadata": {"labels": {naming::LABEL_ZONE: z}}});
+                pods.patch(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+            }
+        }
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        out.push(ZonedPod {
+            revision: pod.labels().get(labels::REVISION).cloned(),
+            zone,
+            ready,
+        });
+    }
+    Ok(out)
+}
+
+/// Zones (only with `placement.zones`), monitoring state and the last backup.
+pub async fn observe(
+    client: &Client,
+    dsd: &DeepSeekDeployment,
+    monitoring: MonitoringState,
+) -> Result<OpsObserved> {
+    let ns = dsd.namespace().unwrap_or_default();
+    let name = dsd.name_any();
+    let pods = if dsd.spec.placement.zones.is_empty() {
+        Vec::new()
+    } else {
+        zoned_pods(client, &ns, &name).await?
+    };
+    let last_backup = match &dsd.spec.backup {
+        Some(_) => Api::<CronJob>::namespaced(client.clone(), &ns)
+            .get_opt(&naming::backup_name(&name))
+            .await?
+            .and_then(|c| c.status)
+            .and_then(|s| s.last_successful_time),
+        None => None,
+    };
+    Ok(OpsObserved {
+        pods,
+        monitoring,
+        last_backup,
+    })
+}
