@@ -16,6 +16,8 @@ use common::*;
 use deepseek_crds::status::condition_types as ct;
 use deepseek_crds::DeepSeekDeployment;
 use deepseek_operator::desired::manifests::{Rule, CLUSTER_RULES, LEASE_RULES};
+use deepseek_operator::desired::naming::pdb_name;
+use deepseek_operator::desired::ChildKind;
 use deepseek_operator::reconcile::observe::secret_refs;
 use fake_apiserver::{ApiCall, FakeApiServer, ResourceDef};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -179,6 +181,16 @@ async fn calls_of_the_operator() -> anyhow::Result<BTreeMap<(String, String, Str
         (revs.len() == 1 && revs[0] != first).then_some(())
     })
     .await?;
+    // Two replicas bring a PodDisruptionBudget, one takes it away again (pruned).
+    let pdb = pdb_name(cpu);
+    for (replicas, present) in [(2, true), (1, false)] {
+        server.update::<DeepSeekDeployment>(NS, cpu, |o| o["spec"]["replicas"] = json!(replicas))?;
+        eventually(&format!("PDB present: {present}"), || async {
+            (server.get_raw("policy", "poddisruptionbudgets", NS, &pdb).is_some() == present)
+                .then_some(())
+        })
+        .await?;
+    }
     settle(&op).await?;
     op.stop().await?;
     let mut out = BTreeMap::new();
@@ -194,7 +206,7 @@ async fn calls_of_the_operator() -> anyhow::Result<BTreeMap<(String, String, Str
 
 fn mark_all_ready(server: &FakeApiServer) -> anyhow::Result<()> {
     for d in server.list::<Deployment>(Some(NS)) {
-        let n = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let n = d.spec.replicas.unwrap_or(1);
         server.set_status::<Deployment>(
             NS,
             &d.name_any(),
@@ -203,6 +215,19 @@ fn mark_all_ready(server: &FakeApiServer) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Calls the code makes for every child kind whether or not a scenario shows them: the apply
+/// (server-side apply: patch, and create for a new object) and the pruning of children no
+/// longer desired (list, delete), for each kind in `ChildKind::ALL`.
+fn structural_calls() -> Allowed {
+    let mut out = BTreeSet::new();
+    for kind in ChildKind::ALL {
+        for verb in ["create", "patch", "list", "delete"] {
+            out.insert((verb.to_string(), kind.group().to_string(), kind.plural().to_string()));
+        }
+    }
+    out
 }
 
 #[tokio::test]
@@ -217,7 +242,12 @@ async fn rbac_of_the_manifests_and_the_chart_allows_exactly_the_calls_the_operat
         show(&chart),
         "the chart's RBAC (charts/deepseek-operator/files/) differs from manifests.rs"
     );
-    let called = calls_of_the_operator().await?;
+    let mut called = calls_of_the_operator().await?;
+    for call in structural_calls() {
+        called
+            .entry(call)
+            .or_insert_with(|| "(apply or prune of a ChildKind::ALL kind)".to_string());
+    }
     let exceptions: Allowed = NEEDED_ONLY_ON_REAL_CLUSTERS
         .iter()
         .map(|(v, g, r, _)| (v.to_string(), g.to_string(), r.to_string()))
