@@ -40,7 +40,8 @@ async fn main() -> anyhow::Result<()> {
         .timeout(Duration::from_secs(600))
         .build()?;
     let mut req = ChatRequest::user(&args.url, &args.model, &args.prompt);
-    req.messages.insert(0, json!({"role": "system", "content": args.system}));
+    req.messages
+        .insert(0, json!({"role": "system", "content": args.system}));
     req.max_tokens = args.max_tokens;
     let start = Instant::now();
     let mut first_token = None;

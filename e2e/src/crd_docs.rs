@@ -30,13 +30,22 @@ pub fn generate() -> anyhow::Result<String> {
         crd["spec"]["group"].as_str().unwrap_or_default(),
         version["name"].as_str().unwrap_or_default(),
         crd["spec"]["names"]["kind"].as_str().unwrap_or_default(),
-        crd["spec"]["names"]["shortNames"][0].as_str().unwrap_or_default(),
+        crd["spec"]["names"]["shortNames"][0]
+            .as_str()
+            .unwrap_or_default(),
     )?;
     rules_section(&mut out, "Rules on the whole resource", schema)?;
     for part in ["spec", "status"] {
         writeln!(out, "## `{part}`\n")?;
-        writeln!(out, "{}\n", one_line(&schema["properties"][part]["description"]))?;
-        writeln!(out, "| field | type | required | default | constraints | description |")?;
+        writeln!(
+            out,
+            "{}\n",
+            one_line(&schema["properties"][part]["description"])
+        )?;
+        writeln!(
+            out,
+            "| field | type | required | default | constraints | description |"
+        )?;
         writeln!(out, "|---|---|---|---|---|---|")?;
         let mut rows = Vec::new();
         fields(part, &schema["properties"][part], &mut rows);
@@ -96,7 +105,10 @@ fn constraints(s: &Value) -> String {
         }
     }
     if let Some(values) = s["enum"].as_array() {
-        let names: Vec<String> = values.iter().map(|v| format!("`{}`", v.as_str().unwrap_or_default())).collect();
+        let names: Vec<String> = values
+            .iter()
+            .map(|v| format!("`{}`", v.as_str().unwrap_or_default()))
+            .collect();
         c.push(format!("one of {}", names.join(", ")));
     }
     if let Some(p) = s["pattern"].as_str() {
@@ -106,7 +118,11 @@ fn constraints(s: &Value) -> String {
         let keys: Vec<&str> = keys.iter().filter_map(Value::as_str).collect();
         c.push(format!("unique by {}", keys.join(", ")));
     }
-    for rule in s["x-kubernetes-validations"].as_array().into_iter().flatten() {
+    for rule in s["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         c.push(format!("rule: {}", one_line(&rule["message"])));
     }
     c.join("; ")
@@ -114,7 +130,12 @@ fn constraints(s: &Value) -> String {
 
 /// Appends one row per field under `path`, depth first, in schema (alphabetical) order.
 fn fields(path: &str, s: &Value, rows: &mut Vec<String>) {
-    let required: Vec<&str> = s["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let required: Vec<&str> = s["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     let Some(props) = s["properties"].as_object() else {
         return;
     };
@@ -125,10 +146,18 @@ fn fields(path: &str, s: &Value, rows: &mut Vec<String>) {
             Some((_, link)) => format!("[]{link}"),
             None => format!("`{}`", type_name(p)),
         };
-        let default = if p["default"].is_null() { String::new() } else { format!("`{}`", p["default"]) };
+        let default = if p["default"].is_null() {
+            String::new()
+        } else {
+            format!("`{}`", p["default"])
+        };
         rows.push(format!(
             "| `{field}` | {ty} | {} | {default} | {} | {} |",
-            if required.contains(&name.as_str()) { "yes" } else { "" },
+            if required.contains(&name.as_str()) {
+                "yes"
+            } else {
+                ""
+            },
             constraints(p),
             one_line(&p["description"]),
         ));
@@ -144,13 +173,21 @@ fn fields(path: &str, s: &Value, rows: &mut Vec<String>) {
 }
 
 fn rules_section(out: &mut String, title: &str, s: &Value) -> std::fmt::Result {
-    let rules = s["x-kubernetes-validations"].as_array().cloned().unwrap_or_default();
+    let rules = s["x-kubernetes-validations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if rules.is_empty() {
         return Ok(());
     }
     writeln!(out, "## {title}\n")?;
     for r in rules {
-        writeln!(out, "- {} (`{}`)", one_line(&r["message"]), one_line(&r["rule"]))?;
+        writeln!(
+            out,
+            "- {} (`{}`)",
+            one_line(&r["message"]),
+            one_line(&r["rule"])
+        )?;
     }
     writeln!(out)
 }
@@ -160,12 +197,19 @@ fn printer_columns(out: &mut String, columns: &Value) -> std::fmt::Result {
     writeln!(out, "| column | from | shown | description |")?;
     writeln!(out, "|---|---|---|---|")?;
     for c in columns.as_array().into_iter().flatten() {
-        let shown = if c["priority"].as_i64().unwrap_or(0) > 0 { "`-o wide`" } else { "always" };
+        let shown = if c["priority"].as_i64().unwrap_or(0) > 0 {
+            "`-o wide`"
+        } else {
+            "always"
+        };
         writeln!(
             out,
             "| {} | `{}` | {shown} | {} |",
             c["name"].as_str().unwrap_or_default(),
-            c["jsonPath"].as_str().unwrap_or_default().replace('|', "\\|"),
+            c["jsonPath"]
+                .as_str()
+                .unwrap_or_default()
+                .replace('|', "\\|"),
             one_line(&c["description"]),
         )?;
     }

@@ -107,7 +107,9 @@ impl Dockerfile {
 pub fn substitute(text: &str, args: &BTreeMap<String, String>) -> String {
     let mut out = text.to_string();
     for (k, v) in args {
-        out = out.replace(&format!("${{{k}}}"), v).replace(&format!("${k}"), v);
+        out = out
+            .replace(&format!("${{{k}}}"), v)
+            .replace(&format!("${k}"), v);
     }
     out
 }

@@ -63,8 +63,7 @@ pub fn render(values: Value) -> anyhow::Result<Vec<(String, Value)>> {
         }
         let text = text.as_str().unwrap_or_default();
         for doc in serde_yaml::Deserializer::from_str(text) {
-            let v = Value::deserialize(doc)
-                .with_context(|| format!("{template} is not YAML"))?;
+            let v = Value::deserialize(doc).with_context(|| format!("{template} is not YAML"))?;
             if !v.is_null() {
                 docs.push((template.clone(), v));
             }
@@ -155,7 +154,7 @@ fn is_dns_label_or_subdomain(name: &str) -> bool {
 
 /// The document of `kind` (and `name` when given) among rendered ones.
 pub fn find<'a>(docs: &'a [(String, Value)], kind: &str, name: Option<&str>) -> Option<&'a Value> {
-    docs.iter().map(|(_, d)| d).find(|d| {
-        d["kind"] == kind && name.is_none_or(|n| d["metadata"]["name"] == n)
-    })
+    docs.iter()
+        .map(|(_, d)| d)
+        .find(|d| d["kind"] == kind && name.is_none_or(|n| d["metadata"]["name"] == n))
 }

@@ -13,7 +13,11 @@ pub const MANAGER: &str = "deepseek-e2e";
 
 /// Server-side applies every object (in order); namespaced objects without a namespace go
 /// to `default_namespace`.
-pub async fn apply_all(client: &Client, objects: &[Value], default_namespace: &str) -> anyhow::Result<()> {
+pub async fn apply_all(
+    client: &Client,
+    objects: &[Value],
+    default_namespace: &str,
+) -> anyhow::Result<()> {
     let discovery = Discovery::new(client.clone()).run().await?;
     for obj in objects {
         let api_version = obj["apiVersion"].as_str().unwrap_or_default();
@@ -26,14 +30,20 @@ pub async fn apply_all(client: &Client, objects: &[Value], default_namespace: &s
             .with_context(|| format!("{api_version}/{kind} is not served by the cluster"))?;
         let api: Api<DynamicObject> = match caps.scope {
             Scope::Namespaced => {
-                let ns = obj["metadata"]["namespace"].as_str().unwrap_or(default_namespace);
+                let ns = obj["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or(default_namespace);
                 Api::namespaced_with(client.clone(), ns, &resource)
             }
             Scope::Cluster => Api::all_with(client.clone(), &resource),
         };
-        api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj))
-            .await
-            .with_context(|| format!("applying {kind} {name}"))?;
+        api.patch(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await
+        .with_context(|| format!("applying {kind} {name}"))?;
     }
     Ok(())
 }

@@ -36,7 +36,10 @@ fn every_template_renders_valid_kubernetes_objects_with_default_values() -> Test
     for (template, doc) in &docs {
         helm::check_object(doc).map_err(|e| anyhow::anyhow!("{template}: {e:#}"))?;
     }
-    let kinds: Vec<&str> = docs.iter().filter_map(|(_, d)| d["kind"].as_str()).collect();
+    let kinds: Vec<&str> = docs
+        .iter()
+        .filter_map(|(_, d)| d["kind"].as_str())
+        .collect();
     assert_eq!(
         kinds,
         [
@@ -57,29 +60,61 @@ fn every_template_renders_valid_kubernetes_objects_with_every_option_on() -> Tes
     for (template, doc) in &docs {
         helm::check_object(doc).map_err(|e| anyhow::anyhow!("{template}: {e:#}"))?;
     }
-    for kind in ["PodDisruptionBudget", "Service", "ServiceMonitor", "RoleBinding"] {
+    for kind in [
+        "PodDisruptionBudget",
+        "Service",
+        "ServiceMonitor",
+        "RoleBinding",
+    ] {
         assert!(find(&docs, kind, None).is_some(), "no {kind} rendered");
     }
     // One watched namespace: no cluster-wide binding, a RoleBinding there instead.
     assert!(find(&docs, "ClusterRoleBinding", None).is_none());
     let watch = find(&docs, "RoleBinding", Some("deepseek-operator-watch"));
-    assert_eq!(watch.map(|b| &b["metadata"]["namespace"]), Some(&json!("inference")));
+    assert_eq!(
+        watch.map(|b| &b["metadata"]["namespace"]),
+        Some(&json!("inference"))
+    );
     let dep = find(&docs, "Deployment", None).cloned().unwrap_or_default();
     let pod = &dep["spec"]["template"];
-    for (key, want) in dep["spec"]["selector"]["matchLabels"].as_object().into_iter().flatten() {
-        assert_eq!(&pod["metadata"]["labels"][key], want, "selector label {key}");
+    for (key, want) in dep["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        assert_eq!(
+            &pod["metadata"]["labels"][key], want,
+            "selector label {key}"
+        );
     }
     let container = &pod["spec"]["containers"][0];
     assert_eq!(
         container["image"],
         "registry.example.com/deepseek/deepseek-operator@sha256:0000000000000000000000000000000000000000000000000000000000000000"
     );
-    let env: Vec<&str> = container["env"].as_array().into_iter().flatten().filter_map(|e| e["name"].as_str()).collect();
-    assert!(env.contains(&"WATCH_NAMESPACE") && env.contains(&"HTTPS_PROXY"), "{env:?}");
-    let monitor = find(&docs, "ServiceMonitor", None).cloned().unwrap_or_default();
+    let env: Vec<&str> = container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(
+        env.contains(&"WATCH_NAMESPACE") && env.contains(&"HTTPS_PROXY"),
+        "{env:?}"
+    );
+    let monitor = find(&docs, "ServiceMonitor", None)
+        .cloned()
+        .unwrap_or_default();
     let service = find(&docs, "Service", None).cloned().unwrap_or_default();
-    for (key, want) in monitor["spec"]["selector"]["matchLabels"].as_object().into_iter().flatten() {
-        assert_eq!(&service["metadata"]["labels"][key], want, "ServiceMonitor selects the Service");
+    for (key, want) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        assert_eq!(
+            &service["metadata"]["labels"][key], want,
+            "ServiceMonitor selects the Service"
+        );
     }
     assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
     Ok(())
@@ -108,12 +143,24 @@ fn the_values_schema_rejects_the_bad_values_file_and_each_wrong_value() -> TestR
     for (case, result) in cases.iter().zip(&results) {
         assert_eq!(result["ok"], false, "accepted bad values {case}");
         assert!(
-            result["error"].as_str().unwrap_or_default().contains("HelmValuesError"),
+            result["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("HelmValuesError"),
             "{result}"
         );
     }
-    assert_eq!(results[n]["ok"], true, "all-on values rejected: {}", results[n]);
-    assert_eq!(results[n + 1]["ok"], true, "defaults rejected: {}", results[n + 1]);
+    assert_eq!(
+        results[n]["ok"], true,
+        "all-on values rejected: {}",
+        results[n]
+    );
+    assert_eq!(
+        results[n + 1]["ok"],
+        true,
+        "defaults rejected: {}",
+        results[n + 1]
+    );
     Ok(())
 }
 
@@ -164,7 +211,9 @@ fn key_lines(text: &str) -> Vec<KeyLine> {
         let name = body.split(':').next().unwrap_or_default();
         let is_key = !body.starts_with('-')
             && body.contains(':')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
         if is_key {
             let parent = keys.iter().rposition(|k| k.indent < indent);
             keys.push(KeyLine {
@@ -182,8 +231,7 @@ fn key_lines(text: &str) -> Vec<KeyLine> {
 #[test]
 fn every_value_in_values_yaml_is_documented_and_typed_in_the_schema() -> TestResult {
     let text = repo::read(&format!("{CHART}/values.yaml"))?;
-    let schema: Value =
-        serde_json::from_str(&repo::read(&format!("{CHART}/values.schema.json"))?)?;
+    let schema: Value = serde_json::from_str(&repo::read(&format!("{CHART}/values.schema.json"))?)?;
     let keys = key_lines(&text);
     let mut problems = Vec::new();
     for (i, k) in keys.iter().enumerate() {
@@ -223,10 +271,20 @@ fn default_chart_objects_match_deepseek_operator_manifests() -> TestResult {
     let printed = manifests(&cfg)?;
     let docs = helm::render(json!({}))?;
     let chart: Vec<Value> = docs.into_iter().map(|(_, d)| d).collect();
-    for kind in ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment"] {
+    for kind in [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+    ] {
         let (m, c) = (kind_of(&printed, kind), kind_of(&chart, kind));
         assert_eq!(m["metadata"]["name"], c["metadata"]["name"], "{kind} name");
-        assert_eq!(m["metadata"]["namespace"], c["metadata"]["namespace"], "{kind} namespace");
+        assert_eq!(
+            m["metadata"]["namespace"], c["metadata"]["namespace"],
+            "{kind} namespace"
+        );
         for (key, want) in m["metadata"]["labels"].as_object().into_iter().flatten() {
             assert_eq!(&c["metadata"]["labels"][key], want, "{kind} label {key}");
         }
@@ -234,9 +292,15 @@ fn default_chart_objects_match_deepseek_operator_manifests() -> TestResult {
             assert_eq!(m[field], c[field], "{kind} {field}");
         }
     }
-    let (m, c) = (kind_of(&printed, "Deployment"), kind_of(&chart, "Deployment"));
+    let (m, c) = (
+        kind_of(&printed, "Deployment"),
+        kind_of(&chart, "Deployment"),
+    );
     assert_eq!(m["spec"]["replicas"], c["spec"]["replicas"]);
-    let (mp, cp) = (&m["spec"]["template"]["spec"], &c["spec"]["template"]["spec"]);
+    let (mp, cp) = (
+        &m["spec"]["template"]["spec"],
+        &c["spec"]["template"]["spec"],
+    );
     for field in ["serviceAccountName", "securityContext"] {
         assert_eq!(mp[field], cp[field], "pod {field}");
     }

@@ -28,7 +28,10 @@ const READY_WAIT: Duration = Duration::from_secs(15 * 60);
 const MODEL: &str = "smollm2-135m-instruct";
 
 fn images() -> Option<(String, String)> {
-    match (std::env::var("E2E_OPERATOR_IMAGE"), std::env::var("E2E_RUNTIME_IMAGE")) {
+    match (
+        std::env::var("E2E_OPERATOR_IMAGE"),
+        std::env::var("E2E_RUNTIME_IMAGE"),
+    ) {
         (Ok(op), Ok(rt)) if !op.is_empty() && !rt.is_empty() => Some((op, rt)),
         _ => {
             println!("skipping: set E2E_OPERATOR_IMAGE and E2E_RUNTIME_IMAGE to images the cluster can run");
@@ -69,7 +72,11 @@ async fn install_operator(client: &Client, image: &str, runtime_image: &str) -> 
     .await
 }
 
-async fn ready_on(api: &Api<DeepSeekDeployment>, name: &str, hash: Option<&str>) -> anyhow::Result<String> {
+async fn ready_on(
+    api: &Api<DeepSeekDeployment>,
+    name: &str,
+    hash: Option<&str>,
+) -> anyhow::Result<String> {
     wait_for(&format!("{name} Ready"), READY_WAIT, || async {
         let d = api.get(name).await.ok()?;
         let st = d.status?;
@@ -85,15 +92,26 @@ async fn ready_on(api: &Api<DeepSeekDeployment>, name: &str, hash: Option<&str>)
 struct PortForward(tokio::process::Child, u16);
 
 async fn port_forward(ns: &str, service: &str) -> anyhow::Result<PortForward> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let child = tokio::process::Command::new("kubectl")
-        .args(["-n", ns, "port-forward", &format!("svc/{service}"), &format!("{port}:80")])
+        .args([
+            "-n",
+            ns,
+            "port-forward",
+            &format!("svc/{service}"),
+            &format!("{port}:80"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()?;
     wait_for("the port-forward", Duration::from_secs(30), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
     })
     .await?;
     Ok(PortForward(child, port))
@@ -101,14 +119,26 @@ async fn port_forward(ns: &str, service: &str) -> anyhow::Result<PortForward> {
 
 async fn chat_works(ns: &str) -> anyhow::Result<()> {
     let pf = port_forward(ns, "smollm2").await?;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(300)).build()?;
-    let req = ChatRequest::user(&format!("http://127.0.0.1:{}", pf.1), MODEL, "Say hello in five words.");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()?;
+    let req = ChatRequest::user(
+        &format!("http://127.0.0.1:{}", pf.1),
+        MODEL,
+        "Say hello in five words.",
+    );
     let text = chat::complete(&http, &req).await?;
     assert!(!text.trim().is_empty(), "empty completion");
     let mut streamed = String::new();
     let (chunks, usage) = chat::stream(&http, &req, |d| streamed.push_str(d)).await?;
-    assert!(chunks >= 2 && !streamed.is_empty(), "{chunks} chunks: {streamed:?}");
-    assert!(usage["completion_tokens"].as_u64().unwrap_or(0) >= 1, "{usage}");
+    assert!(
+        chunks >= 2 && !streamed.is_empty(),
+        "{chunks} chunks: {streamed:?}"
+    );
+    assert!(
+        usage["completion_tokens"].as_u64().unwrap_or(0) >= 1,
+        "{usage}"
+    );
     drop(pf.0);
     Ok(())
 }
@@ -132,8 +162,12 @@ async fn install_serve_chat_roll_out_and_roll_back_the_cpu_example() -> TestResu
 
     // A runtime setting is part of the revision: a new revision rolls out and takes over.
     let pp = PatchParams::default();
-    api.patch("smollm2", &pp, &Patch::Merge(json!({"spec": {"runtime": {"maxBatchSize": 4}}})))
-        .await?;
+    api.patch(
+        "smollm2",
+        &pp,
+        &Patch::Merge(json!({"spec": {"runtime": {"maxBatchSize": 4}}})),
+    )
+    .await?;
     let second = wait_for("a new stable revision", READY_WAIT, || async {
         let st = api.get("smollm2").await.ok()?.status?;
         let hash = st.stable_revision?.hash;
@@ -144,8 +178,12 @@ async fn install_serve_chat_roll_out_and_roll_back_the_cpu_example() -> TestResu
     chat_works(&ns).await?;
 
     // Manual rollback to the first revision, from status.history.
-    api.patch("smollm2", &pp, &Patch::Merge(json!({"spec": {"rollout": {"rollbackTo": first}}})))
-        .await?;
+    api.patch(
+        "smollm2",
+        &pp,
+        &Patch::Merge(json!({"spec": {"rollout": {"rollbackTo": first}}})),
+    )
+    .await?;
     ready_on(&api, "smollm2", Some(&first)).await?;
     chat_works(&ns).await?;
     cleanup(&client, &ns).await;

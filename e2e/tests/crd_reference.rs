@@ -13,8 +13,15 @@ fn the_crd_reference_doc_matches_the_crd_schema() -> anyhow::Result<()> {
         committed == generated,
         "docs/crd-reference.md is out of date: run `make crds` (or UPDATE_DOCS=1 cargo test -p deepseek-e2e --test crd_reference)"
     );
-    for field in ["spec.model.files[].sha256", "spec.rollout.steps[].weight", "status.conditions"] {
-        assert!(generated.contains(&format!("`{field}`")), "{field} missing from the reference");
+    for field in [
+        "spec.model.files[].sha256",
+        "spec.rollout.steps[].weight",
+        "status.conditions",
+    ] {
+        assert!(
+            generated.contains(&format!("`{field}`")),
+            "{field} missing from the reference"
+        );
     }
     Ok(())
 }

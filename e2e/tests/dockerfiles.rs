@@ -56,14 +56,27 @@ fn every_copied_path_exists_and_every_workspace_member_is_copied() -> TestResult
                 continue;
             }
             let parts: Vec<&str> = copy.args.split_whitespace().collect();
-            sources.extend(parts[..parts.len().saturating_sub(1)].iter().map(|s| s.to_string()));
+            sources.extend(
+                parts[..parts.len().saturating_sub(1)]
+                    .iter()
+                    .map(|s| s.to_string()),
+            );
         }
         for src in &sources {
-            assert!(repo::path(src).exists(), "{name} copies {src}, which does not exist");
-            assert!(!ignored_by_dockerignore(src)?, "{name} copies {src}, which .dockerignore drops");
+            assert!(
+                repo::path(src).exists(),
+                "{name} copies {src}, which does not exist"
+            );
+            assert!(
+                !ignored_by_dockerignore(src)?,
+                "{name} copies {src}, which .dockerignore drops"
+            );
         }
         for file in ["Cargo.toml", "Cargo.lock"] {
-            assert!(sources.iter().any(|s| s == file), "{name} does not copy {file}");
+            assert!(
+                sources.iter().any(|s| s == file),
+                "{name} does not copy {file}"
+            );
         }
         for m in &members {
             assert!(
@@ -84,12 +97,21 @@ fn base_images_are_pinned_to_versions_in_both_files_and_the_cuda_instructions() 
             if stage_names.contains(&image) {
                 continue;
             }
-            assert!(is_pinned(&image), "{name}: base image {image} is not pinned to a version");
+            assert!(
+                is_pinned(&image),
+                "{name}: base image {image} is not pinned to a version"
+            );
         }
         for comment in &d.comments {
             for word in comment.split_whitespace() {
-                if let Some(image) = word.strip_prefix("BUILD_BASE=").or(word.strip_prefix("RUN_BASE=")) {
-                    assert!(is_pinned(image), "{name}: documented base {image} is not pinned");
+                if let Some(image) = word
+                    .strip_prefix("BUILD_BASE=")
+                    .or(word.strip_prefix("RUN_BASE="))
+                {
+                    assert!(
+                        is_pinned(image),
+                        "{name}: documented base {image} is not pinned"
+                    );
                 }
             }
         }
@@ -108,8 +130,15 @@ fn the_shipped_stage_runs_as_a_non_root_user_with_the_binary_as_entrypoint() -> 
         let user = last.iter().rev().find(|i| i.keyword == "USER");
         let user = user.map(|u| u.args.clone()).unwrap_or_default();
         assert!(is_non_root(&user), "{name}: final stage USER is {user:?}");
-        let entry = last.iter().find(|i| i.keyword == "ENTRYPOINT").map(|i| i.args.clone());
-        assert_eq!(entry, Some(format!("[\"/usr/local/bin/{binary}\"]")), "{name}");
+        let entry = last
+            .iter()
+            .find(|i| i.keyword == "ENTRYPOINT")
+            .map(|i| i.args.clone());
+        assert_eq!(
+            entry,
+            Some(format!("[\"/usr/local/bin/{binary}\"]")),
+            "{name}"
+        );
         for i in last {
             assert!(
                 !(i.keyword == "COPY" && (i.args.contains(".gguf") || i.args.contains("models"))),
@@ -118,8 +147,17 @@ fn the_shipped_stage_runs_as_a_non_root_user_with_the_binary_as_entrypoint() -> 
             );
         }
     }
-    for pattern in ["target/", "models/", ".venv/", "**/*.gguf", "**/*.safetensors"] {
-        assert!(ignored_by_dockerignore(pattern)?, ".dockerignore misses {pattern}");
+    for pattern in [
+        "target/",
+        "models/",
+        ".venv/",
+        "**/*.gguf",
+        "**/*.safetensors",
+    ] {
+        assert!(
+            ignored_by_dockerignore(pattern)?,
+            ".dockerignore misses {pattern}"
+        );
     }
     Ok(())
 }
@@ -137,7 +175,12 @@ fn the_operator_image_builds_only_the_operator_binary_statically() -> TestResult
     let builds = cargo_builds(&load("Dockerfile.operator")?);
     assert_eq!(builds.len(), 1, "{builds:?}");
     let b = &builds[0];
-    for flag in ["--release", "--locked", "-p deepseek-operator", "unknown-linux-musl"] {
+    for flag in [
+        "--release",
+        "--locked",
+        "-p deepseek-operator",
+        "unknown-linux-musl",
+    ] {
         assert!(b.contains(flag), "operator build lacks {flag}: {b}");
     }
     assert!(!b.contains("--features"), "{b}");
@@ -150,17 +193,32 @@ fn the_runtime_image_is_cpu_by_default_and_cuda_through_the_cuda_feature() -> Te
     let builds = cargo_builds(&d);
     assert_eq!(builds.len(), 1, "{builds:?}");
     let b = &builds[0];
-    for flag in ["--release", "--locked", "-p deepseek-runtime", "--features \"${FEATURES}\""] {
+    for flag in [
+        "--release",
+        "--locked",
+        "-p deepseek-runtime",
+        "--features \"${FEATURES}\"",
+    ] {
         assert!(b.contains(flag), "runtime build lacks {flag}: {b}");
     }
-    assert_eq!(d.arg_defaults().get("FEATURES").map(String::as_str), Some(""), "CPU by default");
+    assert_eq!(
+        d.arg_defaults().get("FEATURES").map(String::as_str),
+        Some(""),
+        "CPU by default"
+    );
     let docs = d.comments.join("\n");
-    assert!(docs.contains("--build-arg FEATURES=cuda"), "CUDA build not documented:\n{docs}");
+    assert!(
+        docs.contains("--build-arg FEATURES=cuda"),
+        "CUDA build not documented:\n{docs}"
+    );
     assert!(docs.contains("BUILD_BASE=nvidia/cuda:") && docs.contains("RUN_BASE=nvidia/cuda:"));
     // The feature the CUDA build names must be the runtime's CUDA switch. It is declared by the
     // runtime crate (`cuda = ["candle-core/cuda"]`); until it is, `FEATURES=cuda` cannot build.
     let runtime = repo::read("runtime/Cargo.toml")?;
-    match runtime.lines().find(|l| l.trim_start().starts_with("cuda ") || l.trim_start().starts_with("cuda=")) {
+    match runtime
+        .lines()
+        .find(|l| l.trim_start().starts_with("cuda ") || l.trim_start().starts_with("cuda="))
+    {
         Some(line) => assert!(line.contains("candle-core/cuda"), "runtime feature: {line}"),
         None => eprintln!("note: runtime/Cargo.toml declares no `cuda` feature yet"),
     }

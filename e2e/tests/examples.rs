@@ -28,8 +28,16 @@ fn files_under(dir: &str, ext: &str) -> Vec<PathBuf> {
 }
 
 fn python(code: &str, args: &[String]) -> anyhow::Result<String> {
-    let out = Command::new(repo::python()?).arg("-c").arg(code).args(args).output()?;
-    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(repo::python()?)
+        .arg("-c")
+        .arg(code)
+        .args(args)
+        .output()?;
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     anyhow::ensure!(out.status.success(), "{log}");
     Ok(log)
 }
@@ -43,13 +51,23 @@ fn every_example_is_listed_in_the_index_and_every_listed_file_exists() -> TestRe
     assert!(examples.len() >= 8, "{examples:?}");
     for file in examples {
         let rel = file.strip_prefix(&root)?.to_string_lossy().to_string();
-        assert!(index.contains(&format!("({rel})")), "examples/README.md does not link {rel}");
+        assert!(
+            index.contains(&format!("({rel})")),
+            "examples/README.md does not link {rel}"
+        );
     }
-    for link in index.split("](").skip(1).filter_map(|s| s.split(')').next()) {
+    for link in index
+        .split("](")
+        .skip(1)
+        .filter_map(|s| s.split(')').next())
+    {
         if link.starts_with("http") || link.starts_with('#') {
             continue;
         }
-        assert!(root.join(link).exists(), "examples/README.md links {link}, which does not exist");
+        assert!(
+            root.join(link).exists(),
+            "examples/README.md links {link}, which does not exist"
+        );
     }
     Ok(())
 }
@@ -109,7 +127,9 @@ src = open(sys.argv[1]).read()
 assert "/v1/chat/completions" in src and '"stream": stream' in src
 print("ok")
 "#;
-    let file = repo::path("examples/load/locustfile.py").to_string_lossy().to_string();
+    let file = repo::path("examples/load/locustfile.py")
+        .to_string_lossy()
+        .to_string();
     assert!(python(code, &[file])?.contains("ok"));
     Ok(())
 }

@@ -136,7 +136,11 @@ pub struct ApiCall {
 
 impl std::fmt::Display for ApiCall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let group = if self.group.is_empty() { "\"\"" } else { &self.group };
+        let group = if self.group.is_empty() {
+            "\"\""
+        } else {
+            &self.group
+        };
         write!(f, "{} {group} {}", self.verb, self.resource)
     }
 }

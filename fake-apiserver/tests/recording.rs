@@ -25,8 +25,12 @@ async fn api_calls_name_verbs_groups_and_subresources_as_rbac_does() -> TestResu
     let body = deployment("web", 1);
     api.patch("web", &pp, &Patch::Apply(&body)).await?;
     api.patch("web", &pp, &Patch::Apply(&body)).await?;
-    api.patch_status("web", &PatchParams::default(), &Patch::Merge(json!({"status": {"replicas": 1}})))
-        .await?;
+    api.patch_status(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"replicas": 1}})),
+    )
+    .await?;
     api.list(&ListParams::default()).await?;
     let _ = api.get("missing").await;
     let calls = server.api_calls();

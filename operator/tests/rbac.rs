@@ -132,7 +132,11 @@ async fn calls_of_the_operator() -> anyhow::Result<BTreeMap<(String, String, Str
     let server = fake().await?;
     register_optional_kinds(&server);
     let resources = example_resources()?;
-    assert!(resources.len() >= 4, "examples/ holds {} resources", resources.len());
+    assert!(
+        resources.len() >= 4,
+        "examples/ holds {} resources",
+        resources.len()
+    );
     for r in &resources {
         let dsd: DeepSeekDeployment = serde_json::from_value(r.clone())?;
         for (_, secret) in secret_refs(&dsd) {
@@ -177,16 +181,23 @@ async fn calls_of_the_operator() -> anyhow::Result<BTreeMap<(String, String, Str
     .await?;
     mark_all_ready(&server)?;
     eventually("the old revision pruned", || async {
-        let revs: Vec<String> = owned_deployments(&server, &uid).iter().map(revision).collect();
+        let revs: Vec<String> = owned_deployments(&server, &uid)
+            .iter()
+            .map(revision)
+            .collect();
         (revs.len() == 1 && revs[0] != first).then_some(())
     })
     .await?;
     // Two replicas bring a PodDisruptionBudget, one takes it away again (pruned).
     let pdb = pdb_name(cpu);
     for (replicas, present) in [(2, true), (1, false)] {
-        server.update::<DeepSeekDeployment>(NS, cpu, |o| o["spec"]["replicas"] = json!(replicas))?;
+        server
+            .update::<DeepSeekDeployment>(NS, cpu, |o| o["spec"]["replicas"] = json!(replicas))?;
         eventually(&format!("PDB present: {present}"), || async {
-            (server.get_raw("policy", "poddisruptionbudgets", NS, &pdb).is_some() == present)
+            (server
+                .get_raw("policy", "poddisruptionbudgets", NS, &pdb)
+                .is_some()
+                == present)
                 .then_some(())
         })
         .await?;
@@ -224,7 +235,11 @@ fn structural_calls() -> Allowed {
     let mut out = BTreeSet::new();
     for kind in ChildKind::ALL {
         for verb in ["create", "patch", "list", "delete"] {
-            out.insert((verb.to_string(), kind.group().to_string(), kind.plural().to_string()));
+            out.insert((
+                verb.to_string(),
+                kind.group().to_string(),
+                kind.plural().to_string(),
+            ));
         }
     }
     out
@@ -255,7 +270,12 @@ async fn rbac_of_the_manifests_and_the_chart_allows_exactly_the_calls_the_operat
     let missing: Vec<String> = called
         .iter()
         .filter(|(c, _)| !manifest_rules.contains(*c))
-        .map(|((v, g, r), example)| format!("{}   (e.g. {example})", show(&[(v.clone(), g.clone(), r.clone())].into())[0]))
+        .map(|((v, g, r), example)| {
+            format!(
+                "{}   (e.g. {example})",
+                show(&[(v.clone(), g.clone(), r.clone())].into())[0]
+            )
+        })
         .collect();
     let unused: Allowed = manifest_rules
         .iter()
@@ -274,7 +294,10 @@ async fn rbac_of_the_manifests_and_the_chart_allows_exactly_the_calls_the_operat
     );
     // Every exception must still be allowed: it documents a rule, not a hole.
     for e in &exceptions {
-        assert!(manifest_rules.contains(e), "exception {e:?} is not an allowed rule");
+        assert!(
+            manifest_rules.contains(e),
+            "exception {e:?} is not an allowed rule"
+        );
     }
     Ok(())
 }

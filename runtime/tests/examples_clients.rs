@@ -12,7 +12,11 @@ use real::*;
 fn run_example(base: &str, script: &str, args: &[&str]) -> anyhow::Result<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let python = root.join(".venv/bin/python");
-    anyhow::ensure!(python.exists(), "{} is missing: run `make test-deps`", python.display());
+    anyhow::ensure!(
+        python.exists(),
+        "{} is missing: run `make test-deps`",
+        python.display()
+    );
     let out = std::process::Command::new(python)
         .arg(root.join(script))
         .args(args)
@@ -37,7 +41,10 @@ async fn the_python_examples_work_against_the_real_runtime() -> anyhow::Result<(
         run_example(&b, "examples/python/openai_client.py", &[])
     })
     .await??;
-    assert!(log.contains("plain: ") && log.contains("streamed: "), "{log}");
+    assert!(
+        log.contains("plain: ") && log.contains("streamed: "),
+        "{log}"
+    );
     assert!(log.contains("usage: prompt="), "{log}");
     let log = tokio::task::spawn_blocking(move || {
         run_example(
@@ -49,7 +56,9 @@ async fn the_python_examples_work_against_the_real_runtime() -> anyhow::Result<(
     .await??;
     // The route is printed in brackets: one of the three flows, whatever the small model says.
     assert!(
-        ["[returns]", "[technical]", "[general]"].iter().any(|r| log.contains(r)),
+        ["[returns]", "[technical]", "[general]"]
+            .iter()
+            .any(|r| log.contains(r)),
         "{log}"
     );
     assert!(log.contains("  -> "), "{log}");
