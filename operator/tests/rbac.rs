@@ -114,17 +114,18 @@ fn chart_rules(file: &str) -> anyhow::Result<Allowed> {
     Ok(out)
 }
 
-fn show(set: &Allowed) -> Vec<String> {
-    set.iter()
-        .map(|(v, g, r)| {
-            ApiCall {
-                verb: v.clone(),
-                group: g.clone(),
-                resource: r.clone(),
-            }
-            .to_string()
-        })
-        .collect()
+fn one(call: &(String, String, String)) -> String {
+    let (v, g, r) = call;
+    ApiCall {
+        verb: v.clone(),
+        group: g.clone(),
+        resource: r.clone(),
+    }
+    .to_string()
+}
+
+fn show<'a>(calls: impl IntoIterator<Item = &'a (String, String, String)>) -> Vec<String> {
+    calls.into_iter().map(one).collect()
 }
 
 /// Runs the scenario and returns every call the operator made, with one example request each.
@@ -270,12 +271,7 @@ async fn rbac_of_the_manifests_and_the_chart_allows_exactly_the_calls_the_operat
     let missing: Vec<String> = called
         .iter()
         .filter(|(c, _)| !manifest_rules.contains(*c))
-        .map(|((v, g, r), example)| {
-            format!(
-                "{}   (e.g. {example})",
-                show(&[(v.clone(), g.clone(), r.clone())].into())[0]
-            )
-        })
+        .map(|(call, example)| format!("{}   (e.g. {example})", one(call)))
         .collect();
     let unused: Allowed = manifest_rules
         .iter()
@@ -290,7 +286,7 @@ async fn rbac_of_the_manifests_and_the_chart_allows_exactly_the_calls_the_operat
          All calls made:\n  {}",
         missing.join("\n  "),
         show(&unused).join("\n  "),
-        called.keys().cloned().collect::<Vec<_>>().iter().map(|(v, g, r)| format!("{v} {g} {r}")).collect::<Vec<_>>().join("\n  "),
+        show(called.keys()).join("\n  "),
     );
     // Every exception must still be allowed: it documents a rule, not a hole.
     for e in &exceptions {
