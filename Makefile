@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 THREADS ?= $(shell nproc)
 
-.PHONY: model run test test-deps build bench crds fmt lint
+.PHONY: model run test test-deps build bench crds fmt lint images
 
 model:
 	./scripts/fetch-model.sh
@@ -27,6 +27,15 @@ test: test-deps
 crds:
 	cargo run -q -p deepseek-crds --bin crdgen > crds/deepseekdeployments.yaml.tmp
 	mv crds/deepseekdeployments.yaml.tmp crds/deepseekdeployments.yaml
+	cp crds/deepseekdeployments.yaml charts/deepseek-operator/crds/deepseekdeployments.yaml
+	cargo run -q -p deepseek-e2e --bin crd-docs > docs/crd-reference.md.tmp
+	mv docs/crd-reference.md.tmp docs/crd-reference.md
+
+# The two container images (tags follow the workspace version; see the Dockerfiles for CUDA).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+images:
+	docker build -f Dockerfile.runtime -t deepseek-runtime:$(VERSION) .
+	docker build -f Dockerfile.operator -t deepseek-operator:$(VERSION) .
 
 fmt:
 	cargo fmt --all

@@ -26,3 +26,7 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
     exit 1
   fi
 fi
+# The real Helm v4 SDK (no helm binary needed) for the chart tests in e2e/tests/chart.rs.
+if ! .venv/bin/python -c 'import helm_python' 2>/dev/null; then
+  .venv/bin/pip install --quiet 'helm-python-sdk==0.2.2'
+fi

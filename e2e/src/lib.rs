@@ -1,5 +1,13 @@
 //! Harness of the end-to-end tests: connect to the cluster in KUBECONFIG (or skip cleanly),
 //! install the CRD, make a throwaway namespace, run the real operator in-process against it.
+//! The delivery checks (Helm chart, Dockerfiles, CRD reference) live in the modules below.
+
+pub mod chat;
+pub mod crd_docs;
+pub mod dockerfile;
+pub mod helm;
+pub mod install;
+pub mod repo;
 
 use std::future::Future;
 use std::time::Duration;

@@ -32,7 +32,7 @@ use serde_json::Value;
 
 pub use error::ApiError;
 pub use resource::{builtin_defs, monitoring_defs, ResourceDef};
-pub use shared::{RequestRecord, Verb};
+pub use shared::{ApiCall, RequestRecord, Verb};
 
 use managed::Scope;
 use shared::{FailRule, Shared};
@@ -268,6 +268,19 @@ impl FakeApiServer {
     /// Every request served so far, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.hooks().requests.clone()
+    }
+
+    /// The distinct API calls served so far, as RBAC names them (verb, group, resource with
+    /// subresource), with the requests that made each: what a least-privilege role must allow.
+    pub fn api_calls(&self) -> std::collections::BTreeMap<ApiCall, Vec<RequestRecord>> {
+        let mut calls: std::collections::BTreeMap<ApiCall, Vec<RequestRecord>> =
+            std::collections::BTreeMap::new();
+        for r in self.requests() {
+            for call in r.api_calls() {
+                calls.entry(call).or_default().push(r.clone());
+            }
+        }
+        calls
     }
 
     pub fn clear_requests(&self) {

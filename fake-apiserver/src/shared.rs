@@ -108,3 +108,61 @@ impl Shared {
         }
     }
 }
+
+impl Verb {
+    /// The verb as Kubernetes authorization (RBAC rules) names it.
+    pub fn rbac(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::List => "list",
+            Self::Watch => "watch",
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Patch => "patch",
+            Self::Delete => "delete",
+            Self::DeleteCollection => "deletecollection",
+        }
+    }
+}
+
+/// One API call as RBAC sees it: verb, API group, resource (with `/subresource` when there is
+/// one), e.g. `("patch", "inference.deepseek-k8s.dev", "deepseekdeployments/status")`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ApiCall {
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+}
+
+impl std::fmt::Display for ApiCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let group = if self.group.is_empty() {
+            "\"\""
+        } else {
+            &self.group
+        };
+        write!(f, "{} {group} {}", self.verb, self.resource)
+    }
+}
+
+impl RequestRecord {
+    /// The authorization checks this request needs. A server-side apply that creates the
+    /// object is authorized as `patch` and also as `create` (the API server checks both).
+    pub fn api_calls(&self) -> Vec<ApiCall> {
+        let resource = match &self.subresource {
+            Some(sub) => format!("{}/{sub}", self.plural),
+            None => self.plural.clone(),
+        };
+        let call = |verb: &str| ApiCall {
+            verb: verb.to_string(),
+            group: self.group.clone(),
+            resource: resource.clone(),
+        };
+        let mut calls = vec![call(self.verb.rbac())];
+        let apply = self.content_type.as_deref() == Some("application/apply-patch+yaml");
+        if self.verb == Verb::Patch && apply && self.code == 201 {
+            calls.push(call("create"));
+        }
+        calls
+    }
+}

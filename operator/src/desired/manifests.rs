@@ -31,12 +31,16 @@ pub type Rule = (
     &'static [&'static str],
 );
 
-/// Cluster-wide permissions: exactly what the controller reads, applies and prunes.
+/// Cluster-wide permissions: exactly what the controller reads, applies and prunes, checked by
+/// operator/tests/rbac.rs against every call it makes (and equal to the chart's
+/// charts/deepseek-operator/files/clusterrole-rules.yaml). Children are never read one by one:
+/// they are watched, listed, server-side applied (`patch`, plus `create` when the apply creates)
+/// and pruned (`delete`).
 pub const CLUSTER_RULES: &[Rule] = &[
     (
         deepseek_crds::GROUP,
         &["deepseekdeployments"],
-        &["get", "list", "watch"],
+        &["list", "watch"],
     ),
     (
         deepseek_crds::GROUP,
@@ -46,17 +50,17 @@ pub const CLUSTER_RULES: &[Rule] = &[
     (
         "apps",
         &["deployments"],
-        &["get", "list", "watch", "create", "patch", "delete"],
+        &["list", "watch", "create", "patch", "delete"],
     ),
     (
         "",
         &["services", "configmaps"],
-        &["get", "list", "watch", "create", "patch", "delete"],
+        &["list", "watch", "create", "patch", "delete"],
     ),
     (
         "policy",
         &["poddisruptionbudgets"],
-        &["get", "list", "watch", "create", "patch", "delete"],
+        &["list", "watch", "create", "patch", "delete"],
     ),
     ("", &["pods"], &["list", "watch"]),
     (
