@@ -1,6 +1,6 @@
 //! Least privilege, checked: the real operator runs every DeepSeekDeployment in examples/
 //! against the fake API server (children applied, pods watched, Secrets checked, a new revision
-//! rolled out and the old one pruned, Events published, the leader Lease taken and released),
+//! rolled out and the old one scaled down, Events published, the leader Lease taken and released),
 //! and the set of API calls it made must equal what the RBAC rules allow, both the rules
 //! `deepseek-operator manifests` prints and those of the Helm chart.
 //!
@@ -27,12 +27,26 @@ use serde_json::{json, Value};
 
 /// Allowed calls a short scenario against the fake server cannot show, each with the reason
 /// the operator needs it on a real cluster.
-const NEEDED_ONLY_ON_REAL_CLUSTERS: &[(&str, &str, &str, &str)] = &[(
-    "patch",
-    "events.k8s.io",
-    "events",
-    "kube's event Recorder patches the series of an Event that repeats within its cache window",
-)];
+const NEEDED_ONLY_ON_REAL_CLUSTERS: &[(&str, &str, &str, &str)] = &[
+    (
+        "patch",
+        "events.k8s.io",
+        "events",
+        "kube's event Recorder patches the series of an Event that repeats within its cache window",
+    ),
+    (
+        "get",
+        "",
+        "nodes",
+        "a scheduled runtime pod's zone is its node's label; the fake server runs no scheduler",
+    ),
+    (
+        "patch",
+        "",
+        "pods",
+        "the zone is copied onto the scheduled pod for the per-zone PodDisruptionBudgets",
+    ),
+];
 
 /// Kinds a helper may add as children that the fake server does not serve by default.
 fn register_optional_kinds(server: &FakeApiServer) {
@@ -181,12 +195,15 @@ async fn calls_of_the_operator() -> anyhow::Result<BTreeMap<(String, String, Str
     })
     .await?;
     mark_all_ready(&server)?;
-    eventually("the old revision pruned", || async {
-        let revs: Vec<String> = owned_deployments(&server, &uid)
+    // No canary steps: the new revision replaces the stable once ready; the old one is scaled
+    // to zero and kept in the history for `rollbackTo`.
+    eventually("the new revision stable, the old one scaled to zero", || async {
+        let stable = get(&server, cpu)?.status?.stable_revision?.hash;
+        let old_replicas = owned_deployments(&server, &uid)
             .iter()
-            .map(revision)
-            .collect();
-        (revs.len() == 1 && revs[0] != first).then_some(())
+            .find(|d| revision(d) == first)
+            .and_then(|d| d.spec.replicas);
+        (stable != first && old_replicas == Some(0)).then_some(())
     })
     .await?;
     // Two replicas bring a PodDisruptionBudget, one takes it away again (pruned).

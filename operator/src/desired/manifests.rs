@@ -37,10 +37,11 @@ pub type Rule = (
 /// they are watched, listed, server-side applied (`patch`, plus `create` when the apply creates)
 /// and pruned (`delete`).
 pub const CLUSTER_RULES: &[Rule] = &[
+    // `get`: each reconciliation decides the rollout on a fresh read, not the watch cache.
     (
         deepseek_crds::GROUP,
         &["deepseekdeployments"],
-        &["list", "watch"],
+        &["get", "list", "watch"],
     ),
     (
         deepseek_crds::GROUP,
@@ -72,7 +73,7 @@ pub const CLUSTER_RULES: &[Rule] = &[
     (
         "monitoring.coreos.com",
         &["prometheusrules", "podmonitors"],
-        &["get", "list", "create", "patch", "delete"],
+        &["list", "create", "patch", "delete"],
     ),
     // The zone of a runtime pod is its node's label; the pod gets it as a label of its own,
     // which the per-zone PodDisruptionBudgets select.
