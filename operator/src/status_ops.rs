@@ -122,8 +122,10 @@ fn apply_zones(
             now,
         )
     };
-    // Serving from fewer zones than asked is reduced resilience, not health.
-    if !empty.is_empty() && st.phase == Some(Phase::Healthy) {
+    // Serving from fewer zones than asked is reduced resilience, not health. A stable revision
+    // short of replicas reads Progressing; with no canary running, that is this degradation too.
+    let settling = st.phase == Some(Phase::Progressing) && st.canary_revision.is_none();
+    if !empty.is_empty() && (st.phase == Some(Phase::Healthy) || settling) {
         st.phase = Some(Phase::Degraded);
     }
     set_condition(&mut st.conditions, cond);

@@ -150,6 +150,7 @@ fn each_zone_gets_a_budget_keeping_one_ready_replica() {
         names,
         [
             "chat",
+            "chat-router",
             "chat-zone-eu-1a",
             "chat-zone-eu-1b",
             "chat-zone-eu-1c"
