@@ -197,14 +197,17 @@ async fn calls_of_the_operator() -> anyhow::Result<BTreeMap<(String, String, Str
     mark_all_ready(&server)?;
     // No canary steps: the new revision replaces the stable once ready; the old one is scaled
     // to zero and kept in the history for `rollbackTo`.
-    eventually("the new revision stable, the old one scaled to zero", || async {
-        let stable = get(&server, cpu)?.status?.stable_revision?.hash;
-        let old_replicas = owned_deployments(&server, &uid)
-            .iter()
-            .find(|d| revision(d) == first)
-            .and_then(|d| d.spec.replicas);
-        (stable != first && old_replicas == Some(0)).then_some(())
-    })
+    eventually(
+        "the new revision stable, the old one scaled to zero",
+        || async {
+            let stable = get(&server, cpu)?.status?.stable_revision?.hash;
+            let old_replicas = owned_deployments(&server, &uid)
+                .iter()
+                .find(|d| revision(d) == first)
+                .and_then(|d| d.spec.replicas);
+            (stable != first && old_replicas == Some(0)).then_some(())
+        },
+    )
     .await?;
     // Two replicas bring a PodDisruptionBudget, one takes it away again (pruned).
     let pdb = pdb_name(cpu);

@@ -5,8 +5,8 @@ use clap::{Parser, Subcommand};
 
 use deepseek_runtime::api::serve::{self, ServeArgs};
 use deepseek_runtime::bench::{self, BenchArgs};
-use deepseek_runtime::router::{self, RouteArgs};
 use deepseek_runtime::model_files::cli as model_files;
+use deepseek_runtime::router::{self, RouteArgs};
 
 #[derive(Parser)]
 #[command(

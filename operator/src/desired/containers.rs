@@ -291,10 +291,7 @@ pub fn runtime_container(
     config_map: &str,
 ) -> Container {
     let tls = spec.tls.is_some();
-    let mut mounts = vec![
-        model_mount(spec, true),
-        mount(TMP_VOLUME, "/tmp", false),
-    ];
+    let mut mounts = vec![model_mount(spec, true), mount(TMP_VOLUME, "/tmp", false)];
     if tls {
         mounts.push(mount(TLS_VOLUME, TLS_DIR, true));
     }

@@ -16,9 +16,9 @@ pub mod deployment;
 pub mod manifests;
 pub mod naming;
 pub mod pdb;
-pub mod router;
 pub mod pod_monitor;
 pub mod prometheus_rule;
+pub mod router;
 pub mod service;
 
 use deepseek_crds::{validate_resource, DeepSeekDeployment, SpecError, API_VERSION, KIND};
