@@ -158,7 +158,7 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 
 /// The model volume at `/models`. A PVC source mounts only its `path` (subPath), so the files
 /// sit directly under `/models` where `serve --model` and the manifest expect them.
-fn model_mount(spec: &DeepSeekDeploymentSpec, read_only: bool) -> VolumeMount {
+pub(crate) fn model_mount(spec: &DeepSeekDeploymentSpec, read_only: bool) -> VolumeMount {
     let sub_path = spec
         .model
         .source

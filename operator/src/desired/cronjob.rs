@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::containers::{self, MODEL_DIR, MODEL_VOLUME, RUNTIME_BINARY, TLS_VOLUME, TMP_VOLUME};
+use super::containers::{self, MODEL_DIR, RUNTIME_BINARY, TLS_VOLUME, TMP_VOLUME};
 use super::deployment;
 use super::{naming, BuildConfig, BuildError, ChildKind, DesiredChild, Owner};
 
@@ -69,7 +69,7 @@ pub fn backup_args(backup: &BackupSpec) -> Vec<String> {
     args
 }
 
-fn backup_container(backup: &BackupSpec, image: &str) -> Container {
+fn backup_container(spec: &DeepSeekDeploymentSpec, backup: &BackupSpec, image: &str) -> Container {
     let env_from = backup
         .destination
         .s3
@@ -91,7 +91,8 @@ fn backup_container(backup: &BackupSpec, image: &str) -> Container {
         ..VolumeMount::default()
     };
     let mut mounts = vec![
-        mount(MODEL_VOLUME, MODEL_DIR, true),
+        // The same view of the model files the fetch init container verified.
+        containers::model_mount(spec, true),
         mount(TMP_VOLUME, "/tmp", false),
     ];
     if backup.destination.pvc.is_some() {
@@ -171,7 +172,7 @@ pub(crate) fn build(
     );
     let pod = PodSpec {
         init_containers: Some(vec![containers::fetch_container(spec, image)]),
-        containers: vec![backup_container(backup, image)],
+        containers: vec![backup_container(spec, backup, image)],
         volumes: Some(volumes(spec, backup)),
         restart_policy: Some("Never".into()),
         security_context: Some(deployment::pod_security()),

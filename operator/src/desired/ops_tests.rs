@@ -119,6 +119,26 @@ fn a_pvc_backup_mounts_the_claim_and_writes_under_backup() {
 }
 
 #[test]
+fn a_backup_of_a_pvc_source_sees_the_same_files_the_fetch_step_verified() {
+    let spec = with(
+        base_spec(),
+        "/model/source",
+        json!({"pvc": {"claimName": "model-store", "path": "smollm2"}}),
+    );
+    let spec = with(
+        spec,
+        "/backup",
+        json!({"schedule": "0 3 * * *", "destination": {"pvc": {"claimName": "vault"}}}),
+    );
+    let out = children(&dsd(spec));
+    let pod = &child(&out, ChildKind::CronJob)["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    for container in [&pod["initContainers"][0], &pod["containers"][0]] {
+        assert_eq!(container["volumeMounts"][0]["mountPath"], json!("/models"));
+        assert_eq!(container["volumeMounts"][0]["subPath"], json!("smollm2"));
+    }
+}
+
+#[test]
 fn a_long_name_still_gives_a_valid_cron_job_name() {
     let long = "a".repeat(52);
     let name = naming::backup_name(&long);
