@@ -14,6 +14,7 @@ pub mod multipart;
 pub mod progress;
 pub mod restore;
 pub mod s3;
+pub mod sigv4;
 pub mod sources;
 pub mod store;
 pub mod verify;
