@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 THREADS ?= $(shell nproc)
 
-.PHONY: model run test test-deps build bench crds fmt lint images
+.PHONY: model run test test-deps build bench bench-kernels crds fmt lint images
 
 model:
 	./scripts/fetch-model.sh
@@ -23,6 +23,15 @@ test-deps: model
 
 test: test-deps
 	cargo test --workspace --all-targets
+
+# Side by side with llama.cpp's llama-server on the same model and threads (scripts/bench.sh).
+bench: model build
+	THREADS=$(THREADS) ./scripts/bench.sh $(BENCH_ARGS)
+
+# Kernel micro-benchmarks: GB/s of weights streamed per format and shape, next to the
+# machine's measured memory bandwidth.
+bench-kernels:
+	cargo bench -p deepseek-runtime --bench kernels
 
 crds:
 	cargo run -q -p deepseek-crds --bin crdgen > crds/deepseekdeployments.yaml.tmp

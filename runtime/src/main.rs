@@ -1,4 +1,4 @@
-//! `deepseek-runtime`: serve | bench (fetch, backup, restore, route come with their issues).
+//! `deepseek-runtime`: serve | bench | bench-compare | route | fetch | backup | restore.
 //! Every flag can also come from a `DSR_*` environment variable (for Kubernetes).
 
 use clap::{Parser, Subcommand};
@@ -25,6 +25,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Load-test an OpenAI-compatible server with streaming requests.
     Bench(BenchArgs),
+    /// Run the same loads against this server and llama.cpp's llama-server, one after the
+    /// other, and print a side-by-side table (`make bench`).
+    BenchCompare(Box<bench::compare::CompareArgs>),
     /// Split traffic between model revisions by weight (the canary router).
     Route(RouteArgs),
     /// Download (or verify in place) model files, checking every SHA256; writes a manifest.
@@ -53,6 +56,11 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             let report = rt.block_on(bench::run(args))?;
             println!("{report}");
+            Ok(())
+        }
+        Command::BenchCompare(args) => {
+            let rt = tokio::runtime::Runtime::new()?;
+            println!("{}", rt.block_on(bench::compare::run(*args))?);
             Ok(())
         }
         Command::Route(args) => router::run(args),

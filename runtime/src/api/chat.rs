@@ -136,6 +136,7 @@ pub fn submit(
         max_tokens: valid.max_tokens,
         sampling: valid.sampling.clone(),
         stop: valid.stop.clone(),
+        ignore_eos: valid.ignore_eos,
     })?;
     Ok(rx)
 }

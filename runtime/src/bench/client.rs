@@ -9,8 +9,10 @@ pub struct Job {
     pub http: reqwest::Client,
     pub url: String,
     pub model: String,
-    pub prompt: String,
+    /// Approximate prompt length; each request gets its own text (`super::prompt_of`).
+    pub prompt_tokens: usize,
     pub max_tokens: usize,
+    pub ignore_eos: bool,
 }
 
 /// The outcome of one request.
@@ -39,22 +41,26 @@ pub async fn first_model(http: &reqwest::Client, base: &str) -> anyhow::Result<S
         .ok_or_else(|| anyhow::anyhow!("{base}/v1/models lists no model; pass --model"))
 }
 
-pub async fn one_request(job: &Job) -> Sample {
-    match timed(job).await {
+/// Request number `index` of the run.
+pub async fn one_request(job: &Job, index: usize) -> Sample {
+    match timed(job, index).await {
         Ok(s) => s,
         Err(e) => Sample::Err(e.to_string()),
     }
 }
 
-async fn timed(job: &Job) -> anyhow::Result<Sample> {
-    let body = json!({
+async fn timed(job: &Job, index: usize) -> anyhow::Result<Sample> {
+    let mut body = json!({
         "model": job.model,
-        "messages": [{"role": "user", "content": job.prompt}],
+        "messages": [{"role": "user", "content": super::prompt_of(job.prompt_tokens, index)}],
         "max_tokens": job.max_tokens,
         "temperature": 0.7,
         "stream": true,
         "stream_options": {"include_usage": true},
     });
+    if job.ignore_eos {
+        body["ignore_eos"] = json!(true);
+    }
     let start = Instant::now();
     let resp = job.http.post(&job.url).json(&body).send().await?;
     let status = resp.status();

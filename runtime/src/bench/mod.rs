@@ -1,9 +1,13 @@
 //! `deepseek-runtime bench`: a streaming load generator for any OpenAI-compatible server.
 //! `concurrency` workers send `requests` chat requests in total and the report gives requests/s,
 //! output tokens/s, TTFT, per-stream decode speed and latency percentiles, and errors.
+//! `compare` runs the same loads against our server and llama.cpp's `llama-server`.
 
 mod client;
+pub mod compare;
 mod report;
+mod server;
+mod table;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,25 +39,35 @@ pub struct BenchArgs {
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
+    /// Ask the server to generate through end-of-sequence (`ignore_eos`), so every request
+    /// produces exactly `max_tokens` tokens (fixed-length loads, as vLLM's benchmarks use).
+    #[arg(long)]
+    pub ignore_eos: bool,
 }
 
-/// A prompt of about `n` tokens: short common words are one token each in most vocabularies.
-pub fn prompt_of(n: usize) -> String {
+/// A prompt of about `n` tokens (short common words are one token each in most vocabularies),
+/// different for each `request` index from its first word on, so no server can answer it from
+/// a prefix cache filled by an earlier request.
+pub fn prompt_of(n: usize, request: usize) -> String {
     let words = [
         "the", "cat", "sat", "on", "a", "mat", "and", "we", "saw", "it",
     ];
-    let body: Vec<&str> = (0..n.saturating_sub(12))
-        .map(|i| words[i % words.len()])
+    let body: Vec<&str> = (0..n.saturating_sub(14))
+        .map(|i| words[(i * 7 + request * 3 + i / words.len()) % words.len()])
         .collect();
     format!(
-        "Write a long story that starts with these words: {}",
+        "Story {request}. Write a long story that starts with these words: {}",
         body.join(" ")
     )
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
+    // A fresh connection per request: llama-server (cpp-httplib) closes streamed connections
+    // that a pool would try to reuse ("error sending request"), and a connect on 127.0.0.1
+    // costs microseconds.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(args.timeout_secs))
+        .pool_max_idle_per_host(0)
         .build()?;
     let base = args.url.trim_end_matches('/').to_string();
     let model = match &args.model {
@@ -64,8 +78,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         http,
         url: format!("{base}/v1/chat/completions"),
         model,
-        prompt: prompt_of(args.prompt_tokens),
+        prompt_tokens: args.prompt_tokens,
         max_tokens: args.max_tokens,
+        ignore_eos: args.ignore_eos,
     });
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -74,8 +89,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             let (job, next, total) = (job.clone(), next.clone(), args.requests);
             tokio::spawn(async move {
                 let mut samples = Vec::new();
-                while next.fetch_add(1, Ordering::SeqCst) < total {
-                    samples.push(client::one_request(&job).await);
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= total {
+                        break;
+                    }
+                    samples.push(client::one_request(&job, i).await);
                 }
                 samples
             })

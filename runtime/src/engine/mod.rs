@@ -37,6 +37,8 @@ pub struct GenerationRequest {
     pub max_tokens: usize,
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
+    /// EOS tokens are generated like any other token instead of ending the sequence.
+    pub ignore_eos: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

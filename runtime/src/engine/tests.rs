@@ -39,6 +39,7 @@ fn request(prompt: &str, max_tokens: usize, sampling: SamplingParams) -> Generat
         max_tokens,
         sampling,
         stop: Vec::new(),
+        ignore_eos: false,
     }
 }
 
@@ -111,6 +112,19 @@ fn ends_at_the_models_eos_token() {
         usage.completion_tokens, 3,
         "the EOS token counts as generated"
     );
+}
+
+#[test]
+fn ignore_eos_generates_through_the_eos_token_until_max_tokens() {
+    let mut model = FakeModel::new(512);
+    let prompt_last = *FakeTokenizer::encode("a").last().unwrap();
+    model.eos_after = Some(next_token(next_token(prompt_last)));
+    let (engine, _) = start(model, config(4, 16));
+    let mut req = request("a", 10, greedy());
+    req.ignore_eos = true;
+    let (_, reason, usage) = collect(engine.submit(req).unwrap());
+    assert_eq!(reason, FinishReason::Length);
+    assert_eq!(usage.completion_tokens, 10);
 }
 
 #[test]

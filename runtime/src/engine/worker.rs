@@ -22,6 +22,7 @@ struct Sequence {
     tokens: Vec<u32>,
     prompt_len: usize,
     max_tokens: usize,
+    ignore_eos: bool,
     cache: KvCache,
     sampler: Sampler,
     decoder: Box<dyn StreamDecoder>,
@@ -135,6 +136,7 @@ impl Worker {
             prompt_len: req.prompt_tokens.len(),
             tokens: req.prompt_tokens,
             max_tokens: req.max_tokens,
+            ignore_eos: req.ignore_eos,
             cache: self.model.new_cache(),
             sampler: Sampler::new(req.sampling),
             decoder: self.detokenizer.stream(),
@@ -283,7 +285,7 @@ impl Worker {
     /// Sends the token's text (minus held-back stop prefixes); returns why the sequence ends.
     fn emit(&self, seq: &mut Sequence, token: u32) -> Option<FinishReason> {
         let info = self.model.info();
-        if info.eos_token_ids.contains(&token) {
+        if !seq.ignore_eos && info.eos_token_ids.contains(&token) {
             let held = seq.stop.flush();
             send_text(seq, held);
             return Some(FinishReason::Stop);

@@ -37,6 +37,10 @@ pub struct ChatCompletionRequest {
     pub n: Option<i64>,
     #[serde(default)]
     pub user: Option<String>,
+    /// vLLM / llama-server extension: keep generating past the model's end-of-sequence token
+    /// until `max_tokens` or a stop string (benchmarks use it for fixed-length outputs).
+    #[serde(default)]
+    pub ignore_eos: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

