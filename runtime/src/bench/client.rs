@@ -13,6 +13,9 @@ pub struct Job {
     pub prompt_tokens: usize,
     pub max_tokens: usize,
     pub ignore_eos: bool,
+    pub no_prompt_cache: bool,
+    /// Number of the run's first request; request `i` is number `first_request + i`.
+    pub first_request: u64,
 }
 
 /// The outcome of one request.
@@ -52,7 +55,7 @@ pub async fn one_request(job: &Job, index: usize) -> Sample {
 async fn timed(job: &Job, index: usize) -> anyhow::Result<Sample> {
     let mut body = json!({
         "model": job.model,
-        "messages": [{"role": "user", "content": super::prompt_of(job.prompt_tokens, index)}],
+        "messages": [{"role": "user", "content": super::prompt_of(job.prompt_tokens, job.first_request + index as u64)}],
         "max_tokens": job.max_tokens,
         "temperature": 0.7,
         "stream": true,
@@ -60,6 +63,9 @@ async fn timed(job: &Job, index: usize) -> anyhow::Result<Sample> {
     });
     if job.ignore_eos {
         body["ignore_eos"] = json!(true);
+    }
+    if job.no_prompt_cache {
+        body["cache_prompt"] = json!(false);
     }
     let start = Instant::now();
     let resp = job.http.post(&job.url).json(&body).send().await?;

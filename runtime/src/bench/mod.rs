@@ -43,12 +43,17 @@ pub struct BenchArgs {
     /// produces exactly `max_tokens` tokens (fixed-length loads, as vLLM's benchmarks use).
     #[arg(long)]
     pub ignore_eos: bool,
+    /// Send `cache_prompt: false` (llama-server's per-slot prompt cache; other servers ignore
+    /// the field), so prefill figures measure prefill, not cache hits on the chat template.
+    #[arg(long)]
+    pub no_prompt_cache: bool,
 }
 
 /// A prompt of about `n` tokens (short common words are one token each in most vocabularies),
-/// different for each `request` index from its first word on, so no server can answer it from
-/// a prefix cache filled by an earlier request.
-pub fn prompt_of(n: usize, request: usize) -> String {
+/// different for each `request` number from its first word on, so no server can answer it from
+/// a prefix cache filled by an earlier request (runs number requests from a random start).
+pub fn prompt_of(n: usize, request: u64) -> String {
+    let request = request as usize;
     let words = [
         "the", "cat", "sat", "on", "a", "mat", "and", "we", "saw", "it",
     ];
@@ -81,6 +86,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         prompt_tokens: args.prompt_tokens,
         max_tokens: args.max_tokens,
         ignore_eos: args.ignore_eos,
+        no_prompt_cache: args.no_prompt_cache,
+        first_request: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64 % 1_000_000_007),
     });
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();

@@ -74,7 +74,10 @@ fn rows(ours: &ServerResults, peer: &ServerResults, scenarios: &[Scenario]) -> V
     }
     for s in &single {
         figure(
-            format!("prefill tok/s, 1 stream (~{}-token prompt)", s.prompt_tokens),
+            format!(
+                "prefill tok/s, 1 stream (~{}-token prompt)",
+                s.prompt_tokens
+            ),
             **s,
             Better::Higher,
             |r| r.prefill_tokens_per_sec,
@@ -128,7 +131,12 @@ fn cell(v: Option<f64>) -> String {
 /// The table as text (fixed-width columns, Markdown-compatible).
 pub fn render(ours: &ServerResults, peer: &ServerResults, scenarios: &[Scenario]) -> String {
     let rows = rows(ours, peer, scenarios);
-    let width = rows.iter().map(|r| r.label.len()).max().unwrap_or(10).max(6);
+    let width = rows
+        .iter()
+        .map(|r| r.label.len())
+        .max()
+        .unwrap_or(10)
+        .max(6);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -210,8 +218,14 @@ mod tests {
                 .to_string()
         };
         // 10 tokens in 5000 ms vs 10000 ms: 2.0 vs 1.0 tok/s.
-        assert!(line("decode tok/s, 1 stream").ends_with("2.00 |"), "{table}");
-        assert!(line("output tok/s, 8 streams").ends_with("2.00 |"), "{table}");
+        assert!(
+            line("decode tok/s, 1 stream").ends_with("2.00 |"),
+            "{table}"
+        );
+        assert!(
+            line("output tok/s, 8 streams").ends_with("2.00 |"),
+            "{table}"
+        );
         assert!(line("peak RSS MiB").contains(" 100 |"), "{table}");
         assert!(line("peak RSS MiB").ends_with("2.00 |"), "{table}");
         assert!(line("TTFT p50 ms (c=8").ends_with("1.00 |"), "{table}");

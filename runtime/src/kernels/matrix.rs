@@ -139,118 +139,198 @@ impl QuantMatrix {
         n: usize,
         out: &mut [f32],
     ) -> Result<(), KernelError> {
-        if x.len() != n * self.cols || out.len() != n * self.rows {
-            return Err(KernelError::ShapeMismatch {
-                rows: self.rows,
-                cols: self.cols,
-                n,
-                x_len: x.len(),
-                out_len: out.len(),
-            });
-        }
-        if n == 0 || self.rows == 0 {
-            return Ok(());
-        }
-        let data = self.data()?;
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            self.quantize_and_run(pool, &mut s, &data, x, n, out);
-        });
-        Ok(())
+        matmul_group_with(pool, &[self], x, n, &mut [out])
     }
 
-    fn quantize_and_run<E: Executor + ?Sized>(
-        &self,
-        pool: &E,
-        s: &mut ActScratch,
-        w: &[u8],
-        x: &[f32],
-        n: usize,
-        out: &mut [f32],
-    ) {
-        let blocks = self.cols / 32;
-        let kblocks = self.cols / 256;
-        match self.format {
-            WeightFormat::Q8_0 => {
-                ensure_len(&mut s.q8_0, n * blocks);
-                quantize_q8_0(x, &mut s.q8_0[..n * blocks]);
-                let dots = (
-                    dispatch::q8_0_dot(self.path),
-                    dispatch::q8_0_dot4(self.path),
-                );
-                self.run_rows(pool, w, &s.q8_0[..n * blocks], blocks, dots, out);
-            }
-            WeightFormat::Q4_0 | WeightFormat::Q4_1 => {
-                ensure_len(&mut s.q8_1, n * blocks);
-                quantize_q8_1(x, &mut s.q8_1[..n * blocks]);
-                let dots = (
-                    dispatch::q8_1_dot(self.format, self.path),
-                    dispatch::q8_1_dot4(self.format, self.path),
-                );
-                self.run_rows(pool, w, &s.q8_1[..n * blocks], blocks, dots, out);
-            }
-            WeightFormat::Q4K | WeightFormat::Q5K | WeightFormat::Q6K => {
-                ensure_len(&mut s.q8_k, n * kblocks);
-                quantize_q8_k(x, &mut s.q8_k[..n * kblocks]);
-                let dot = dispatch::q8_k_dot(self.format, self.path);
-                self.run_rows(pool, w, &s.q8_k[..n * kblocks], kblocks, (dot, None), out);
-            }
-            WeightFormat::F16 => {
-                let dot = dispatch::f16_dot(self.path);
-                self.run_rows(pool, w, x, self.cols, (dot, None), out);
-            }
+    fn shape_error(&self, n: usize, x_len: usize, out_len: usize) -> KernelError {
+        KernelError::ShapeMismatch {
+            rows: self.rows,
+            cols: self.cols,
+            n,
+            x_len,
+            out_len,
         }
     }
+}
 
-    /// Splits output rows over the pool; `acts` holds `n` rows of `per_row` blocks.
-    fn run_rows<T: Sync, E: Executor + ?Sized>(
-        &self,
-        pool: &E,
-        weights: &[u8],
-        acts: &[T],
-        per_row: usize,
-        (dot, dot4): RowDots<T>,
-        out: &mut [f32],
-    ) {
-        let n = acts.len() / per_row;
-        let rows = self.rows;
-        let rb = self.format.row_bytes(self.cols);
-        let chunk = (rows / (pool.threads() * 8)).clamp(4, 256);
-        let n_chunks = rows.div_ceil(chunk);
-        let next = AtomicUsize::new(0);
-        let sink = OutSink::new(out);
-        let work = || loop {
-            let c = next.fetch_add(1, Ordering::Relaxed);
-            if c >= n_chunks {
-                break;
+/// Which activation quantisation a weight format is dotted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ActKind {
+    Q8_0,
+    Q8_1,
+    Q8K,
+    F32,
+}
+
+fn act_kind(format: WeightFormat) -> ActKind {
+    match format {
+        WeightFormat::Q8_0 => ActKind::Q8_0,
+        WeightFormat::Q4_0 | WeightFormat::Q4_1 => ActKind::Q8_1,
+        WeightFormat::Q4K | WeightFormat::Q5K | WeightFormat::Q6K => ActKind::Q8K,
+        WeightFormat::F16 => ActKind::F32,
+    }
+}
+
+/// Products of several matrices with the same input, e.g. a layer's `q`, `k` and `v`:
+/// `outs[m] = x W_m^T`. When their formats pair with the same activation format, `x` is
+/// quantised once and all their rows share one pool job (one hand-off and one wait instead of
+/// one per matrix); otherwise they run one after the other. Each output is bit-identical to
+/// the matrix's own `matmul`.
+pub fn matmul_group(
+    mats: &[&QuantMatrix],
+    x: &[f32],
+    n: usize,
+    outs: &mut [&mut [f32]],
+) -> Result<(), KernelError> {
+    matmul_group_with(pool::global(), mats, x, n, outs)
+}
+
+/// As `matmul_group`, on the given pool.
+pub fn matmul_group_with<E: Executor + ?Sized>(
+    pool: &E,
+    mats: &[&QuantMatrix],
+    x: &[f32],
+    n: usize,
+    outs: &mut [&mut [f32]],
+) -> Result<(), KernelError> {
+    let Some(first) = mats.first() else {
+        return Ok(());
+    };
+    for (i, m) in mats.iter().enumerate() {
+        let out_len = outs.get(i).map_or(0, |o| o.len());
+        if m.cols != first.cols || x.len() != n * m.cols || out_len != n * m.rows {
+            return Err(m.shape_error(n, x.len(), out_len));
+        }
+    }
+    if mats.len() != outs.len() {
+        return Err(first.shape_error(n, x.len(), 0));
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let kind = act_kind(first.format);
+    if mats.iter().any(|m| act_kind(m.format) != kind) {
+        for (m, out) in mats.iter().zip(outs.iter_mut()) {
+            m.matmul_with(pool, x, n, out)?;
+        }
+        return Ok(());
+    }
+    let datas = mats
+        .iter()
+        .map(|m| m.data())
+        .collect::<Result<Vec<_>, _>>()?;
+    let parts: Vec<Part<'_>> = mats
+        .iter()
+        .zip(&datas)
+        .zip(outs.iter_mut())
+        .map(|((m, w), out)| Part {
+            m,
+            w: w.as_ref(),
+            sink: OutSink::new(out),
+        })
+        .collect();
+    let cols = first.cols;
+    SCRATCH.with(|s| {
+        let s = &mut *s.borrow_mut();
+        match kind {
+            ActKind::Q8_0 => {
+                let blocks = n * cols / 32;
+                ensure_len(&mut s.q8_0, blocks);
+                quantize_q8_0(x, &mut s.q8_0[..blocks]);
+                run_parts(pool, &parts, &s.q8_0[..blocks], cols / 32, |m| {
+                    (dispatch::q8_0_dot(m.path), dispatch::q8_0_dot4(m.path))
+                });
             }
-            let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(rows));
-            for t0 in (0..n).step_by(ACT_TILE) {
-                let end = (t0 + ACT_TILE).min(n);
-                for r in r0..r1 {
-                    let w = &weights[r * rb..(r + 1) * rb];
-                    let mut i = t0;
-                    if let Some(dot4) = dot4 {
-                        while i + 4 <= end {
-                            let v = dot4(w, &acts[i * per_row..(i + 4) * per_row], per_row);
-                            for (k, v) in v.into_iter().enumerate() {
-                                sink.write((i + k) * rows + r, v);
-                            }
-                            i += 4;
+            ActKind::Q8_1 => {
+                let blocks = n * cols / 32;
+                ensure_len(&mut s.q8_1, blocks);
+                quantize_q8_1(x, &mut s.q8_1[..blocks]);
+                run_parts(pool, &parts, &s.q8_1[..blocks], cols / 32, |m| {
+                    (
+                        dispatch::q8_1_dot(m.format, m.path),
+                        dispatch::q8_1_dot4(m.format, m.path),
+                    )
+                });
+            }
+            ActKind::Q8K => {
+                let blocks = n * cols / 256;
+                ensure_len(&mut s.q8_k, blocks);
+                quantize_q8_k(x, &mut s.q8_k[..blocks]);
+                run_parts(pool, &parts, &s.q8_k[..blocks], cols / 256, |m| {
+                    (dispatch::q8_k_dot(m.format, m.path), None)
+                });
+            }
+            ActKind::F32 => {
+                run_parts(pool, &parts, x, cols, |m| (dispatch::f16_dot(m.path), None));
+            }
+        }
+    });
+    Ok(())
+}
+
+/// One matrix of a group product: its block bytes and where its output goes.
+struct Part<'a> {
+    m: &'a QuantMatrix,
+    w: &'a [u8],
+    sink: OutSink,
+}
+
+/// Splits the output rows of every part into chunks handed out over the pool; `acts` holds
+/// `n` rows of `per_row` blocks. Each weight row, once loaded, is dotted with every activation
+/// row of a tile before moving on, so n > 1 shares weight reads.
+fn run_parts<T: Sync, E: Executor + ?Sized>(
+    pool: &E,
+    parts: &[Part<'_>],
+    acts: &[T],
+    per_row: usize,
+    dots_of: impl Fn(&QuantMatrix) -> RowDots<T>,
+) {
+    let n = acts.len() / per_row;
+    let total_rows: usize = parts.iter().map(|p| p.m.rows).sum();
+    let chunk = (total_rows / (pool.threads() * 8)).clamp(4, 256);
+    let n_chunks: usize = parts.iter().map(|p| p.m.rows.div_ceil(chunk)).sum();
+    let dots: Vec<RowDots<T>> = parts.iter().map(|p| dots_of(p.m)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let mut c = next.fetch_add(1, Ordering::Relaxed);
+        if c >= n_chunks {
+            break;
+        }
+        let mut part = 0;
+        while c >= parts[part].m.rows.div_ceil(chunk) {
+            c -= parts[part].m.rows.div_ceil(chunk);
+            part += 1;
+        }
+        let p = &parts[part];
+        let rows = p.m.rows;
+        let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(rows));
+        let rb = p.m.format.row_bytes(p.m.cols);
+        let (dot, dot4) = dots[part];
+        for t0 in (0..n).step_by(ACT_TILE) {
+            let end = (t0 + ACT_TILE).min(n);
+            for r in r0..r1 {
+                let w = &p.w[r * rb..(r + 1) * rb];
+                let mut i = t0;
+                if let Some(dot4) = dot4 {
+                    while i + 4 <= end {
+                        let v = dot4(w, &acts[i * per_row..(i + 4) * per_row], per_row);
+                        for (k, v) in v.into_iter().enumerate() {
+                            p.sink.write((i + k) * rows + r, v);
                         }
-                    }
-                    for i in i..end {
-                        let v = dot(w, &acts[i * per_row..(i + 1) * per_row]);
-                        sink.write(i * rows + r, v);
+                        i += 4;
                     }
                 }
+                for i in i..end {
+                    let v = dot(w, &acts[i * per_row..(i + 1) * per_row]);
+                    p.sink.write(i * rows + r, v);
+                }
             }
-        };
-        if n_chunks == 1 {
-            work();
-        } else {
-            pool.run(&work);
         }
+    };
+    if n_chunks == 1 {
+        work();
+    } else {
+        pool.run(&work);
     }
 }
 

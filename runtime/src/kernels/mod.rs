@@ -8,6 +8,7 @@
 //! - `matrix`: `QuantMatrix::matmul`; `pool`: the parking thread pool it runs on.
 
 pub mod act;
+pub mod attention;
 mod dispatch;
 pub mod formats;
 pub mod matrix;
@@ -21,7 +22,7 @@ mod x86;
 mod x86_q32;
 
 pub use formats::{dequantize_row, WeightFormat};
-pub use matrix::{format_of, QuantMatrix};
+pub use matrix::{format_of, matmul_group, matmul_group_with, QuantMatrix};
 pub use pool::{Executor, ThreadPool};
 
 use std::sync::OnceLock;
@@ -47,15 +48,27 @@ pub enum KernelPath {
 }
 
 impl KernelPath {
-    /// The path to use on this CPU. `Avx512Vnni` is never chosen automatically: measured on
-    /// an AVX-512 Zen-class CPU it was within +-5% of `Avx2` (the byte dot is not the
-    /// bottleneck; per-block scale work is), and slower for batched Q8_0.
+    /// The path to use on this CPU (decided once): `DEEPSEEK_CPU_PATH=scalar|avx2|avx512vnni`
+    /// when set and supported, else `Avx2` where supported. `Avx512Vnni` is never chosen
+    /// automatically: on an AVX-512 Zen 4 its 256-bit `vpdpbusd` made Q4_1 products 35%
+    /// slower than AVX2's `maddubs` + `madd` (criterion `matmul_Q4_1`, 26.0 vs 35.8 us).
     pub fn detect() -> Self {
-        if Self::Avx2.is_supported() {
-            Self::Avx2
-        } else {
-            Self::Scalar
-        }
+        static PATH: OnceLock<KernelPath> = OnceLock::new();
+        *PATH.get_or_init(|| {
+            let forced = std::env::var("DEEPSEEK_CPU_PATH")
+                .ok()
+                .and_then(|v| match v.as_str() {
+                    "scalar" => Some(Self::Scalar),
+                    "avx2" => Some(Self::Avx2),
+                    "avx512vnni" => Some(Self::Avx512Vnni),
+                    _ => None,
+                });
+            forced
+                .into_iter()
+                .chain([Self::Avx2])
+                .find(|p| p.is_supported())
+                .unwrap_or(Self::Scalar)
+        })
     }
 
     /// Whether this CPU can run the path.

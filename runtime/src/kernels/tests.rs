@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 
 use super::act::{quantize_q8_0, quantize_q8_1, quantize_q8_k, BlockQ8K, BlockQ8_0, BlockQ8_1};
 use super::formats::{dequantize_row, WeightFormat, QK_K};
-use super::{dispatch, KernelError, KernelPath, QuantMatrix, ThreadPool};
+use super::{dispatch, matmul_group_with, KernelError, KernelPath, QuantMatrix, ThreadPool};
 
 const FORMATS: [WeightFormat; 7] = [
     WeightFormat::Q4_0,
@@ -309,6 +309,68 @@ fn batched_rows_are_bit_identical_to_separate_single_row_calls_on_every_path() {
             );
         }
     }
+}
+
+/// q/k/v-style groups: one shared input, several matrices (same or different formats, which
+/// changes whether the input is quantised once); each output equals its own `matmul`.
+#[test]
+fn a_group_product_equals_each_matrix_alone_bit_for_bit() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let pool = ThreadPool::new(3);
+    let cols = 512;
+    let groups: [&[(WeightFormat, usize)]; 4] = [
+        &[
+            (WeightFormat::Q4_1, 64),
+            (WeightFormat::Q4_1, 16),
+            (WeightFormat::Q4_1, 16),
+        ],
+        &[(WeightFormat::Q4K, 40), (WeightFormat::Q6K, 24)],
+        &[
+            (WeightFormat::Q8_0, 33),
+            (WeightFormat::Q4_0, 7),
+            (WeightFormat::F16, 5),
+        ],
+        &[(WeightFormat::F16, 9)],
+    ];
+    for group in groups {
+        let mats: Vec<QuantMatrix> = group
+            .iter()
+            .map(|&(f, rows)| {
+                QuantMatrix::new(f, rows, cols, random_weights(f, rows, cols, &mut rng))
+                    .expect("valid matrix")
+            })
+            .collect();
+        for n in [1, 5] {
+            let x = random_acts(n * cols, &mut rng);
+            let mut outs: Vec<Vec<f32>> =
+                mats.iter().map(|m| vec![f32::NAN; n * m.rows()]).collect();
+            let refs: Vec<&QuantMatrix> = mats.iter().collect();
+            let mut views: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+            matmul_group_with(&pool, &refs, &x, n, &mut views).expect("shapes match");
+            for (m, got) in mats.iter().zip(&outs) {
+                let mut alone = vec![0.0f32; n * m.rows()];
+                m.matmul_with(&pool, &x, n, &mut alone)
+                    .expect("shapes match");
+                assert_eq!(&alone, got, "{:?} n={n}", m.format());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_group_rejects_matrices_of_different_widths() {
+    let a = QuantMatrix::new(WeightFormat::Q8_0, 1, 32, vec![0; 34]).expect("valid matrix");
+    let b = QuantMatrix::new(WeightFormat::Q8_0, 1, 64, vec![0; 68]).expect("valid matrix");
+    let (mut oa, mut ob) = ([0.0f32; 1], [0.0f32; 1]);
+    let err = matmul_group_with(
+        &ThreadPool::new(1),
+        &[&a, &b],
+        &[0.0; 32],
+        1,
+        &mut [&mut oa, &mut ob],
+    )
+    .expect_err("widths differ");
+    assert!(matches!(err, KernelError::ShapeMismatch { cols: 64, .. }));
 }
 
 #[test]

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
-use rayon::prelude::*;
 
 use super::linear::Linear;
 use super::ops::{self, HeadLayout, RopeStyle, RopeTable};
 use super::{CausalLm, KvCache, ModelInfo, SeqInput};
+use crate::kernels::pool;
 
 /// Hyper-parameters read from the model metadata.
 #[derive(Debug, Clone)]
@@ -181,9 +181,7 @@ impl Decoder {
     ) -> anyhow::Result<()> {
         let n = lay.positions.len();
         let h = ops::rms_norm(x, &layer.attn_norm, self.cfg.rms_eps);
-        let mut q = layer.q.forward(&h, n)?;
-        let mut k = layer.k.forward(&h, n)?;
-        let v = layer.v.forward(&h, n)?;
+        let [mut q, mut k, v] = Linear::forward_group([&layer.q, &layer.k, &layer.v], &h, n)?;
         self.rope.apply(&mut q, self.cfg.head_dim, &lay.positions);
         self.rope.apply(&mut k, self.cfg.head_dim, &lay.positions);
 
@@ -221,15 +219,15 @@ impl Decoder {
         let tasks: Vec<(usize, usize)> = (0..ranges.len())
             .flat_map(|s| (0..self.cfg.n_heads).map(move |h| (s, h)))
             .collect();
-        let results: Vec<Vec<f32>> = tasks
-            .par_iter()
-            .map(|&(s, h)| {
-                let r = &ranges[s];
-                let qs = &q[r.start * q_dim..r.end * q_dim];
-                let kv = histories[s];
-                ops::attend_head(qs, &kv.keys, &kv.values, layout, h, h / group)
-            })
-            .collect();
+        // On the kernel pool, whose threads are already running (a second pool would compete
+        // with them for the same cores).
+        let results = pool::map_tasks(pool::global(), tasks.len(), |i| {
+            let (s, h) = tasks[i];
+            let r = &ranges[s];
+            let qs = &q[r.start * q_dim..r.end * q_dim];
+            let kv = histories[s];
+            ops::attend_head(qs, &kv.keys, &kv.values, layout, h, h / group)
+        });
         let mut out = vec![0.0; q.len()];
         for (&(s, h), res) in tasks.iter().zip(&results) {
             for (i, row) in res.chunks_exact(hd).enumerate() {
@@ -243,8 +241,7 @@ impl Decoder {
     /// `x += W_down · (silu(W_gate h) * W_up h)` with `h = norm(x)`.
     fn mlp_block(&self, layer: &LayerWeights, x: &mut [f32], n: usize) -> anyhow::Result<()> {
         let h = ops::rms_norm(x, &layer.ffn_norm, self.cfg.rms_eps);
-        let mut gate = layer.gate.forward(&h, n)?;
-        let up = layer.up.forward(&h, n)?;
+        let [mut gate, up] = Linear::forward_group([&layer.gate, &layer.up], &h, n)?;
         ops::silu_mul(&mut gate, &up);
         let down = layer.down.forward(&gate, n)?;
         ops::add_in_place(x, &down);

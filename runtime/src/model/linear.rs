@@ -140,6 +140,46 @@ impl Linear {
         self.bias.as_deref()
     }
 
+    /// Several layers applied to the same input (a layer's q/k/v, or gate/up): on the CPU
+    /// kernels the input is quantised once and all their rows run as one pool job. Each
+    /// result equals the layer's own `forward`.
+    pub fn forward_group<const N: usize>(
+        layers: [&Linear; N],
+        x: &[f32],
+        n_tokens: usize,
+    ) -> candle_core::Result<[Vec<f32>; N]> {
+        let fast: Option<Vec<&QuantMatrix>> = layers.iter().map(|l| l.fast.as_ref()).collect();
+        let (Some(mats), true) = (fast, layers.iter().all(|l| l.in_dim * n_tokens == x.len()))
+        else {
+            let mut outs = Vec::with_capacity(N);
+            for l in layers {
+                outs.push(l.forward(x, n_tokens)?);
+            }
+            return outs
+                .try_into()
+                .map_err(|_| candle_core::Error::Msg("forward_group arity".into()));
+        };
+        let mut outs: [Vec<f32>; N] =
+            std::array::from_fn(|i| vec![0.0f32; n_tokens * layers[i].out_dim]);
+        {
+            let mut views: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+            kernels::matmul_group(&mats, x, n_tokens, &mut views)
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        }
+        for (l, out) in layers.iter().zip(outs.iter_mut()) {
+            l.add_bias(out);
+        }
+        Ok(outs)
+    }
+
+    fn add_bias(&self, out: &mut [f32]) {
+        if let Some(bias) = &self.bias {
+            for row in out.chunks_exact_mut(self.out_dim) {
+                row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+            }
+        }
+    }
+
     /// `x`: `[n_tokens, in_dim]` -> `[n_tokens, out_dim]`.
     pub fn forward(&self, x: &[f32], n_tokens: usize) -> candle_core::Result<Vec<f32>> {
         if x.len() != n_tokens * self.in_dim {
@@ -162,11 +202,7 @@ impl Linear {
                 self.matmul.forward(&xs)?.flatten_all()?.to_vec1::<f32>()?
             }
         };
-        if let Some(bias) = &self.bias {
-            for row in out.chunks_exact_mut(self.out_dim) {
-                row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
-            }
-        }
+        self.add_bias(&mut out);
         Ok(out)
     }
 }
@@ -225,6 +261,35 @@ mod tests {
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() < 1e-3, "{g} vs {w}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_group_forward_equals_each_layer_alone_with_its_bias() -> candle_core::Result<()> {
+        let (n, k) = (3, 64);
+        let x: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 10.0)
+            .collect();
+        let layer = |m: usize, dtype, bias: bool| -> candle_core::Result<Linear> {
+            let w: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0)
+                .collect();
+            let wt = Tensor::from_slice(&w, (m, k), &Device::Cpu)?;
+            let b = bias.then(|| (0..m).map(|i| i as f32).collect());
+            Linear::new(QTensor::quantize(&wt, dtype)?, b)
+        };
+        // Same activation format (quantised once), a different one, and candle's F32 path.
+        let q = layer(9, GgmlDType::Q4_1, true)?;
+        let k_ = layer(4, GgmlDType::Q4_0, false)?;
+        let v = layer(4, GgmlDType::Q8_0, true)?;
+        let f = layer(4, GgmlDType::F32, true)?;
+        let [a, b, c] = Linear::forward_group([&q, &k_, &v], &x, n)?;
+        assert_eq!(a, q.forward(&x, n)?);
+        assert_eq!(b, k_.forward(&x, n)?);
+        assert_eq!(c, v.forward(&x, n)?);
+        let [d, e] = Linear::forward_group([&q, &f], &x, n)?;
+        assert_eq!(d, q.forward(&x, n)?);
+        assert_eq!(e, f.forward(&x, n)?);
         Ok(())
     }
 

@@ -10,10 +10,9 @@
 
 use std::ops::Range;
 
-use rayon::prelude::*;
-
 use super::linear::Linear;
 use super::ops::{self, RopeTable};
+use crate::kernels;
 
 /// Attention shapes.
 #[derive(Debug, Clone)]
@@ -163,17 +162,18 @@ fn attend_all(
     let tasks: Vec<(usize, usize)> = (0..ranges.len())
         .flat_map(|s| (0..heads).map(move |h| (s, h)))
         .collect();
-    let results: Vec<Vec<f32>> = tasks
-        .par_iter()
-        .map(|&(s, h)| {
+    // On the kernel pool, whose threads are already running (a second pool would compete
+    // with them for the same cores).
+    let results: Vec<Vec<f32>> =
+        kernels::pool::map_tasks(kernels::pool::global(), tasks.len(), |i| {
+            let (s, h) = tasks[i];
             let r = &ranges[s];
             let ql = &q_lat[h][r.start * lora..r.end * lora];
             let qp: Vec<f32> = (r.start..r.end)
                 .flat_map(|t| q_pe[(t * heads + h) * rd..][..rd].iter().copied())
                 .collect();
             attend_latent(ql, &qp, histories[s], lora, rd, cfg.softmax_scale)
-        })
-        .collect();
+        });
     let n = ranges.last().map_or(0, |r| r.end);
     let mut out = vec![vec![0.0; n * lora]; heads];
     for (&(s, h), res) in tasks.iter().zip(&results) {

@@ -1,6 +1,9 @@
 //! The non-matmul arithmetic of a decoder layer on plain f32 rows: RMSNorm, rotary position
-//! embedding (precomputed tables), SiLU gating, softmax and causal attention of one head of one
-//! sequence over its KV cache. All buffers are row-major; shapes are given per function.
+//! embedding (precomputed tables), SiLU gating and softmax; causal attention of one head over
+//! its KV cache lives with the SIMD kernels (`kernels::attention`) and is re-exported here.
+//! All buffers are row-major; shapes are given per function.
+
+pub use crate::kernels::attention::{attend_head, HeadLayout};
 
 /// `out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight`, for each row `t` of `x: [n][dim]`.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
@@ -45,12 +48,6 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
-}
-
-/// `acc += w * v`.
-#[inline]
-fn axpy(acc: &mut [f32], w: f32, v: &[f32]) {
-    acc.iter_mut().zip(v).for_each(|(a, x)| *a += w * x);
 }
 
 /// Numerically stable softmax in place.
@@ -178,51 +175,6 @@ impl RopeTable {
     }
 }
 
-/// Where one head's data lies in the row-major buffers of one sequence.
-#[derive(Debug, Clone, Copy)]
-pub struct HeadLayout {
-    pub head_dim: usize,
-    /// Floats per row of `q` (`n_heads * head_dim`).
-    pub q_stride: usize,
-    /// Floats per cached position (`n_kv_heads * head_dim`).
-    pub kv_stride: usize,
-}
-
-/// Causal attention of query head `q_head` (reading KV head `kv_head`) for one sequence.
-/// `q: [t][q_stride]` holds the sequence's new rows; `keys`/`values: [base + t][kv_stride]` hold
-/// its whole history including the new rows, so new row `i` sees positions `0..=base + i`.
-/// Returns `[t][head_dim]`.
-pub fn attend_head(
-    q: &[f32],
-    keys: &[f32],
-    values: &[f32],
-    layout: HeadLayout,
-    q_head: usize,
-    kv_head: usize,
-) -> Vec<f32> {
-    let hd = layout.head_dim;
-    let t = q.len() / layout.q_stride;
-    let base = keys.len() / layout.kv_stride - t;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let mut out = vec![0.0; t * hd];
-    let mut scores = Vec::with_capacity(base + t);
-    for i in 0..t {
-        let qi = &q[i * layout.q_stride + q_head * hd..][..hd];
-        let n_keys = base + i + 1;
-        scores.clear();
-        for j in 0..n_keys {
-            let kj = &keys[j * layout.kv_stride + kv_head * hd..][..hd];
-            scores.push(dot(qi, kj) * scale);
-        }
-        softmax_in_place(&mut scores);
-        let oi = &mut out[i * hd..(i + 1) * hd];
-        for (j, &w) in scores.iter().enumerate() {
-            axpy(oi, w, &values[j * layout.kv_stride + kv_head * hd..][..hd]);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,17 +200,6 @@ mod tests {
             assert!((norm(&x[8..]) - norm(&orig[8..])).abs() < 1e-3);
             assert_ne!(&x[8..], &orig[8..]);
         }
-    }
-
-    #[test]
-    fn a_single_cached_position_returns_its_value_exactly() {
-        let layout = HeadLayout {
-            head_dim: 2,
-            q_stride: 2,
-            kv_stride: 2,
-        };
-        let out = attend_head(&[1.0, 0.0], &[0.5, 0.5], &[3.0, -1.0], layout, 0, 0);
-        assert_eq!(out, vec![3.0, -1.0]);
     }
 
     #[test]
