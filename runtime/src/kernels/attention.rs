@@ -1,10 +1,12 @@
 //! Causal attention of one query head over one sequence's KV cache, in f32: the scores
-//! `q . k_j`, a softmax, and the weighted sum of `v_j`. The vector work (a 64-to-192-wide dot
-//! per cached position, then an `axpy` per position) runs 8-wide with FMA on AVX2 CPUs and in
-//! portable Rust elsewhere; the same loop body is compiled for both (`attend::<V>`).
+//! `q . k_j`, a softmax, and the weighted sum of `v_j`. The vector work runs 8 lanes wide on
+//! AVX2 CPUs and in portable Rust elsewhere, one loop body compiled for both (`attend::<V>`);
+//! both round identically (no FMA, the same summation order), so greedy outputs do not depend
+//! on the CPU or on this module's optimisations. Positions go 4 at a time, so the SIMD form
+//! runs 4 independent dependency chains and sums lanes with vector adds after a transpose.
 //!
-//! At 8 concurrent streams this was 14% of the decode step in portable (SSE2) code, because
-//! the crate is built for baseline x86-64; the AVX2 form is about 3x faster.
+//! Tried and dropped: one task per GQA group (each key read once for all its query heads):
+//! 3 tasks per sequence on 2 threads balanced badly and the decode step got slower.
 
 use super::KernelPath;
 
@@ -65,11 +67,25 @@ pub fn attend_head_on(
 
 type Args<'a> = (&'a [f32], &'a [f32], &'a [f32], HeadLayout, usize, usize);
 
-/// The two vector primitives attention needs.
+/// The vector primitives attention needs. The 4-wide forms must round exactly as 4 calls of
+/// the 1-wide ones in order (they exist so SIMD code can interleave 4 dependency chains).
 trait F32Ops {
     fn dot(a: &[f32], b: &[f32]) -> f32;
     /// `acc += w * v`
     fn axpy(acc: &mut [f32], w: f32, v: &[f32]);
+
+    #[inline(always)]
+    fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+        b.map(|b| Self::dot(a, b))
+    }
+
+    /// `acc += w[0] * v[0]; ...; acc += w[3] * v[3]`
+    #[inline(always)]
+    fn axpy4(acc: &mut [f32], w: [f32; 4], v: [&[f32]; 4]) {
+        for (w, v) in w.into_iter().zip(v) {
+            Self::axpy(acc, w, v);
+        }
+    }
 }
 
 struct Portable;
@@ -92,20 +108,33 @@ fn attend<V: F32Ops>((q, keys, values, layout, q_head, kv_head): Args<'_>) -> Ve
     let t = q.len() / layout.q_stride;
     let base = keys.len() / layout.kv_stride - t;
     let scale = 1.0 / (hd as f32).sqrt();
+    let key = |j: usize| &keys[j * layout.kv_stride + kv_head * hd..][..hd];
+    let value = |j: usize| &values[j * layout.kv_stride + kv_head * hd..][..hd];
     let mut out = vec![0.0; t * hd];
     let mut scores = Vec::with_capacity(base + t);
     for i in 0..t {
         let qi = &q[i * layout.q_stride + q_head * hd..][..hd];
         let n_keys = base + i + 1;
         scores.clear();
-        for j in 0..n_keys {
-            let kj = &keys[j * layout.kv_stride + kv_head * hd..][..hd];
-            scores.push(V::dot(qi, kj) * scale);
+        let mut j = 0;
+        while j + 4 <= n_keys {
+            let s = V::dot4(qi, [key(j), key(j + 1), key(j + 2), key(j + 3)]);
+            scores.extend(s.map(|s| s * scale));
+            j += 4;
+        }
+        for j in j..n_keys {
+            scores.push(V::dot(qi, key(j)) * scale);
         }
         crate::model::ops::softmax_in_place(&mut scores);
         let oi = &mut out[i * hd..(i + 1) * hd];
-        for (j, &w) in scores.iter().enumerate() {
-            V::axpy(oi, w, &values[j * layout.kv_stride + kv_head * hd..][..hd]);
+        let mut j = 0;
+        while j + 4 <= n_keys {
+            let w = [scores[j], scores[j + 1], scores[j + 2], scores[j + 3]];
+            V::axpy4(oi, w, [value(j), value(j + 1), value(j + 2), value(j + 3)]);
+            j += 4;
+        }
+        for j in j..n_keys {
+            V::axpy(oi, scores[j], value(j));
         }
     }
     out
@@ -116,7 +145,6 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{attend, Args, F32Ops};
-    use crate::kernels::x86::hsum_ps;
 
     pub(super) struct Avx2Fma;
 
@@ -133,6 +161,18 @@ mod x86 {
             // SAFETY: as for `dot`.
             unsafe { axpy(acc, w, v) }
         }
+
+        #[inline(always)]
+        fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+            // SAFETY: as for `dot`.
+            unsafe { dot4(a, b) }
+        }
+
+        #[inline(always)]
+        fn axpy4(acc: &mut [f32], w: [f32; 4], v: [&[f32]; 4]) {
+            // SAFETY: as for `dot`.
+            unsafe { axpy4(acc, w, v) }
+        }
     }
 
     /// # Safety
@@ -142,35 +182,119 @@ mod x86 {
         attend::<Avx2Fma>(args)
     }
 
+    /// The portable `dot` 8 lanes at a time: lane `j` sums `a[8c + j] * b[8c + j]` with a
+    /// separate multiply and add (no FMA), then the lanes are added in order and the tail
+    /// last, so the result is bit-identical to the portable path and greedy outputs do not
+    /// depend on which path ran.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         let n = a.len().min(b.len());
-        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut acc = _mm256_setzero_ps();
         let mut i = 0;
-        // SAFETY (every load): `i + 16 <= n` / `i + 8 <= n` keeps each 8-float load in bounds.
-        while i + 16 <= n {
-            unsafe {
-                let (pa, pb) = (a.as_ptr().add(i), b.as_ptr().add(i));
-                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa), _mm256_loadu_ps(pb), s0);
-                s1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(8)), _mm256_loadu_ps(pb.add(8)), s1);
-            }
-            i += 16;
-        }
         while i + 8 <= n {
-            unsafe {
-                let (pa, pb) = (a.as_ptr().add(i), b.as_ptr().add(i));
-                s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa), _mm256_loadu_ps(pb), s0);
+            // SAFETY: `i + 8 <= n` keeps both 8-float loads in bounds.
+            let (va, vb) = unsafe {
+                (
+                    _mm256_loadu_ps(a.as_ptr().add(i)),
+                    _mm256_loadu_ps(b.as_ptr().add(i)),
+                )
+            };
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(va, vb));
+            i += 8;
+        }
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: `lanes` holds exactly 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+        let tail: f32 = a[i..n].iter().zip(&b[i..n]).map(|(x, y)| x * y).sum();
+        lanes.iter().sum::<f32>() + tail
+    }
+
+    /// Four `dot`s with their chains interleaved (each rounds exactly as `dot`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+        let n = b.iter().fold(a.len(), |n, b| n.min(b.len()));
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: `i + 8 <= n` keeps every 8-float load in bounds.
+            let va = unsafe { _mm256_loadu_ps(a.as_ptr().add(i)) };
+            for (acc, b) in acc.iter_mut().zip(b) {
+                let vb = unsafe { _mm256_loadu_ps(b.as_ptr().add(i)) };
+                *acc = _mm256_add_ps(*acc, _mm256_mul_ps(va, vb));
             }
             i += 8;
         }
-        let mut sum = hsum_ps(_mm256_add_ps(s0, s1));
-        for k in i..n {
-            sum += a[k] * b[k];
+        // Transpose so that `l[j]` holds lane `j` of the 4 accumulators; adding l[0], l[1],
+        // ..., l[7] in order is, per position, exactly the portable sequential lane sum.
+        let t0 = _mm256_unpacklo_ps(acc[0], acc[1]);
+        let t1 = _mm256_unpackhi_ps(acc[0], acc[1]);
+        let t2 = _mm256_unpacklo_ps(acc[2], acc[3]);
+        let t3 = _mm256_unpackhi_ps(acc[2], acc[3]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2); // lanes 0 | 4
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2); // lanes 1 | 5
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3); // lanes 2 | 6
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3); // lanes 3 | 7
+        let lo = _mm256_castps256_ps128;
+        let hi = |v| _mm256_extractf128_ps::<1>(v);
+        let l = [
+            lo(u0),
+            lo(u1),
+            lo(u2),
+            lo(u3),
+            hi(u0),
+            hi(u1),
+            hi(u2),
+            hi(u3),
+        ];
+        let sum = l[1..].iter().fold(l[0], |s, &v| _mm_add_ps(s, v));
+        let mut out = [0.0f32; 4];
+        // SAFETY: `out` holds exactly 4 floats.
+        unsafe { _mm_storeu_ps(out.as_mut_ptr(), sum) };
+        if i < n {
+            for (o, b) in out.iter_mut().zip(b) {
+                *o += a[i..n]
+                    .iter()
+                    .zip(&b[i..n])
+                    .map(|(x, y)| x * y)
+                    .sum::<f32>();
+            }
+        } else {
+            // The portable form adds an empty tail, `-0.0` or `0.0`: `x + 0.0` differs from
+            // `x` only for `x == -0.0`, which the softmax cannot tell from `0.0`.
+            out.iter_mut().for_each(|o| *o += 0.0);
         }
-        sum
+        out
     }
 
+    /// Four `axpy`s in order, each 8-float chunk of `acc` loaded and stored once.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn axpy4(acc: &mut [f32], w: [f32; 4], v: [&[f32]; 4]) {
+        let n = v.iter().fold(acc.len(), |n, v| n.min(v.len()));
+        let wv = w.map(|w| _mm256_set1_ps(w));
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: `i + 8 <= n` keeps every 8-float access in bounds.
+            unsafe {
+                let pa = acc.as_mut_ptr().add(i);
+                let mut r = _mm256_loadu_ps(pa);
+                for (wv, v) in wv.iter().zip(v) {
+                    r = _mm256_add_ps(r, _mm256_mul_ps(*wv, _mm256_loadu_ps(v.as_ptr().add(i))));
+                }
+                _mm256_storeu_ps(pa, r);
+            }
+            i += 8;
+        }
+        for k in i..n {
+            for (w, v) in w.iter().zip(v) {
+                acc[k] += w * v[k];
+            }
+        }
+    }
+
+    /// `acc += w * v` with a separate multiply and add, as the portable form rounds.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     fn axpy(acc: &mut [f32], w: f32, v: &[f32]) {
@@ -181,9 +305,8 @@ mod x86 {
             // SAFETY: `i + 8 <= n` keeps both 8-float accesses in bounds.
             unsafe {
                 let pa = acc.as_mut_ptr().add(i);
-                let r =
-                    _mm256_fmadd_ps(wv, _mm256_loadu_ps(v.as_ptr().add(i)), _mm256_loadu_ps(pa));
-                _mm256_storeu_ps(pa, r);
+                let prod = _mm256_mul_ps(wv, _mm256_loadu_ps(v.as_ptr().add(i)));
+                _mm256_storeu_ps(pa, _mm256_add_ps(_mm256_loadu_ps(pa), prod));
             }
             i += 8;
         }
@@ -216,9 +339,10 @@ mod tests {
         }
     }
 
-    /// Odd head sizes exercise the tails; GQA offsets exercise the strides.
+    /// Bit for bit: greedy outputs must not depend on the path. Odd head sizes exercise the
+    /// tails; GQA offsets exercise the strides.
     #[test]
-    fn the_simd_path_agrees_with_the_portable_one() {
+    fn the_simd_path_equals_the_portable_one_bit_for_bit() {
         for head_dim in [64, 128, 13, 8] {
             let (n_heads, n_kv) = (6, 2);
             let layout = HeadLayout {
@@ -234,9 +358,7 @@ mod tests {
                 let kv = head / (n_heads / n_kv);
                 let want = attend_head_on(KernelPath::Scalar, &q, &k, &v, layout, head, kv);
                 let got = attend_head(&q, &k, &v, layout, head, kv);
-                for (g, w) in got.iter().zip(&want) {
-                    assert!((g - w).abs() < 1e-4, "head_dim {head_dim}: {g} vs {w}");
-                }
+                assert_eq!(got, want, "head_dim {head_dim} head {head}");
             }
         }
     }
