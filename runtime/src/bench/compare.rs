@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::server::ServerProcess;
+use super::server::{Competitors, ServerProcess};
 use super::table::{self, Scenario, ServerResults};
 use super::BenchArgs;
 
@@ -51,6 +51,10 @@ pub struct CompareArgs {
     /// Requests of each concurrent load, in multiples of `concurrency`.
     #[arg(long, default_value_t = 2)]
     pub waves: usize,
+    /// CPU-bound busy-loop processes kept running during the loads (a noisy neighbour), to
+    /// measure how each server degrades when it does not have its cores to itself.
+    #[arg(long, default_value_t = 0)]
+    pub competing_processes: usize,
     /// Where the servers' logs go.
     #[arg(long, default_value = ".bench/logs")]
     pub log_dir: PathBuf,
@@ -182,6 +186,7 @@ async fn measure(
         .wait_ready(&http, Duration::from_secs(a.ready_timeout_secs))
         .await?;
     eprintln!("[{name}] ready in {:.1}s", started.elapsed().as_secs_f64());
+    let competitors = Competitors::start(a.competing_processes)?;
     let mut runs = Vec::new();
     for s in a.scenarios() {
         let report = super::run(BenchArgs {
@@ -210,6 +215,7 @@ async fn measure(
         }
         runs.push((s, report));
     }
+    drop(competitors);
     let peak_rss_bytes = server.peak_rss_bytes();
     server.stop();
     Ok(ServerResults {
@@ -236,9 +242,11 @@ pub async fn run(a: CompareArgs) -> anyhow::Result<String> {
     );
     Ok(format!(
         "model {model}, {} threads each, {} output tokens per request (ignore_eos), no prompt \
-         cache, servers run one after the other\npeer: {} ({version})\n\n{}",
+         cache, servers run one after the other, {} competing busy-loop processes\n\
+         peer: {} ({version})\n\n{}",
         a.threads(),
         a.max_tokens,
+        a.competing_processes,
         a.peer_label,
         table::render(&ours, &peer, &a.scenarios())
     ))

@@ -115,6 +115,37 @@ impl Drop for ServerProcess {
     }
 }
 
+/// CPU-bound busy loops in child processes (a noisy neighbour), killed when dropped: shows how
+/// a server degrades when it does not have its cores to itself.
+pub struct Competitors(Vec<Child>);
+
+impl Competitors {
+    pub fn start(n: usize) -> anyhow::Result<Self> {
+        let mut children = Vec::with_capacity(n);
+        for _ in 0..n {
+            children.push(
+                Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("starting a competing busy loop")?,
+            );
+        }
+        Ok(Self(children))
+    }
+}
+
+impl Drop for Competitors {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// `VmHWM:   123456 kB` -> bytes.
 fn parse_vm_hwm(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;

@@ -133,8 +133,8 @@ fn attend<V: F32Ops>((q, keys, values, layout, q_head, kv_head): Args<'_>) -> Ve
             V::axpy4(oi, w, [value(j), value(j + 1), value(j + 2), value(j + 3)]);
             j += 4;
         }
-        for j in j..n_keys {
-            V::axpy(oi, scores[j], value(j));
+        for (j, &w) in scores.iter().enumerate().skip(j) {
+            V::axpy(oi, w, value(j));
         }
     }
     out

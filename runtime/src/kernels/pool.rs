@@ -214,7 +214,7 @@ impl Spin {
 
     fn expired(&mut self) -> bool {
         self.polls = self.polls.wrapping_add(1);
-        self.polls % 64 == 0 && self.start.elapsed() > SPIN
+        self.polls.is_multiple_of(64) && self.start.elapsed() > SPIN
     }
 }
 
