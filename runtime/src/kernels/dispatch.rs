@@ -60,6 +60,9 @@ mod x86w {
         vnni4_q4_0 = vnni::dot_q4_0_n::<4>: BlockQ8_1;
         vnni4_q4_1 = vnni::dot_q4_1_n::<4>: BlockQ8_1;
         vnni4_q8_0 = vnni::dot_q8_0_n::<4>: BlockQ8_0;
+        dot4_q4k = x86::dot_q4k_n::<4>: BlockQ8K;
+        dot4_q5k = x86::dot_q5k_n::<4>: BlockQ8K;
+        dot4_q6k = x86::dot_q6k_n::<4>: BlockQ8K;
     }
 }
 
@@ -149,6 +152,20 @@ pub fn q8_0_dot4(path: KernelPath) -> Option<Dot4<BlockQ8_0>> {
         });
     }
     let _ = simd(path);
+    None
+}
+
+/// The 4-row form of `q8_k_dot`, where the path has one.
+pub fn q8_k_dot4(format: WeightFormat, path: KernelPath) -> Option<Dot4<BlockQ8K>> {
+    #[cfg(target_arch = "x86_64")]
+    if simd(path) {
+        return Some(match format {
+            WeightFormat::Q4K => x86w::dot4_q4k,
+            WeightFormat::Q5K => x86w::dot4_q5k,
+            _ => x86w::dot4_q6k,
+        });
+    }
+    let _ = (simd(path), format);
     None
 }
 

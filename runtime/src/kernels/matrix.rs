@@ -257,7 +257,10 @@ pub fn matmul_group_with<E: Executor + ?Sized>(
                 ensure_len(&mut s.q8_k, blocks);
                 quantize_q8_k(x, &mut s.q8_k[..blocks]);
                 run_parts(pool, &parts, &s.q8_k[..blocks], cols / 256, |m| {
-                    (dispatch::q8_k_dot(m.format, m.path), None)
+                    (
+                        dispatch::q8_k_dot(m.format, m.path),
+                        dispatch::q8_k_dot4(m.format, m.path),
+                    )
                 });
             }
             ActKind::F32 => {

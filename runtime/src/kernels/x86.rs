@@ -82,75 +82,132 @@ fn k4_min_sum(mins: &[u8; 8], y: &BlockQ8K) -> i32 {
         .sum()
 }
 
+/// The K-quant kernels come in an `_n` form: one weight row against `N` activation rows
+/// `stride` blocks apart, unpacking each weight super-block (scales, mins, nibbles) once for
+/// all of them. The 1-row functions are `_n::<1>`, and every row is summed in the same order
+/// whatever `N`, so batched rows are bit-identical to rows computed alone.
+macro_rules! k_rows {
+    ($name:ident, $name_n:ident) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub fn $name(w: &[u8], a: &[BlockQ8K]) -> f32 {
+            $name_n::<1>(w, a, 0)[0]
+        }
+    };
+}
+
+/// Asserts that `N` rows of `nb` blocks, `stride` apart, lie inside `a`.
+#[inline(always)]
+fn check_rows<const N: usize>(a: &[BlockQ8K], nb: usize, stride: usize) {
+    assert!(N == 0 || nb == 0 || a.len() >= (N - 1) * stride + nb);
+}
+
+k_rows!(dot_q4k, dot_q4k_n);
+k_rows!(dot_q5k, dot_q5k_n);
+k_rows!(dot_q6k, dot_q6k_n);
+
 #[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_q4k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+pub fn dot_q4k_n<const N: usize>(w: &[u8], a: &[BlockQ8K], stride: usize) -> [f32; N] {
     let m4 = _mm256_set1_epi8(0x0F);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_m = 0.0f32;
-    for (b, y) in w.chunks_exact(144).zip(a) {
-        let (d, dmin) = (rd_f16(b, 0) * y.d, rd_f16(b, 2) * y.d);
+    let nb = w.len() / 144;
+    check_rows::<N>(a, nb, stride);
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut acc_m = [0.0f32; N];
+    for (k, b) in w.chunks_exact(144).enumerate() {
+        let (dw, dminw) = (rd_f16(b, 0), rd_f16(b, 2));
         let (sc, mins) = k4_scales_mins(&b[4..16]);
-        acc_m += dmin * k4_min_sum(&mins, y) as f32;
-        let mut sumi = _mm256_setzero_si256();
+        let mut lo = [_mm256_setzero_si256(); 4];
+        let mut hi = [_mm256_setzero_si256(); 4];
         for j in 0..4 {
             let q4 = load32(&b[16 + 32 * j..48 + 32 * j]);
-            let lo = _mm256_and_si256(q4, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-            let pl = _mm256_maddubs_epi16(lo, load32(as_u8(&y.qs[64 * j..64 * j + 32])));
-            let ph = _mm256_maddubs_epi16(hi, load32(as_u8(&y.qs[64 * j + 32..64 * j + 64])));
-            let pl = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * j])), pl);
-            let ph = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * j + 1])), ph);
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+            lo[j] = _mm256_and_si256(q4, m4);
+            hi[j] = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        for i in 0..N {
+            let y = &a[i * stride + k];
+            let (d, dmin) = (dw * y.d, dminw * y.d);
+            acc_m[i] += dmin * k4_min_sum(&mins, y) as f32;
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..4 {
+                let pl = _mm256_maddubs_epi16(lo[j], load32(as_u8(&y.qs[64 * j..64 * j + 32])));
+                let ph =
+                    _mm256_maddubs_epi16(hi[j], load32(as_u8(&y.qs[64 * j + 32..64 * j + 64])));
+                let pl = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * j])), pl);
+                let ph = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * j + 1])), ph);
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+            }
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i]);
+        }
     }
-    hsum_ps(acc) - acc_m
+    let mut out = [0.0f32; N];
+    for i in 0..N {
+        out[i] = hsum_ps(acc[i]) - acc_m[i];
+    }
+    out
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_q5k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+pub fn dot_q5k_n<const N: usize>(w: &[u8], a: &[BlockQ8K], stride: usize) -> [f32; N] {
     let m4 = _mm256_set1_epi8(0x0F);
     let one = _mm256_set1_epi8(1);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_m = 0.0f32;
-    for (b, y) in w.chunks_exact(176).zip(a) {
-        let (d, dmin) = (rd_f16(b, 0) * y.d, rd_f16(b, 2) * y.d);
+    let nb = w.len() / 176;
+    check_rows::<N>(a, nb, stride);
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut acc_m = [0.0f32; N];
+    for (k, b) in w.chunks_exact(176).enumerate() {
+        let (dw, dminw) = (rd_f16(b, 0), rd_f16(b, 2));
         let (sc, mins) = k4_scales_mins(&b[4..16]);
-        acc_m += dmin * k4_min_sum(&mins, y) as f32;
         let hbits = load32(&b[16..48]);
-        let mut sumi = _mm256_setzero_si256();
+        // Bit k of each qh byte is the fifth bit of sub-block k; move it to bit 4.
+        let h = |k: i32| {
+            let bit = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(k)), one);
+            _mm256_slli_epi16(bit, 4)
+        };
+        let mut lo = [_mm256_setzero_si256(); 4];
+        let mut hi = [_mm256_setzero_si256(); 4];
         for j in 0..4 {
             let q = load32(&b[48 + 32 * j..80 + 32 * j]);
-            // Bit k of each qh byte is the fifth bit of sub-block k; move it to bit 4.
-            let h = |k: i32| {
-                let bit = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(k)), one);
-                _mm256_slli_epi16(bit, 4)
-            };
-            let lo = _mm256_add_epi8(_mm256_and_si256(q, m4), h(2 * j as i32));
-            let hi = _mm256_add_epi8(
+            lo[j] = _mm256_add_epi8(_mm256_and_si256(q, m4), h(2 * j as i32));
+            hi[j] = _mm256_add_epi8(
                 _mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
                 h(2 * j as i32 + 1),
             );
-            let pl = _mm256_maddubs_epi16(lo, load32(as_u8(&y.qs[64 * j..64 * j + 32])));
-            let ph = _mm256_maddubs_epi16(hi, load32(as_u8(&y.qs[64 * j + 32..64 * j + 64])));
-            let pl = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * j])), pl);
-            let ph = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * j + 1])), ph);
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        for i in 0..N {
+            let y = &a[i * stride + k];
+            let (d, dmin) = (dw * y.d, dminw * y.d);
+            acc_m[i] += dmin * k4_min_sum(&mins, y) as f32;
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..4 {
+                let pl = _mm256_maddubs_epi16(lo[j], load32(as_u8(&y.qs[64 * j..64 * j + 32])));
+                let ph =
+                    _mm256_maddubs_epi16(hi[j], load32(as_u8(&y.qs[64 * j + 32..64 * j + 64])));
+                let pl = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * j])), pl);
+                let ph = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * j + 1])), ph);
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+            }
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i]);
+        }
     }
-    hsum_ps(acc) - acc_m
+    let mut out = [0.0f32; N];
+    for i in 0..N {
+        out[i] = hsum_ps(acc[i]) - acc_m[i];
+    }
+    out
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_q6k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+pub fn dot_q6k_n<const N: usize>(w: &[u8], a: &[BlockQ8K], stride: usize) -> [f32; N] {
     let m4 = _mm256_set1_epi8(0x0F);
     let m2 = _mm256_set1_epi8(3);
     let m32 = _mm256_set1_epi8(32);
-    let mut acc = _mm256_setzero_ps();
-    for (b, y) in w.chunks_exact(210).zip(a) {
-        let d = rd_f16(b, 208) * y.d;
-        let mut sumi = _mm256_setzero_si256();
+    let nb = w.len() / 210;
+    check_rows::<N>(a, nb, stride);
+    let mut acc = [_mm256_setzero_ps(); N];
+    for (k, b) in w.chunks_exact(210).enumerate() {
+        let dw = rd_f16(b, 208);
+        // The 6-bit values of both halves, unpacked once: q[4 * half + k].
+        let mut q = [_mm256_setzero_si256(); 8];
+        let mut s = [_mm256_setzero_si256(); 8];
         for half in 0..2 {
             let qh = load32(&b[128 + 32 * half..160 + 32 * half]);
             let ql1 = load32(&b[64 * half..64 * half + 32]);
@@ -159,29 +216,40 @@ pub fn dot_q6k(w: &[u8], a: &[BlockQ8K]) -> f32 {
                 let v = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(s)), m2);
                 _mm256_slli_epi16(v, 4)
             };
-            let q = [
-                _mm256_or_si256(_mm256_and_si256(ql1, m4), high(0)),
-                _mm256_or_si256(_mm256_and_si256(ql2, m4), high(2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), high(4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql2, 4), m4), high(6)),
-            ];
+            q[4 * half] = _mm256_or_si256(_mm256_and_si256(ql1, m4), high(0));
+            q[4 * half + 1] = _mm256_or_si256(_mm256_and_si256(ql2, m4), high(2));
+            q[4 * half + 2] =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), high(4));
+            q[4 * half + 3] =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql2, 4), m4), high(6));
             let sc = &b[192 + 8 * half..200 + 8 * half];
-            for (k, qk) in q.iter().enumerate() {
-                let o = 128 * half + 32 * k;
+            for kk in 0..4 {
+                s[4 * half + kk] = _mm256_set_m128i(
+                    _mm_set1_epi16(i16::from(sc[2 * kk + 1] as i8)),
+                    _mm_set1_epi16(i16::from(sc[2 * kk] as i8)),
+                );
+            }
+        }
+        for i in 0..N {
+            let y = &a[i * stride + k];
+            let d = dw * y.d;
+            let mut sumi = _mm256_setzero_si256();
+            for (idx, (qk, sk)) in q.iter().zip(&s).enumerate() {
+                let o = 32 * idx;
                 let q8 = load32(as_u8(&y.qs[o..o + 32]));
                 // (q6 - 32) * q8 = q6 * q8 - 32 * q8, keeping maddubs' unsigned operand >= 0.
                 let p =
                     _mm256_sub_epi16(_mm256_maddubs_epi16(*qk, q8), _mm256_maddubs_epi16(m32, q8));
-                let s = _mm256_set_m128i(
-                    _mm_set1_epi16(i16::from(sc[2 * k + 1] as i8)),
-                    _mm_set1_epi16(i16::from(sc[2 * k] as i8)),
-                );
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(s, p));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(*sk, p));
             }
+            acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i]);
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum_ps(acc)
+    let mut out = [0.0f32; N];
+    for i in 0..N {
+        out[i] = hsum_ps(acc[i]);
+    }
+    out
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

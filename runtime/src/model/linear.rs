@@ -329,8 +329,8 @@ mod batch_invariance {
     }
 
     /// What makes "same seed, same text alone or in a batch" hold: rows do not see each other.
-    /// The block formats are bit-exact; candle's F32/F16 gemm and Q6_K paths differ only in the
-    /// last bits (accumulation order depends on the batch size).
+    /// The block formats are bit-exact (their 4-row kernels sum each row in the single-row
+    /// order); candle's F32 gemm and the F16 path differ only in the last bits.
     #[test]
     fn every_format_gives_each_row_the_same_result_alone_or_in_a_batch() -> candle_core::Result<()>
     {
@@ -340,10 +340,11 @@ mod batch_invariance {
             GgmlDType::Q8_0,
             GgmlDType::Q4K,
             GgmlDType::Q5K,
+            GgmlDType::Q6K,
         ] {
             assert_eq!(worst_row_difference(dtype)?, 0.0, "{dtype:?}");
         }
-        for dtype in [GgmlDType::F32, GgmlDType::F16, GgmlDType::Q6K] {
+        for dtype in [GgmlDType::F32, GgmlDType::F16] {
             let worst = worst_row_difference(dtype)?;
             assert!(worst < 1e-5, "{dtype:?}: {worst}");
         }
