@@ -83,6 +83,44 @@ async fn max_tokens_ends_with_finish_reason_length() {
     assert_eq!(v["usage"]["completion_tokens"], 3);
 }
 
+/// "Reply with one word: yes." ends at the model's EOS after a few tokens; with `ignore_eos`
+/// generation runs through it to max_tokens (fixed-length benchmark loads rely on this).
+#[tokio::test]
+async fn ignore_eos_generates_to_max_tokens_past_the_end_of_sequence() {
+    let short = req("Reply with one word: yes.", 48);
+    let v = chat(shared(), &short).await;
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    let stopped_at = v["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(stopped_at < 48, "{v}");
+    let mut long = short.clone();
+    long["ignore_eos"] = json!(true);
+    let v = chat(shared(), &long).await;
+    assert_eq!(v["choices"][0]["finish_reason"], "length", "{v}");
+    assert_eq!(v["usage"]["completion_tokens"], 48);
+}
+
+/// The load generator `make bench` uses, against the real model: fixed-length replies, each
+/// prompt its own, usage counted from the stream.
+#[tokio::test]
+async fn the_bench_load_generator_gets_fixed_length_replies() {
+    let report = deepseek_runtime::bench::run(deepseek_runtime::bench::BenchArgs {
+        url: shared().to_string(),
+        concurrency: 2,
+        requests: 3,
+        max_tokens: 20,
+        prompt_tokens: 40,
+        model: None,
+        timeout_secs: 300,
+        ignore_eos: true,
+        no_prompt_cache: true,
+    })
+    .await
+    .unwrap();
+    assert_eq!((report.requests, report.errors), (3, 0), "{report}");
+    assert_eq!(report.mean_completion_tokens, 20.0, "{report}");
+    assert!(report.prefill_tokens_per_sec > 0.0 && report.decode_tokens_per_sec_per_stream > 0.0);
+}
+
 #[tokio::test]
 async fn usage_counts_equal_the_tokenizers_counts() {
     let question = "How many legs does a spider have?";
