@@ -139,7 +139,7 @@ impl QuantMatrix {
         n: usize,
         out: &mut [f32],
     ) -> Result<(), KernelError> {
-        matmul_group_with(pool, &[self], x, n, &mut [out])
+        matmul_group_with(pool, [self], x, n, [out])
     }
 
     fn shape_error(&self, n: usize, x_len: usize, out_len: usize) -> KernelError {
@@ -175,60 +175,58 @@ fn act_kind(format: WeightFormat) -> ActKind {
 /// `outs[m] = x W_m^T`. When their formats pair with the same activation format, `x` is
 /// quantised once and all their rows share one pool job (one hand-off and one wait instead of
 /// one per matrix); otherwise they run one after the other. Each output is bit-identical to
-/// the matrix's own `matmul`.
-pub fn matmul_group(
-    mats: &[&QuantMatrix],
+/// the matrix's own `matmul`. Arrays, not slices: nothing is allocated per call.
+pub fn matmul_group<const N: usize>(
+    mats: [&QuantMatrix; N],
     x: &[f32],
     n: usize,
-    outs: &mut [&mut [f32]],
+    outs: [&mut [f32]; N],
 ) -> Result<(), KernelError> {
     matmul_group_with(pool::global(), mats, x, n, outs)
 }
 
 /// As `matmul_group`, on the given pool.
-pub fn matmul_group_with<E: Executor + ?Sized>(
+pub fn matmul_group_with<E: Executor + ?Sized, const N: usize>(
     pool: &E,
-    mats: &[&QuantMatrix],
+    mats: [&QuantMatrix; N],
     x: &[f32],
     n: usize,
-    outs: &mut [&mut [f32]],
+    outs: [&mut [f32]; N],
 ) -> Result<(), KernelError> {
     let Some(first) = mats.first() else {
         return Ok(());
     };
-    for (i, m) in mats.iter().enumerate() {
-        let out_len = outs.get(i).map_or(0, |o| o.len());
-        if m.cols != first.cols || x.len() != n * m.cols || out_len != n * m.rows {
-            return Err(m.shape_error(n, x.len(), out_len));
+    for (m, out) in mats.iter().zip(&outs) {
+        if m.cols != first.cols || x.len() != n * m.cols || out.len() != n * m.rows {
+            return Err(m.shape_error(n, x.len(), out.len()));
         }
-    }
-    if mats.len() != outs.len() {
-        return Err(first.shape_error(n, x.len(), 0));
     }
     if n == 0 {
         return Ok(());
     }
     let kind = act_kind(first.format);
     if mats.iter().any(|m| act_kind(m.format) != kind) {
-        for (m, out) in mats.iter().zip(outs.iter_mut()) {
+        for (m, out) in mats.into_iter().zip(outs) {
             m.matmul_with(pool, x, n, out)?;
         }
         return Ok(());
     }
-    let datas = mats
-        .iter()
-        .map(|m| m.data())
-        .collect::<Result<Vec<_>, _>>()?;
-    let parts: Vec<Part<'_>> = mats
-        .iter()
-        .zip(&datas)
-        .zip(outs.iter_mut())
-        .map(|((m, w), out)| Part {
-            m,
-            w: w.as_ref(),
-            sink: OutSink::new(out),
+    let mut failed = None;
+    let datas = mats.map(|m| {
+        m.data().unwrap_or_else(|e| {
+            failed = Some(e);
+            Cow::Borrowed(&[][..])
         })
-        .collect();
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let sinks = outs.map(OutSink::new);
+    let parts: [Part<'_>; N] = std::array::from_fn(|i| Part {
+        m: mats[i],
+        w: datas[i].as_ref(),
+        sink: sinks[i],
+    });
     let cols = first.cols;
     SCRATCH.with(|s| {
         let s = &mut *s.borrow_mut();
@@ -286,13 +284,12 @@ fn run_parts<T: Sync, E: Executor + ?Sized>(
     parts: &[Part<'_>],
     acts: &[T],
     per_row: usize,
-    dots_of: impl Fn(&QuantMatrix) -> RowDots<T>,
+    dots_of: impl Fn(&QuantMatrix) -> RowDots<T> + Sync,
 ) {
     let n = acts.len() / per_row;
     let total_rows: usize = parts.iter().map(|p| p.m.rows).sum();
     let chunk = (total_rows / (pool.threads() * 8)).clamp(4, 256);
     let n_chunks: usize = parts.iter().map(|p| p.m.rows.div_ceil(chunk)).sum();
-    let dots: Vec<RowDots<T>> = parts.iter().map(|p| dots_of(p.m)).collect();
     let next = AtomicUsize::new(0);
     let work = || loop {
         let mut c = next.fetch_add(1, Ordering::Relaxed);
@@ -308,7 +305,7 @@ fn run_parts<T: Sync, E: Executor + ?Sized>(
         let rows = p.m.rows;
         let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(rows));
         let rb = p.m.format.row_bytes(p.m.cols);
-        let (dot, dot4) = dots[part];
+        let (dot, dot4) = dots_of(p.m);
         for t0 in (0..n).step_by(ACT_TILE) {
             let end = (t0 + ACT_TILE).min(n);
             for r in r0..r1 {
@@ -338,6 +335,7 @@ fn run_parts<T: Sync, E: Executor + ?Sized>(
 }
 
 /// Shared write access to the output for threads that own disjoint output rows.
+#[derive(Clone, Copy)]
 struct OutSink {
     ptr: *mut f32,
     len: usize,
@@ -349,6 +347,8 @@ unsafe impl Sync for OutSink {}
 
 impl OutSink {
     fn new(out: &mut [f32]) -> Self {
+        // The pointer outlives the `&mut` it came from: callers keep the buffer borrowed
+        // (and untouched) until the pool job that writes through it has finished.
         Self {
             ptr: out.as_mut_ptr(),
             len: out.len(),

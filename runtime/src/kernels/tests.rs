@@ -311,50 +311,38 @@ fn batched_rows_are_bit_identical_to_separate_single_row_calls_on_every_path() {
     }
 }
 
-/// q/k/v-style groups: one shared input, several matrices (same or different formats, which
-/// changes whether the input is quantised once); each output equals its own `matmul`.
+/// Checks one q/k/v-style group: one shared input, several matrices; each output equals its
+/// own `matmul`, bit for bit.
+fn check_group<const N: usize>(group: [(WeightFormat, usize); N], rng: &mut StdRng) {
+    let pool = ThreadPool::new(3);
+    let cols = 512;
+    let mats = group.map(|(f, rows)| {
+        QuantMatrix::new(f, rows, cols, random_weights(f, rows, cols, rng)).expect("valid matrix")
+    });
+    for n in [1, 5] {
+        let x = random_acts(n * cols, rng);
+        let mut outs = mats.each_ref().map(|m| vec![f32::NAN; n * m.rows()]);
+        let views = outs.each_mut().map(Vec::as_mut_slice);
+        matmul_group_with(&pool, mats.each_ref(), &x, n, views).expect("shapes match");
+        for (m, got) in mats.iter().zip(&outs) {
+            let mut alone = vec![0.0f32; n * m.rows()];
+            m.matmul_with(&pool, &x, n, &mut alone)
+                .expect("shapes match");
+            assert_eq!(&alone, got, "{:?} n={n}", m.format());
+        }
+    }
+}
+
+/// Same formats (input quantised once), different K-quants (one Q8_K input), and formats that
+/// pair with different activation formats (run one by one).
 #[test]
 fn a_group_product_equals_each_matrix_alone_bit_for_bit() {
     let mut rng = StdRng::seed_from_u64(11);
-    let pool = ThreadPool::new(3);
-    let cols = 512;
-    let groups: [&[(WeightFormat, usize)]; 4] = [
-        &[
-            (WeightFormat::Q4_1, 64),
-            (WeightFormat::Q4_1, 16),
-            (WeightFormat::Q4_1, 16),
-        ],
-        &[(WeightFormat::Q4K, 40), (WeightFormat::Q6K, 24)],
-        &[
-            (WeightFormat::Q8_0, 33),
-            (WeightFormat::Q4_0, 7),
-            (WeightFormat::F16, 5),
-        ],
-        &[(WeightFormat::F16, 9)],
-    ];
-    for group in groups {
-        let mats: Vec<QuantMatrix> = group
-            .iter()
-            .map(|&(f, rows)| {
-                QuantMatrix::new(f, rows, cols, random_weights(f, rows, cols, &mut rng))
-                    .expect("valid matrix")
-            })
-            .collect();
-        for n in [1, 5] {
-            let x = random_acts(n * cols, &mut rng);
-            let mut outs: Vec<Vec<f32>> =
-                mats.iter().map(|m| vec![f32::NAN; n * m.rows()]).collect();
-            let refs: Vec<&QuantMatrix> = mats.iter().collect();
-            let mut views: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
-            matmul_group_with(&pool, &refs, &x, n, &mut views).expect("shapes match");
-            for (m, got) in mats.iter().zip(&outs) {
-                let mut alone = vec![0.0f32; n * m.rows()];
-                m.matmul_with(&pool, &x, n, &mut alone)
-                    .expect("shapes match");
-                assert_eq!(&alone, got, "{:?} n={n}", m.format());
-            }
-        }
-    }
+    use WeightFormat::*;
+    check_group([(Q4_1, 64), (Q4_1, 16), (Q4_1, 16)], &mut rng);
+    check_group([(Q4K, 40), (Q6K, 24)], &mut rng);
+    check_group([(Q8_0, 33), (Q4_0, 7), (F16, 5)], &mut rng);
+    check_group([(F16, 9)], &mut rng);
 }
 
 #[test]
@@ -364,10 +352,10 @@ fn a_group_rejects_matrices_of_different_widths() {
     let (mut oa, mut ob) = ([0.0f32; 1], [0.0f32; 1]);
     let err = matmul_group_with(
         &ThreadPool::new(1),
-        &[&a, &b],
+        [&a, &b],
         &[0.0; 32],
         1,
-        &mut [&mut oa, &mut ob],
+        [&mut oa, &mut ob],
     )
     .expect_err("widths differ");
     assert!(matches!(err, KernelError::ShapeMismatch { cols: 64, .. }));

@@ -148,9 +148,9 @@ impl Linear {
         x: &[f32],
         n_tokens: usize,
     ) -> candle_core::Result<[Vec<f32>; N]> {
-        let fast: Option<Vec<&QuantMatrix>> = layers.iter().map(|l| l.fast.as_ref()).collect();
-        let (Some(mats), true) = (fast, layers.iter().all(|l| l.in_dim * n_tokens == x.len()))
-        else {
+        let fast = layers.map(|l| l.fast.as_ref());
+        let fits = layers.iter().all(|l| l.in_dim * n_tokens == x.len());
+        if !fits || fast.iter().any(Option::is_none) {
             let mut outs = Vec::with_capacity(N);
             for l in layers {
                 outs.push(l.forward(x, n_tokens)?);
@@ -158,14 +158,12 @@ impl Linear {
             return outs
                 .try_into()
                 .map_err(|_| candle_core::Error::Msg("forward_group arity".into()));
-        };
+        }
+        let mats = fast.map(|m| m.expect("checked above: every layer has the kernel path"));
         let mut outs: [Vec<f32>; N] =
             std::array::from_fn(|i| vec![0.0f32; n_tokens * layers[i].out_dim]);
-        {
-            let mut views: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
-            kernels::matmul_group(&mats, x, n_tokens, &mut views)
-                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        }
+        kernels::matmul_group(mats, x, n_tokens, outs.each_mut().map(Vec::as_mut_slice))
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         for (l, out) in layers.iter().zip(outs.iter_mut()) {
             l.add_bias(out);
         }
