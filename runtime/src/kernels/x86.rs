@@ -95,6 +95,23 @@ macro_rules! k_rows {
     };
 }
 
+/// The integer part of a Q4_K / Q5_K super-block against one Q8_K block: the unpacked 4- or
+/// 5-bit values (`lo[j]`, `hi[j]`: sub-blocks `2j` and `2j + 1`) times the activations, each
+/// sub-block weighted by its 6-bit scale.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k4_quant_dot(lo: &[__m256i; 4], hi: &[__m256i; 4], sc: &[u8; 8], y: &BlockQ8K) -> __m256i {
+    let mut sumi = _mm256_setzero_si256();
+    for j in 0..4 {
+        let pl = _mm256_maddubs_epi16(lo[j], load32(as_u8(&y.qs[64 * j..64 * j + 32])));
+        let ph = _mm256_maddubs_epi16(hi[j], load32(as_u8(&y.qs[64 * j + 32..64 * j + 64])));
+        let pl = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * j])), pl);
+        let ph = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * j + 1])), ph);
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+    }
+    sumi
+}
+
 /// Asserts that `N` rows of `nb` blocks, `stride` apart, lie inside `a`.
 #[inline(always)]
 fn check_rows<const N: usize>(a: &[BlockQ8K], nb: usize, stride: usize) {
@@ -126,15 +143,7 @@ pub fn dot_q4k_n<const N: usize>(w: &[u8], a: &[BlockQ8K], stride: usize) -> [f3
             let y = &a[i * stride + k];
             let (d, dmin) = (dw * y.d, dminw * y.d);
             acc_m[i] += dmin * k4_min_sum(&mins, y) as f32;
-            let mut sumi = _mm256_setzero_si256();
-            for j in 0..4 {
-                let pl = _mm256_maddubs_epi16(lo[j], load32(as_u8(&y.qs[64 * j..64 * j + 32])));
-                let ph =
-                    _mm256_maddubs_epi16(hi[j], load32(as_u8(&y.qs[64 * j + 32..64 * j + 64])));
-                let pl = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * j])), pl);
-                let ph = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * j + 1])), ph);
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-            }
+            let sumi = k4_quant_dot(&lo, &hi, &sc, y);
             acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i]);
         }
     }
@@ -176,15 +185,7 @@ pub fn dot_q5k_n<const N: usize>(w: &[u8], a: &[BlockQ8K], stride: usize) -> [f3
             let y = &a[i * stride + k];
             let (d, dmin) = (dw * y.d, dminw * y.d);
             acc_m[i] += dmin * k4_min_sum(&mins, y) as f32;
-            let mut sumi = _mm256_setzero_si256();
-            for j in 0..4 {
-                let pl = _mm256_maddubs_epi16(lo[j], load32(as_u8(&y.qs[64 * j..64 * j + 32])));
-                let ph =
-                    _mm256_maddubs_epi16(hi[j], load32(as_u8(&y.qs[64 * j + 32..64 * j + 64])));
-                let pl = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * j])), pl);
-                let ph = _mm256_madd_epi16(_mm256_set1_epi16(i16::from(sc[2 * j + 1])), ph);
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-            }
+            let sumi = k4_quant_dot(&lo, &hi, &sc, y);
             acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[i]);
         }
     }
