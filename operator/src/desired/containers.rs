@@ -134,6 +134,19 @@ fn quantity(value: impl Into<String>) -> Quantity {
 }
 
 /// Restricted-profile container security: no privilege escalation, no capabilities, read-only root.
+/// Requests and limits of the runtime's one-shot subcommands (`fetch`, `backup`): they stream
+/// files and hash them, so little CPU and a bounded amount of memory.
+pub fn tool_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), quantity("250m")),
+            ("memory".into(), quantity("128Mi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".into(), quantity("512Mi"))])),
+        ..ResourceRequirements::default()
+    }
+}
+
 pub fn container_security() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
@@ -202,14 +215,7 @@ pub fn fetch_container(spec: &DeepSeekDeploymentSpec, image: &str) -> Container 
         command: Some(vec![RUNTIME_BINARY.into()]),
         args: Some(fetch_args(spec)),
         env_from,
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".into(), quantity("250m")),
-                ("memory".into(), quantity("128Mi")),
-            ])),
-            limits: Some(BTreeMap::from([("memory".into(), quantity("512Mi"))])),
-            ..ResourceRequirements::default()
-        }),
+        resources: Some(tool_resources()),
         volume_mounts: Some(vec![
             model_mount(spec, read_only),
             mount(TMP_VOLUME, "/tmp", false),

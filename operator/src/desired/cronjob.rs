@@ -13,9 +13,8 @@ use deepseek_crds::{BackupSpec, DeepSeekDeploymentSpec};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
     Container, EnvFromSource, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SecretEnvSource, Volume, VolumeMount,
+    SecretEnvSource, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::containers::{self, MODEL_DIR, RUNTIME_BINARY, TLS_VOLUME, TMP_VOLUME};
@@ -98,21 +97,13 @@ fn backup_container(spec: &DeepSeekDeploymentSpec, backup: &BackupSpec, image: &
     if backup.destination.pvc.is_some() {
         mounts.push(mount(BACKUP_VOLUME, BACKUP_DIR, false));
     }
-    let quantity = |v: &str| Quantity(v.into());
     Container {
         name: BACKUP_CONTAINER.into(),
         image: Some(image.into()),
         command: Some(vec![RUNTIME_BINARY.into()]),
         args: Some(backup_args(backup)),
         env_from,
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".into(), quantity("250m")),
-                ("memory".into(), quantity("128Mi")),
-            ])),
-            limits: Some(BTreeMap::from([("memory".into(), quantity("512Mi"))])),
-            ..ResourceRequirements::default()
-        }),
+        resources: Some(containers::tool_resources()),
         volume_mounts: Some(mounts),
         security_context: Some(containers::container_security()),
         termination_message_policy: Some("FallbackToLogsOnError".into()),

@@ -4,17 +4,23 @@
 use std::future::{Future, IntoFuture};
 use std::time::Duration;
 
+use axum::serve::Listener;
 use axum::Router;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Serves `app` until `shutdown` resolves and in-flight requests finish (or `grace` passes).
-pub async fn serve(
-    listener: TcpListener,
+/// Any axum listener: a `TcpListener`, or one wrapped to tune each connection (the router
+/// sets `TCP_NODELAY`).
+pub async fn serve<L>(
+    listener: L,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: Listener,
+    L::Addr: std::fmt::Debug,
+{
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     let signal = async move {
         shutdown.await;

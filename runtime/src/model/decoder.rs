@@ -7,10 +7,11 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 
+use super::batch::{self, BatchLayout};
 use super::linear::Linear;
 use super::ops::{self, HeadLayout, RopeStyle, RopeTable};
 use super::{CausalLm, KvCache, ModelInfo, SeqInput};
@@ -66,12 +67,6 @@ pub struct Decoder {
     info: ModelInfo,
 }
 
-/// Where each sequence's rows lie in the batch matrix, and every row's absolute position.
-struct BatchLayout {
-    ranges: Vec<Range<usize>>,
-    positions: Vec<usize>,
-}
-
 impl Decoder {
     /// `info.kv_bytes_per_token` is filled here from the configuration.
     pub fn new(cfg: DecoderConfig, weights: DecoderWeights, mut info: ModelInfo) -> Self {
@@ -101,37 +96,13 @@ impl Decoder {
     }
 
     fn layout(&self, batch: &[SeqInput<'_>]) -> anyhow::Result<BatchLayout> {
-        let mut ranges = Vec::with_capacity(batch.len());
-        let mut positions = Vec::new();
-        for (i, seq) in batch.iter().enumerate() {
-            if seq.tokens.is_empty() {
-                bail!("sequence {i} of the batch has no new tokens");
-            }
-            if seq.cache.n_layers() != self.weights.layers.len()
-                || seq.cache.kv_dim() != self.kv_dim()
-            {
-                bail!("sequence {i} carries a KV cache made for a different model");
-            }
-            let start = seq.cache.len();
-            let end = start + seq.tokens.len();
-            if end > self.rope.max_positions() {
-                bail!(
-                    "sequence {i} would reach {end} positions, beyond the context length {}",
-                    self.rope.max_positions()
-                );
-            }
-            if let Some(&bad) = seq
-                .tokens
-                .iter()
-                .find(|&&t| t as usize >= self.info.vocab_size)
-            {
-                bail!("token id {bad} is outside the vocabulary");
-            }
-            let row0 = positions.len();
-            positions.extend(start..end);
-            ranges.push(row0..positions.len());
-        }
-        Ok(BatchLayout { ranges, positions })
+        let (layers, kv_dim) = (self.weights.layers.len(), self.kv_dim());
+        batch::layout(
+            batch,
+            |c| c.n_layers() == layers && c.kv_dim() == kv_dim,
+            self.rope.max_positions(),
+            self.info.vocab_size,
+        )
     }
 
     fn embed(&self, batch: &[SeqInput<'_>]) -> anyhow::Result<Vec<f32>> {

@@ -7,10 +7,11 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use candle_core::quantized::QTensor;
 use candle_core::{Device, Tensor};
 
+use super::batch::{self, BatchLayout};
 use super::linear::Linear;
 use super::mla::{MlaConfig, MlaWeights, QueryProj};
 use super::moe::{Mlp, Moe};
@@ -119,40 +120,14 @@ impl Deepseek2 {
         &self.cfg
     }
 
-    /// Each sequence's rows in the batch matrix, and every row's absolute position.
-    fn layout(&self, batch: &[SeqInput<'_>]) -> anyhow::Result<(Vec<Range<usize>>, Vec<usize>)> {
-        let mut ranges = Vec::with_capacity(batch.len());
-        let mut positions = Vec::new();
-        for (i, seq) in batch.iter().enumerate() {
-            if seq.tokens.is_empty() {
-                bail!("sequence {i} of the batch has no new tokens");
-            }
-            if seq.cache.n_layers() != self.weights.layers.len()
-                || seq.cache.kv_dim() != self.cfg.latent_dim()
-                || seq.cache.value_dim() != 0
-            {
-                bail!("sequence {i} carries a KV cache made for a different model");
-            }
-            let start = seq.cache.len();
-            let end = start + seq.tokens.len();
-            if end > self.rope.max_positions() {
-                bail!(
-                    "sequence {i} would reach {end} positions, beyond the context length {}",
-                    self.rope.max_positions()
-                );
-            }
-            if let Some(&bad) = seq
-                .tokens
-                .iter()
-                .find(|&&t| t as usize >= self.info.vocab_size)
-            {
-                bail!("token id {bad} is outside the vocabulary");
-            }
-            let row0 = positions.len();
-            positions.extend(start..end);
-            ranges.push(row0..positions.len());
-        }
-        Ok((ranges, positions))
+    fn layout(&self, batch: &[SeqInput<'_>]) -> anyhow::Result<BatchLayout> {
+        let (layers, latent) = (self.weights.layers.len(), self.cfg.latent_dim());
+        batch::layout(
+            batch,
+            |c| c.n_layers() == layers && c.kv_dim() == latent && c.value_dim() == 0,
+            self.rope.max_positions(),
+            self.info.vocab_size,
+        )
     }
 
     fn embed(&self, batch: &[SeqInput<'_>], n: usize) -> anyhow::Result<Vec<f32>> {
@@ -239,7 +214,7 @@ impl CausalLm for Deepseek2 {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let (ranges, positions) = self.layout(batch)?;
+        let BatchLayout { ranges, positions } = self.layout(batch)?;
         let result = self
             .run_layers(batch, &ranges, &positions)
             .and_then(|x| self.logits(&x, &ranges));

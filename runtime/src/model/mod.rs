@@ -2,6 +2,7 @@
 //! `CausalLm` trait every architecture implements. The engine depends only on this module's
 //! types, never on a concrete architecture.
 
+mod batch;
 pub mod decoder;
 pub mod deepseek2;
 pub mod device;

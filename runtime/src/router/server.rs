@@ -1,7 +1,6 @@
 //! Axum wiring: the router's own endpoints (`/healthz`, `/readyz`, `/metrics`, `/admin/stats`)
 //! and the proxy as the fallback for every other path and method.
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,6 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use super::proxy::proxy;
 use super::reload::Routes;
@@ -65,7 +63,7 @@ async fn admin_stats(State(app): State<Arc<App>>) -> impl IntoResponse {
 }
 
 /// Serves until SIGTERM, then lets in-flight requests (open streams too) finish for up to
-/// `grace`. Unlike `api::server::serve`, accepted sockets get TCP_NODELAY: a forwarded SSE
+/// `grace` (`api::server::serve`), with TCP_NODELAY on every accepted socket: a forwarded SSE
 /// token is one small write, and Nagle would hold it until the client acknowledges the last.
 pub async fn serve(listener: TcpListener, app: Router, grace: Duration) -> std::io::Result<()> {
     let listener = listener.tap_io(|tcp| {
@@ -73,21 +71,5 @@ pub async fn serve(listener: TcpListener, app: Router, grace: Duration) -> std::
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let (stopping_tx, mut stopping_rx) = watch::channel(false);
-    let signal = async move {
-        crate::api::server::shutdown_signal().await;
-        tracing::info!(grace_secs = grace.as_secs_f64(), "router shutting down");
-        let _ = stopping_tx.send(true);
-    };
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .into_future();
-    let deadline = async move {
-        let _ = stopping_rx.wait_for(|s| *s).await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        r = server => r,
-        _ = deadline => Ok(()),
-    }
+    crate::api::server::serve(listener, app, crate::api::server::shutdown_signal(), grace).await
 }
