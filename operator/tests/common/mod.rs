@@ -138,18 +138,31 @@ pub async fn start_operator(
 }
 
 /// Polls `probe` every 50 ms until it yields `Some`, failing after WAIT with `what`.
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> anyhow::Result<T>
+pub async fn eventually<T, F, Fut>(what: &str, probe: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    eventually_within(WAIT, what, probe).await
+}
+
+/// As `eventually`, failing after `wait`.
+pub async fn eventually_within<T, F, Fut>(
+    wait: Duration,
+    what: &str,
+    mut probe: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
         if let Some(v) = probe().await {
             return Ok(v);
         }
         if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("timed out after {WAIT:?} waiting for {what}");
+            anyhow::bail!("timed out after {wait:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

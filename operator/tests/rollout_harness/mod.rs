@@ -28,6 +28,8 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+#[path = "../common/mod.rs"]
+mod common;
 mod kubelet;
 use kubelet::kubelet;
 
@@ -382,19 +384,10 @@ fn start_operator(
 }
 
 /// Polls `probe` every 50 ms until it yields `Some`, failing after WAIT with `what`.
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> anyhow::Result<T>
+pub async fn eventually<T, F, Fut>(what: &str, probe: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe().await {
-            return Ok(v);
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("timed out after {WAIT:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::eventually_within(WAIT, what, probe).await
 }
