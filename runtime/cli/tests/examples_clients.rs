@@ -5,8 +5,6 @@ mod common;
 #[path = "common/real.rs"]
 mod real;
 
-use std::path::Path;
-
 use real::*;
 
 fn run_example(base: &str, script: &str, args: &[&str]) -> anyhow::Result<String> {

@@ -6,7 +6,7 @@
 mod router_support;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use router_support::{client, routes_yaml, RouterProc};
