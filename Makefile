@@ -31,7 +31,7 @@ bench: model build
 # Kernel micro-benchmarks: GB/s of weights streamed per format and shape, next to the
 # machine's measured memory bandwidth.
 bench-kernels:
-	cargo bench -p deepseek-runtime --bench kernels
+	cargo bench -p deepseek-kernels --bench kernels
 
 crds:
 	cargo run -q -p deepseek-crds --bin crdgen > crds/deepseekdeployments.yaml.tmp

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Writes runtime/tests/fixtures/templates/expected.json: every template fixture
-(runtime/tests/fixtures/templates/deepseek-*.json, as tokenizer_config.json holds it) rendering
+"""Writes runtime/cli/tests/fixtures/templates/expected.json: every template fixture
+(runtime/cli/tests/fixtures/templates/deepseek-*.json, as tokenizer_config.json holds it) rendering
 every conversation of conversations.json, by Python's jinja2 configured exactly as Hugging Face
 transformers' `apply_chat_template` configures it (sandboxed environment, trim_blocks,
 lstrip_blocks, loop controls, `raise_exception`, `strftime_now`, a `tojson` that keeps non-ASCII).
-runtime/tests/chat_template_deepseek.rs asserts our minijinja renderer gives the same strings, so
+runtime/cli/tests/chat_template_deepseek.rs asserts our minijinja renderer gives the same strings, so
 the expectations never come from the renderer under test. Run it again after changing a fixture
 and commit the output:
 
@@ -20,7 +20,7 @@ from jinja2.exceptions import TemplateError
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-DIR = pathlib.Path(__file__).resolve().parent.parent / "runtime/tests/fixtures/templates"
+DIR = pathlib.Path(__file__).resolve().parent.parent / "runtime/cli/tests/fixtures/templates"
 
 
 def raise_exception(message):

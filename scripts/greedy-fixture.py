@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Writes the reference greedy continuations that runtime/tests/model_smollm2.rs compares
+"""Writes the reference greedy continuations that runtime/engine/tests/model_smollm2.rs compares
 against: llama.cpp (via llama-cpp-python) decoding SmolLM2's chat-templated prompts greedily.
 Run once and commit the JSON output:
 
     /tmp/llamacpp/bin/python scripts/greedy-fixture.py \
-        models/SmolLM2-135M-Instruct.Q4_1.gguf runtime/tests/fixtures/greedy_smollm2.json
+        models/SmolLM2-135M-Instruct.Q4_1.gguf runtime/engine/tests/fixtures/greedy_smollm2.json
 """
 import json
 import sys

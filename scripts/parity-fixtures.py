@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tiny random-weight checkpoints and Hugging Face reference logits for the parity tests.
 
-Writes runtime/tests/fixtures/parity/<name>/ for llama, qwen2, deepseek2 (V2-style: softmax,
+Writes runtime/engine/tests/fixtures/parity/<name>/ for llama, qwen2, deepseek2 (V2-style: softmax,
 group-limited routing, no q LoRA) and deepseek3 (V3-style: sigmoid routing with score bias,
 q LoRA, YaRN): config.json in the published (upstream) spelling, the weights as safetensors
 (llama sharded with model.safetensors.index.json, qwen2 in bf16 with tied embeddings, the
@@ -22,7 +22,7 @@ import torch
 import transformers
 from safetensors.torch import save_file
 
-OUT = os.path.join(os.path.dirname(__file__), "..", "runtime", "tests", "fixtures", "parity")
+OUT = os.path.join(os.path.dirname(__file__), "..", "runtime", "engine", "tests", "fixtures", "parity")
 PROMPTS = [[1, 17, 42, 5, 33, 8, 60, 21], [1, 9, 50]]
 DECODE = [[11, 40, 3, 27], [62, 7, 19, 44]]
 VOCAB = 64

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Writes the reference token ids that runtime/tests/model_tokenizer.rs compares against:
+"""Writes the reference token ids that runtime/engine/tests/model_tokenizer.rs compares against:
 llama.cpp's own tokenizer (via llama-cpp-python) on the same GGUF, for a fixed set of strings.
 Run once and commit the JSON output:
 
     python3 -m venv /tmp/llamacpp && /tmp/llamacpp/bin/pip install llama-cpp-python
     /tmp/llamacpp/bin/python scripts/tokenizer-fixture.py \
-        models/SmolLM2-135M-Instruct.Q4_1.gguf runtime/tests/fixtures/tokenizer_smollm2.json
+        models/SmolLM2-135M-Instruct.Q4_1.gguf runtime/engine/tests/fixtures/tokenizer_smollm2.json
 """
 import json
 import sys

@@ -79,8 +79,14 @@ fn every_copied_path_exists_and_every_workspace_member_is_copied() -> TestResult
             );
         }
         for m in &members {
+            // A member is copied by its own COPY or by one of a folder holding it
+            // (`COPY runtime runtime` brings every crate under runtime/).
+            let copied = |s: &String| {
+                let s = s.trim_end_matches('/');
+                s == m || m.starts_with(&format!("{s}/"))
+            };
             assert!(
-                sources.iter().any(|s| s.trim_end_matches('/') == m),
+                sources.iter().any(copied),
                 "{name} does not copy workspace member {m}: `cargo build --locked` fails without it"
             );
         }
@@ -212,15 +218,24 @@ fn the_runtime_image_is_cpu_by_default_and_cuda_through_the_cuda_feature() -> Te
         "CUDA build not documented:\n{docs}"
     );
     assert!(docs.contains("BUILD_BASE=nvidia/cuda:") && docs.contains("RUN_BASE=nvidia/cuda:"));
-    // The feature the CUDA build names must be the runtime's CUDA switch. It is declared by the
-    // runtime crate (`cuda = ["candle-core/cuda"]`); until it is, `FEATURES=cuda` cannot build.
-    let runtime = repo::read("runtime/Cargo.toml")?;
-    match runtime
-        .lines()
-        .find(|l| l.trim_start().starts_with("cuda ") || l.trim_start().starts_with("cuda="))
-    {
-        Some(line) => assert!(line.contains("candle-core/cuda"), "runtime feature: {line}"),
-        None => eprintln!("note: runtime/Cargo.toml declares no `cuda` feature yet"),
-    }
+    // The feature the CUDA build names must be the runtime's CUDA switch: the binary crate's
+    // `cuda` forwards to the engine crate's, which turns on `candle-core/cuda`.
+    let cuda_feature = |manifest: &str| -> anyhow::Result<String> {
+        let text = repo::read(manifest)?;
+        text.lines()
+            .find(|l| l.trim_start().starts_with("cuda ") || l.trim_start().starts_with("cuda="))
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("{manifest} declares no `cuda` feature"))
+    };
+    let binary = cuda_feature("runtime/cli/Cargo.toml")?;
+    assert!(
+        binary.contains("deepseek-engine/cuda"),
+        "binary feature: {binary}"
+    );
+    let engine = cuda_feature("runtime/engine/Cargo.toml")?;
+    assert!(
+        engine.contains("candle-core/cuda"),
+        "engine feature: {engine}"
+    );
     Ok(())
 }

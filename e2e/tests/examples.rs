@@ -1,7 +1,7 @@
 //! examples/: every file the index lists exists (and every example is listed), every Python
 //! example compiles, the customer-service router's label parsing routes as documented, and the
 //! Locust file defines a user with tasks. (The Python clients run against the real runtime in
-//! runtime/tests/examples_clients.rs.)
+//! runtime/cli/tests/examples_clients.rs.)
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -17,7 +17,7 @@ use super::{naming, BuildError, ChildKind, DesiredChild, Owner};
 /// Label carrying the DeepSeekDeployment's name on runtime series (added by the PodMonitor) and
 /// on every alert.
 pub const DEPLOYMENT_LABEL: &str = "deepseek_deployment";
-/// Runtime error types (`dsr_errors_total{type}`, runtime/src/api/error.rs `ApiError::code`) that
+/// Runtime error types (`dsr_errors_total{type}`, runtime/server/src/error.rs `ApiError::code`) that
 /// are the service's fault. Client mistakes (validation, bad JSON) are not; `engine` is left out
 /// because the same failure is also counted as `generation_failed`.
 pub const SERVER_ERROR_TYPES: &str = "queue_full|not_ready|engine_stopped|generation_failed";

@@ -1,0 +1,80 @@
+//! The router's own failures and their one mapping to an HTTP status and OpenAI's error body,
+//! so a client of the router sees the same error shape as a client of the runtime.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use thiserror::Error;
+
+use super::stats::ErrorClass;
+use deepseek_protocol::{ErrorBody, ErrorDetail};
+
+#[derive(Debug, Error, PartialEq)]
+pub enum RouterError {
+    #[error("No backend of revision '{revision}' accepted a connection ({tried} tried; last error: {last})")]
+    NoBackend {
+        revision: String,
+        tried: usize,
+        last: String,
+    },
+    #[error("Revision '{revision}' failed the request after it was sent: {reason}")]
+    Upstream { revision: String, reason: String },
+    #[error("Revision '{revision}' did not answer within the {secs}s request timeout")]
+    Timeout { revision: String, secs: u64 },
+    #[error("The request body is larger than the router's {limit}-byte limit")]
+    BodyTooLarge { limit: usize },
+    #[error("Could not read the request body: {0}")]
+    BadBody(String),
+}
+
+impl RouterError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RouterError::NoBackend { .. } | RouterError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            RouterError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            RouterError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            RouterError::BadBody(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Stable label for `code` in the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RouterError::NoBackend { .. } => "upstream_unavailable",
+            RouterError::Upstream { .. } => "upstream_error",
+            RouterError::Timeout { .. } => "upstream_timeout",
+            RouterError::BodyTooLarge { .. } => "body_too_large",
+            RouterError::BadBody(_) => "bad_request_body",
+        }
+    }
+
+    /// The stats class this failure counts under.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            RouterError::NoBackend { .. } => ErrorClass::Connect,
+            RouterError::Upstream { .. } => ErrorClass::Upstream5xx,
+            RouterError::Timeout { .. } => ErrorClass::Timeout,
+            RouterError::BodyTooLarge { .. } | RouterError::BadBody(_) => ErrorClass::Client4xx,
+        }
+    }
+}
+
+impl IntoResponse for RouterError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let kind = if status.is_server_error() {
+            "server_error"
+        } else {
+            "invalid_request_error"
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                message: self.to_string(),
+                kind: kind.to_string(),
+                param: None,
+                code: Some(self.code().to_string()),
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}

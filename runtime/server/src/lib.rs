@@ -1,0 +1,70 @@
+//! deepseek-server: the OpenAI-compatible HTTP/WebSocket API over the engine, and `serve`
+//! (load, verify, warm up, listen). Is: handlers, the one error-to-HTTP mapping, degradation,
+//! readiness and metrics pages. Is NOT: wire types or validation rules (`deepseek-protocol`),
+//! the model or its batching (`deepseek-engine`), the router (`deepseek-router`).
+//!
+//! HTTP and WebSocket API (axum): chat completions (JSON and SSE), models, the WebSocket chat,
+//! health, readiness and metrics. Handlers only parse, validate, submit to the engine and shape
+//! replies; every failure goes through `error::ApiError`.
+
+pub mod chat;
+pub mod degrade;
+pub mod error;
+pub mod health;
+pub mod models;
+pub mod reasoning;
+pub mod serve;
+pub mod sse;
+pub mod ws;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use axum::routing::{get, post};
+use axum::Router;
+
+use deepseek_engine::engine::EngineHandle;
+use deepseek_engine::metrics::Metrics;
+use deepseek_protocol::validate::{Limits, PromptBuilder};
+
+pub use error::ApiError;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub prompt: Arc<dyn PromptBuilder>,
+    pub limits: Limits,
+    pub revision: String,
+    /// Unix seconds when the server started (the model card's `created`).
+    pub created: i64,
+    pub metrics: Arc<Metrics>,
+    /// Largest accepted request body (413 beyond it).
+    pub max_body_bytes: usize,
+    /// Overload policy and the answer cache it serves from.
+    pub degrade: degrade::Degradation,
+}
+
+/// The full route table.
+pub fn router(state: Arc<AppState>) -> Router {
+    let max_body_bytes = state.max_body_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/models", get(models::list_models))
+        .route("/ws/chat", get(ws::ws_chat))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_string())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
