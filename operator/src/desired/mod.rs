@@ -8,6 +8,7 @@
 //! PodDisruptionBudget. Deployments of other revisions (stable, history) are not rebuilt here:
 //! the controller keeps them, scales them as the rollout decides and prunes the rest.
 
+pub mod compat;
 pub mod configmap;
 pub mod containers;
 pub mod cronjob;
