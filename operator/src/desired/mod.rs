@@ -327,7 +327,6 @@ pub fn build_with(
         children.push(pdb);
     }
     children.push(router::router_pdb(&owner)?);
-    children.extend(pdb::build_zones(&owner, spec)?);
     children.extend(operations(&owner, spec, cfg)?);
     Ok(children)
 }

@@ -26,9 +26,6 @@ pub const COMPONENT_RUNTIME: &str = "runtime";
 pub const COMPONENT_MONITORING: &str = "monitoring";
 /// Component value of the backup CronJob and its pods.
 pub const COMPONENT_BACKUP: &str = "backup";
-/// Label set by the controller on each scheduled runtime pod: the zone of its node (what the
-/// per-zone PodDisruptionBudgets select).
-pub const LABEL_ZONE: &str = "inference.deepseek-k8s.dev/zone";
 /// Length of a revision hash in hex characters.
 pub const REVISION_LEN: usize = 10;
 
@@ -70,23 +67,6 @@ pub fn backup_name(dsd_name: &str) -> String {
         head.trim_end_matches(['-', '.']),
         &hash[..6]
     )
-}
-
-/// The PodDisruptionBudget of one zone: `{name}-zone-{zone}`, the zone lowercased with anything
-/// outside `[a-z0-9-]` turned into `-`.
-pub fn zone_pdb_name(dsd_name: &str, zone: &str) -> String {
-    let zone: String = zone
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("{dsd_name}-zone-{}", zone.trim_matches('-'))
 }
 
 /// Labels on every child: the Kubernetes recommended ones plus the owner's name.

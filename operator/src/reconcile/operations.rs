@@ -1,16 +1,16 @@
 //! Side effects of the operational children: discovery of the monitoring.coreos.com kinds (the
 //! monitoring children are dropped before apply where the cluster lacks them), the zone of each
-//! scheduled runtime pod (read from its node, written to the pod as a label the per-zone
-//! PodDisruptionBudgets select), and the backup CronJob's last success.
+//! scheduled runtime pod (its node's label, for `status.zones`), and the backup CronJob's last
+//! success.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use deepseek_crds::DeepSeekDeployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::desired::deployment::ZONE_LABEL;
 use crate::desired::{is_monitoring, naming, ChildKind};
@@ -56,7 +56,7 @@ pub async fn gate_monitoring(
     Ok((kept, MonitoringState::CrdsMissing(missing)))
 }
 
-/// Zone of each scheduled runtime pod, labelling pods whose zone label is missing or stale.
+/// Zone of each scheduled runtime pod (its node's zone label).
 async fn zoned_pods(client: &Client, ns: &str, name: &str) -> Result<Vec<ZonedPod>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let selector = naming::runtime_selector(name)
@@ -84,17 +84,6 @@ async fn zoned_pods(client: &Client, ns: &str, name: &str) -> Result<Vec<ZonedPo
             },
             None => None,
         };
-        if let Some(z) = &zone {
-            if pod.labels().get(naming::LABEL_ZONE) != Some(z) {
-                let patch = json!({"metadata": {"labels": {naming::LABEL_ZONE: z}}});
-                pods.patch(
-                    &pod.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await?;
-            }
-        }
         let ready = pod
             .status
             .as_ref()
