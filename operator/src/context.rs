@@ -46,14 +46,20 @@ impl Context {
         }
     }
 
+    /// The builder inputs of this resource: the operator's, with the runtime image its current
+    /// revision was created with kept (see `naming::pinned_config`).
+    pub fn build_config(&self, dsd: &DeepSeekDeployment) -> BuildConfig {
+        naming::pinned_config(&dsd.spec, dsd.status.as_ref(), &self.build)
+    }
+
     /// The revision the spec describes.
     pub fn revision(&self, dsd: &DeepSeekDeployment) -> RevisionRef {
-        naming::revision_ref(&dsd.spec, &self.build)
+        naming::revision_ref(&dsd.spec, &self.build_config(dsd))
     }
 
     /// The children to apply for a rollout plan, as JSON.
     pub fn desired_objects(&self, dsd: &DeepSeekDeployment, plan: &Plan) -> Result<Vec<Value>> {
-        let children = desired::build_with(dsd, &self.build, plan)
+        let children = desired::build_with(dsd, &self.build_config(dsd), plan)
             .map_err(|e| Error::Desired(e.to_string()))?;
         Ok(children.into_iter().map(|c| c.object).collect())
     }

@@ -195,3 +195,40 @@ fn an_explicit_budget_is_kept_as_written() {
     );
     assert_eq!(pdb::min_available(&dsd(spec).spec), Some(1));
 }
+
+#[test]
+fn an_operator_upgrade_keeps_the_image_a_running_revision_was_created_with() {
+    let old = BuildConfig {
+        runtime_image: "deepseek-runtime:0.1".into(),
+        ..BuildConfig::default()
+    };
+    let new = BuildConfig {
+        runtime_image: "deepseek-runtime:0.2".into(),
+        ..BuildConfig::default()
+    };
+    let mut d = dsd(base_spec());
+    let stable = naming::revision_ref(&d.spec, &old);
+    d.status = Some(deepseek_crds::DeepSeekDeploymentStatus {
+        stable_revision: Some(stable.clone()),
+        ..Default::default()
+    });
+    let cfg = naming::pinned_config(&d.spec, d.status.as_ref(), &new);
+    assert_eq!(cfg.runtime_image, "deepseek-runtime:0.1");
+    assert_eq!(
+        naming::revision_ref(&d.spec, &cfg),
+        stable,
+        "no new revision, no canary"
+    );
+    // A spec change is a new revision: it takes the operator's current default.
+    let changed = with(
+        base_spec(),
+        "/runtime",
+        json!({"extraArgs": ["--log-json"]}),
+    );
+    let cfg = naming::pinned_config(&dsd(changed).spec, d.status.as_ref(), &new);
+    assert_eq!(cfg.runtime_image, "deepseek-runtime:0.2");
+    // A pinned image is the user's: never replaced by a recorded one.
+    let pinned = with(base_spec(), "/runtime", json!({"image": "mine:1"}));
+    let cfg = naming::pinned_config(&dsd(pinned).spec, d.status.as_ref(), &new);
+    assert_eq!(cfg, new);
+}
