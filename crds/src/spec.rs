@@ -279,9 +279,13 @@ pub struct RuntimeSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub extra_args: Vec<String>,
-    /// Extra environment variables of the runtime container.
+    /// Extra environment variables of the runtime container, one entry per name (names the
+    /// operator sets itself are refused).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 128))]
+    #[schemars(
+        length(max = 128),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])
+    )]
     pub env: Vec<EnvVar>,
 }
 
