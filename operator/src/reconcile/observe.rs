@@ -39,6 +39,7 @@ fn deployment_observation(d: &Deployment) -> DeploymentObservation {
         name: d.name_any(),
         revision: d.labels().get(labels::REVISION).cloned(),
         replicas: d.spec.replicas.unwrap_or(1),
+        current_replicas: status.replicas.unwrap_or(0),
         ready_replicas: status.ready_replicas.unwrap_or(0),
     }
 }
