@@ -295,6 +295,8 @@ pub mod condition_types {
 pub mod reasons {
     /// The spec is structurally valid but semantically wrong; the message names the field.
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The API server refused a child the operator applies; the message is the server's.
+    pub const APPLY_FAILED: &str = "ApplyFailed";
     /// All desired replicas are ready.
     pub const ALL_REPLICAS_READY: &str = "AllReplicasReady";
     /// Waiting for pods to become ready.

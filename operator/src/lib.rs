@@ -12,4 +12,5 @@ pub mod reconcile;
 pub mod render;
 pub mod rollout;
 pub mod status;
+pub mod status_failure;
 pub mod status_ops;

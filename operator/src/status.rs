@@ -74,7 +74,7 @@ pub struct Transition {
     pub message: String,
 }
 
-fn condition(
+pub(crate) fn condition(
     type_: &str,
     status: &str,
     reason: &str,

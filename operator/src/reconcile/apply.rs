@@ -77,7 +77,13 @@ pub async fn apply_all(
                 tracing::debug!(kind = %child.kind, name = %child.name, "API not served; skipping optional child");
                 out.skipped_missing_api.insert(child);
             }
-            Err(e) => return Err(e.into()),
+            Err(source) => {
+                return Err(Error::Apply {
+                    kind: child.kind.clone(),
+                    name: child.name.clone(),
+                    source,
+                })
+            }
         }
     }
     Ok(out)

@@ -69,7 +69,10 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
     let plan = Plan::from_decision(&decision, &revision.hash);
     let objects = ctx.desired_objects(dsd, &plan)?;
     let (objects, monitoring) = operations::gate_monitoring(&ctx.client, dsd, objects).await?;
-    let outcome = apply::apply_all(&ctx.client, &ns, &objects).await?;
+    let outcome = match apply::apply_all(&ctx.client, &ns, &objects).await {
+        Ok(outcome) => outcome,
+        Err(e) => return Err(report_failure(dsd, ctx, &ns, e, &now).await),
+    };
     let missing = scale::scale_kept(
         &ctx.client,
         &ns,
@@ -99,6 +102,25 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
     finish(dsd, ctx, &ns, st).await?;
     publish_rollout(dsd, ctx, &decision.events).await;
     Ok(Action::requeue(next_look(&decision, ready, ctx)))
+}
+
+/// Writes a failed round to status (`Ready=False`, the server's message) and, on the
+/// transition, a Warning Event; returns the error for the controller's backoff. A failing
+/// status write is logged: the apply error is what the caller must see.
+async fn report_failure(
+    dsd: &DeepSeekDeployment,
+    ctx: &Context,
+    ns: &str,
+    err: Error,
+    now: &Time,
+) -> Error {
+    let message = err.user_message();
+    tracing::warn!(error = %message, "apply refused; reporting in status");
+    let st = crate::status_failure::apply_failed(dsd, &message, now);
+    if let Err(e) = finish(dsd, ctx, ns, st).await {
+        tracing::warn!(error = %e, "could not write the failure to status");
+    }
+    err
 }
 
 /// The routers' figures, read only while a canary runs (nothing to judge otherwise).
