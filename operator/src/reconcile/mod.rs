@@ -50,10 +50,9 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
     };
     let dsd = &fresh;
     let now = Time(Timestamp::now());
-    let mut problems = spec_problems(dsd);
-    if problems.is_empty() {
-        problems = observe::unreadable_secrets(&ctx.client, dsd).await?;
-    }
+    // Referenced Secrets are not looked up: the operator has no right to read Secrets (least
+    // privilege); a missing one shows on the pods that mount it.
+    let problems = spec_problems(dsd);
     if !problems.is_empty() {
         tracing::warn!(problems = ?problems, "invalid spec; children left untouched");
         let st = status::invalid_spec(dsd, &problems, &now);

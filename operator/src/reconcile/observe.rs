@@ -1,16 +1,15 @@
 //! Reads what exists for one DeepSeekDeployment: its Deployments (per revision) and pods
-//! (readiness, model-fetch init container results), and which referenced Secrets cannot be
-//! read. Read-only; the pure interpretation of a pod lives in `pod_observation`.
+//! (readiness, model-fetch init container results). Read-only; the pure interpretation of a pod lives in `pod_observation`.
 
 use deepseek_crds::DeepSeekDeployment;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, Secret};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 
 use crate::error::Result;
 use crate::reconcile::labels;
-use crate::status::{DeploymentObservation, InitState, Observed, PodObservation, SpecProblem};
+use crate::status::{DeploymentObservation, InitState, Observed, PodObservation};
 
 pub async fn observe(client: &Client, dsd: &DeepSeekDeployment) -> Result<Observed> {
     let ns = dsd.namespace().unwrap_or_default();
@@ -100,30 +99,6 @@ fn init_failure(c: &ContainerStatus) -> Option<InitState> {
         reason,
         message: message.trim().to_string(),
     })
-}
-
-/// Secrets the spec references that do not exist or cannot be read, as spec problems.
-pub async fn unreadable_secrets(
-    client: &Client,
-    dsd: &DeepSeekDeployment,
-) -> Result<Vec<SpecProblem>> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), &dsd.namespace().unwrap_or_default());
-    let mut problems = Vec::new();
-    for (field, name) in secret_refs(dsd) {
-        match api.get_metadata_opt(&name).await {
-            Ok(Some(_)) => {}
-            Ok(None) => problems.push(SpecProblem {
-                message: format!("{field}: Secret {name:?} not found"),
-                field,
-            }),
-            Err(kube::Error::Api(s)) if s.code == 403 => problems.push(SpecProblem {
-                message: format!("{field}: Secret {name:?} cannot be read (forbidden)"),
-                field,
-            }),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(problems)
 }
 
 /// Every Secret name the spec points at, with the field path naming it.
