@@ -31,6 +31,9 @@ pub enum Error {
     /// The resource has no namespace or uid (it is always namespaced and stored).
     #[error("resource {0} lacks metadata.namespace or metadata.uid")]
     MissingMetadata(String),
+    /// The watch caches stopped (the Controller is shutting down).
+    #[error("watch caches closed")]
+    CacheClosed,
     /// The status subresource kept answering 409 after every retry.
     #[error("status update of {name} still conflicted after {attempts} attempts")]
     StatusConflict { name: String, attempts: u32 },
@@ -52,6 +55,7 @@ impl Error {
             Self::Serialize { .. } => "serialize",
             Self::MissingMetadata(_) => "missing_metadata",
             Self::StatusConflict { .. } => "status_conflict",
+            Self::CacheClosed => "cache_closed",
             Self::InvalidSpec(_) => "invalid_spec",
         }
     }

@@ -1,6 +1,7 @@
 //! The DeepSeekDeployment operator: pure desired-state builders (`desired`), offline rendering
 //! (`render`) and the controller (`controller`).
 
+pub mod cache;
 pub mod context;
 pub mod controller;
 pub mod desired;

@@ -84,6 +84,11 @@ impl ChildKind {
     /// Kinds of the monitoring.coreos.com group: applied only where discovery finds them.
     pub const MONITORING: [ChildKind; 2] = [Self::PrometheusRule, Self::PodMonitor];
 
+    /// The kind named `kind` (`"Deployment"`, ...), if the operator manages it.
+    pub fn from_kind(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.kind() == kind)
+    }
+
     /// `apiVersion` of the kind.
     pub fn api_version(self) -> &'static str {
         match self {

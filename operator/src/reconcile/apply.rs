@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::Client;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -52,7 +53,7 @@ impl ChildRef {
     }
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ApplyOutcome {
     pub applied: BTreeSet<ChildRef>,
     pub skipped_missing_api: BTreeSet<ChildRef>,
@@ -87,6 +88,12 @@ pub async fn apply_all(
         }
     }
     Ok(out)
+}
+
+/// A digest of the objects to apply: equal digests mean an apply would send the same bodies.
+pub fn digest(objects: &[Value]) -> String {
+    let bytes = serde_json::to_vec(objects).unwrap_or_default();
+    hex::encode(Sha256::digest(&bytes))
 }
 
 fn is_optional(c: &ChildRef) -> bool {

@@ -9,6 +9,7 @@ use deepseek_crds::DeepSeekDeployment;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
+use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
 use crate::desired::router::{router_selector, ROUTER_PORT};
@@ -49,31 +50,44 @@ pub trait StatsSource: Send + Sync {
 pub struct RouterPods {
     client: Client,
     http: reqwest::Client,
+    /// The pod watch cache, when a Controller runs: then router pods are never listed.
+    pods: Option<Store<Pod>>,
 }
 
 /// A router that does not answer within this is counted as unavailable.
 pub const STATS_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl RouterPods {
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Client, pods: Option<Store<Pod>>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(STATS_TIMEOUT)
             .build()
             .unwrap_or_default();
-        Self { client, http }
+        Self { client, http, pods }
     }
 
     async fn read(&self, dsd: &DeepSeekDeployment) -> Result<Stats, StatsError> {
         let ns = dsd.namespace().unwrap_or_default();
-        let selector = router_selector(&dsd.name_any())
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let pods = Api::<Pod>::namespaced(self.client.clone(), &ns)
-            .list(&ListParams::default().labels(&selector))
-            .await?;
-        let urls: Vec<String> = pods.items.iter().filter_map(stats_url).collect();
+        let labels = router_selector(&dsd.name_any());
+        let urls: Vec<String> = match &self.pods {
+            Some(store) => store
+                .state()
+                .iter()
+                .filter(|p| crate::cache::selected(p.as_ref(), &ns, &labels))
+                .filter_map(|p| stats_url(p))
+                .collect(),
+            None => {
+                let selector = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let pods = Api::<Pod>::namespaced(self.client.clone(), &ns)
+                    .list(&ListParams::default().labels(&selector))
+                    .await?;
+                pods.items.iter().filter_map(stats_url).collect()
+            }
+        };
         if urls.is_empty() {
             return Err(StatsError::NoRouterPods);
         }
