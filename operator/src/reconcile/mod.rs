@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod cleanup;
+pub mod drain;
 pub mod labels;
 pub mod observe;
 pub mod operations;
@@ -64,7 +65,8 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
     let previous = dsd.status.clone().unwrap_or_default();
     let stats = router_stats(dsd, ctx, &previous).await;
     let input = status::rollout_observed(&revision, &observed, stats);
-    let decision = rollout::decide(&dsd.spec, &previous, &input, &now);
+    let mut decision = rollout::decide(&dsd.spec, &previous, &input, &now);
+    let held = drain::hold(ctx, dsd, &mut decision, &observed).await;
     let plan = Plan::from_decision(&decision, &revision.hash);
     let objects = ctx.desired_objects(dsd, &plan)?;
     let (objects, monitoring) = operations::gate_monitoring(ctx, dsd, objects).await?;
@@ -92,6 +94,12 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
             .keys()
             .flat_map(|hash| serving_children(&name, hash)),
     );
+    // A held revision keeps its Service: routers still on the old table resolve it.
+    keep.extend(held.iter().map(|hash| apply::ChildRef {
+        api_version: ChildKind::Service.api_version().into(),
+        kind: ChildKind::Service.kind().into(),
+        name: naming::revision_object_name(&name, hash),
+    }));
     let sources = cleanup::Sources {
         stores: ctx.stores.as_ref(),
         list_uncached: full,
@@ -104,7 +112,12 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
     let ready = st.condition(ct::READY).is_some_and(|c| c.status == "True");
     finish(dsd, ctx, &ns, st).await?;
     publish_rollout(dsd, ctx, &decision.events).await;
-    Ok(Action::requeue(next_look(&decision, ready, ctx)))
+    let next = next_look(&decision, ready, ctx);
+    if held.is_empty() {
+        Ok(Action::requeue(next))
+    } else {
+        Ok(Action::requeue(next.min(drain::REQUEUE_DRAINING)))
+    }
 }
 
 /// The resource to decide on. Decisions must use the stored status, not a cached copy that

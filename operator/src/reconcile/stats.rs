@@ -44,6 +44,15 @@ pub trait StatsSource: Send + Sync {
         &'a self,
         dsd: &'a DeepSeekDeployment,
     ) -> BoxFuture<'a, Result<Stats, StatsError>>;
+
+    /// The `routesGeneration` each ready router reports serving (`None`: a router that
+    /// predates the field). A source without routers reports none.
+    fn routes_generations<'a>(
+        &'a self,
+        _dsd: &'a DeepSeekDeployment,
+    ) -> BoxFuture<'a, Result<Vec<Option<String>>, StatsError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// Reads `/admin/stats` of every ready router pod of the resource.
@@ -67,6 +76,42 @@ impl RouterPods {
     }
 
     async fn read(&self, dsd: &DeepSeekDeployment) -> Result<Stats, StatsError> {
+        let urls = self.urls(dsd).await?;
+        if urls.is_empty() {
+            return Err(StatsError::NoRouterPods);
+        }
+        let mut total = Stats::new();
+        // Every pod must answer: a partial sum would look like a counter reset.
+        for url in urls {
+            let body = self.fetch(&url).await?;
+            let stats = analysis::parse_admin_stats(&body).map_err(|source| StatsError::Parse {
+                url: url.clone(),
+                source,
+            })?;
+            analysis::add(&mut total, stats);
+        }
+        Ok(total)
+    }
+
+    async fn generations(
+        &self,
+        dsd: &DeepSeekDeployment,
+    ) -> Result<Vec<Option<String>>, StatsError> {
+        let mut out = Vec::new();
+        for url in self.urls(dsd).await? {
+            let body = self.fetch(&url).await?;
+            let parsed: RoutesReport =
+                serde_json::from_slice(&body).map_err(|source| StatsError::Parse {
+                    url: url.clone(),
+                    source,
+                })?;
+            out.push(parsed.routes_generation);
+        }
+        Ok(out)
+    }
+
+    /// `/admin/stats` of every ready router pod, from the pod cache when there is one.
+    async fn urls(&self, dsd: &DeepSeekDeployment) -> Result<Vec<String>, StatsError> {
         let ns = dsd.namespace().unwrap_or_default();
         let labels = router_selector(&dsd.name_any());
         let urls: Vec<String> = match &self.pods {
@@ -88,18 +133,10 @@ impl RouterPods {
                 pods.items.iter().filter_map(stats_url).collect()
             }
         };
-        if urls.is_empty() {
-            return Err(StatsError::NoRouterPods);
-        }
-        let mut total = Stats::new();
-        // Every pod must answer: a partial sum would look like a counter reset.
-        for url in urls {
-            analysis::add(&mut total, self.fetch(&url).await?);
-        }
-        Ok(total)
+        Ok(urls)
     }
 
-    async fn fetch(&self, url: &str) -> Result<Stats, StatsError> {
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, StatsError> {
         let http = |source| StatsError::Http {
             url: url.to_string(),
             source,
@@ -111,12 +148,17 @@ impl RouterPods {
                 status: response.status().as_u16(),
             });
         }
-        let body = response.bytes().await.map_err(http)?;
-        analysis::parse_admin_stats(&body).map_err(|source| StatsError::Parse {
-            url: url.to_string(),
-            source,
-        })
+        Ok(response.bytes().await.map_err(http)?.to_vec())
     }
+}
+
+/// The part of `/admin/stats` the drain gate reads (router contract: `routesGeneration`, the
+/// `generation` of the routes file the router has loaded).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoutesReport {
+    #[serde(default)]
+    routes_generation: Option<String>,
 }
 
 impl StatsSource for RouterPods {
@@ -125,6 +167,13 @@ impl StatsSource for RouterPods {
         dsd: &'a DeepSeekDeployment,
     ) -> BoxFuture<'a, Result<Stats, StatsError>> {
         Box::pin(self.read(dsd))
+    }
+
+    fn routes_generations<'a>(
+        &'a self,
+        dsd: &'a DeepSeekDeployment,
+    ) -> BoxFuture<'a, Result<Vec<Option<String>>, StatsError>> {
+        Box::pin(self.generations(dsd))
     }
 }
 
