@@ -18,15 +18,15 @@ use crate::status::DeepSeekDeploymentStatus;
     kind = "DeepSeekDeployment",
     plural = "deepseekdeployments",
     shortname = "dsd",
-    category = "all",
     namespaced,
     status = "DeepSeekDeploymentStatus",
     derive = "PartialEq",
     doc = "A large language model served on GPU (or CPU) pods, with progressive rollout.",
-    scale(spec_replicas_path = ".spec.replicas", status_replicas_path = ".status.replicas"),
+    scale(spec_replicas_path = ".spec.replicas", status_replicas_path = ".status.replicas", label_selector_path = ".status.selector"),
     validation = Rule::new("size(self.metadata.name) <= 52").message("metadata.name must be at most 52 characters (children are named NAME-REVISION)"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must start with a letter (it names Services, which must be DNS-1035 labels)"),
     printcolumn(name = "Model", type_ = "string", json_path = ".spec.model.name", description = "served model name"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready", description = "ready/desired replicas"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready", description = "ready/current replicas of the stable revision"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Stable", type_ = "string", json_path = ".status.stableRevision.hash"),
     printcolumn(name = "Canary", type_ = "string", json_path = ".status.canaryRevision.hash"),
@@ -279,9 +279,13 @@ pub struct RuntimeSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub extra_args: Vec<String>,
-    /// Extra environment variables of the runtime container.
+    /// Extra environment variables of the runtime container, one entry per name (names the
+    /// operator sets itself are refused).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 128))]
+    #[schemars(
+        length(max = 128),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])
+    )]
     pub env: Vec<EnvVar>,
 }
 

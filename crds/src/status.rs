@@ -16,7 +16,7 @@ pub struct DeepSeekDeploymentStatus {
     /// Coarse lifecycle phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
-    /// `readyReplicas/replicas` for `kubectl get` (see [`Self::refresh_display`]).
+    /// `readyReplicas/replicas` for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<String>,
     /// `currentStep/stepCount` for `kubectl get` while a canary runs.
@@ -37,9 +37,14 @@ pub struct DeepSeekDeploymentStatus {
     /// Number of rollout steps of the current rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_count: Option<i32>,
-    /// Desired runtime replicas of the stable revision.
+    /// Runtime pods of the stable revision that exist now (its Deployments' `status.replicas`),
+    /// as the scale subresource reports them; the desired count is `spec.replicas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
+    /// Label selector of the runtime pods (every revision), for the scale subresource: what a
+    /// HorizontalPodAutoscaler reads pod metrics by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     /// Ready runtime replicas of the stable revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,
@@ -290,6 +295,8 @@ pub mod condition_types {
 pub mod reasons {
     /// The spec is structurally valid but semantically wrong; the message names the field.
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The API server refused a child the operator applies; the message is the server's.
+    pub const APPLY_FAILED: &str = "ApplyFailed";
     /// All desired replicas are ready.
     pub const ALL_REPLICAS_READY: &str = "AllReplicasReady";
     /// Waiting for pods to become ready.

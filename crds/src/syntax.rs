@@ -35,6 +35,11 @@ pub fn is_dns_label(value: &str) -> bool {
         && bytes[bytes.len() - 1] != b'-'
 }
 
+/// RFC 1035 label (what Service names must be): a DNS label that starts with a letter.
+pub fn is_dns1035_label(value: &str) -> bool {
+    is_dns_label(value) && value.as_bytes()[0].is_ascii_lowercase()
+}
+
 /// RFC 1123 subdomain: dot-separated DNS labels, at most 253 characters.
 pub fn is_dns_subdomain(value: &str) -> bool {
     value.len() <= 253 && value.split('.').all(is_dns_label)

@@ -9,7 +9,7 @@ use crate::duration::parse_duration;
 use crate::spec::{DeepSeekDeployment, DeepSeekDeploymentSpec, ModelFormat, ModelSpec};
 use crate::status::DeepSeekDeploymentStatus;
 use crate::syntax::{file_name, is_cron_schedule, is_safe_relative_path, is_sha256_hex};
-pub use crate::syntax::{is_dns_label, is_extended_resource_name};
+pub use crate::syntax::{is_dns1035_label, is_dns_label, is_extended_resource_name};
 use crate::MAX_NAME_LEN;
 
 /// Arguments of `serve` the operator sets itself; `extraArgs` may not override them.
@@ -21,12 +21,26 @@ pub const RESERVED_SERVE_ARGS: &[&str] = &[
     "--port",
 ];
 
+/// Environment variables the operator sets on the runtime container itself. The container's
+/// `env` is a list keyed by name under server-side apply: a user entry repeating one of these
+/// (or itself) is rejected by the API server as "duplicate entries for key".
+pub const RESERVED_ENV: &[&str] = &[JWT_SECRET_ENV];
+/// The variable carrying the JWT secret when `spec.auth` is set.
+pub const JWT_SECRET_ENV: &str = "DSR_JWT_SECRET";
+
 /// One reason a spec is rejected; `field` is the path, e.g. `spec.model.files[1].path`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    /// The resource name is too long or not a DNS label.
-    #[error("{field}: {name:?} must be a DNS label of at most {max} characters", max = MAX_NAME_LEN)]
+    /// The resource name is too long or not a DNS-1035 label (it names Services, which must
+    /// start with a letter).
+    #[error("{field}: {name:?} must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter) of at most {max} characters", max = MAX_NAME_LEN)]
     InvalidName { field: String, name: String },
+    /// Two `runtime.env` entries with one name.
+    #[error("{field}: duplicate environment variable {name:?}")]
+    DuplicateEnvName { field: String, name: String },
+    /// A `runtime.env` entry naming a variable the operator sets.
+    #[error("{field}: {name:?} is set by the operator and cannot be overridden")]
+    ReservedEnvName { field: String, name: String },
     /// Not an extended resource name like `nvidia.com/gpu`.
     #[error("{field}: {value:?} is not an extended resource name (DOMAIN/NAME outside kubernetes.io, e.g. nvidia.com/gpu)")]
     InvalidGpuResourceName { field: String, value: String },
@@ -137,6 +151,8 @@ impl SpecError {
             | Self::PdbMinAvailableTooLarge { field, .. }
             | Self::TooFewReplicasForZones { field, .. }
             | Self::ReservedArgument { field, .. }
+            | Self::DuplicateEnvName { field, .. }
+            | Self::ReservedEnvName { field, .. }
             | Self::InvalidCronSchedule { field, .. } => field,
         }
     }
@@ -164,7 +180,7 @@ pub fn validate_resource(dsd: &DeepSeekDeployment) -> Result<(), Vec<SpecError>>
         Err(errors) => errors,
     };
     let name = dsd.metadata.name.clone().unwrap_or_default();
-    if name.len() > MAX_NAME_LEN || !is_dns_label(&name) {
+    if name.len() > MAX_NAME_LEN || !is_dns1035_label(&name) {
         errors.insert(
             0,
             SpecError::InvalidName {
@@ -296,6 +312,16 @@ fn check_runtime(spec: &DeepSeekDeploymentSpec, errors: &mut Vec<SpecError>) {
             });
         }
     }
+    let mut seen = BTreeSet::new();
+    for (i, var) in spec.runtime.env.iter().enumerate() {
+        let field = format!("spec.runtime.env[{i}].name");
+        let name = var.name.clone();
+        if RESERVED_ENV.contains(&name.as_str()) {
+            errors.push(SpecError::ReservedEnvName { field, name });
+        } else if !seen.insert(name.clone()) {
+            errors.push(SpecError::DuplicateEnvName { field, name });
+        }
+    }
 }
 
 fn check_placement(spec: &DeepSeekDeploymentSpec, errors: &mut Vec<SpecError>) {
@@ -407,6 +433,9 @@ fn check_backup(spec: &DeepSeekDeploymentSpec, errors: &mut Vec<SpecError>) {
     }
 }
 
+#[cfg(test)]
+#[path = "validate_env_tests.rs"]
+mod env_tests;
 #[cfg(test)]
 #[path = "validate_tests.rs"]
 mod tests;

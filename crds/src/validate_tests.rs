@@ -9,7 +9,7 @@ use crate::status::{DeepSeekDeploymentStatus, HistoryEntry, RevisionRef};
 
 const SHA: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
-fn spec() -> DeepSeekDeploymentSpec {
+pub(super) fn spec() -> DeepSeekDeploymentSpec {
     serde_json::from_value(json!({
         "model": {
             "name": "smollm2",
@@ -38,7 +38,7 @@ fn errors(spec: &DeepSeekDeploymentSpec) -> Vec<SpecError> {
     validate(spec).err().unwrap_or_default()
 }
 
-fn resource(
+pub(super) fn resource(
     name: &str,
     spec: DeepSeekDeploymentSpec,
     status: Option<DeepSeekDeploymentStatus>,

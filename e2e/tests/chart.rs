@@ -46,6 +46,8 @@ fn every_template_renders_valid_kubernetes_objects_with_default_values() -> Test
             "Deployment",
             "ClusterRole",
             "ClusterRoleBinding",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "Role",
             "RoleBinding",
             "ServiceAccount"
@@ -68,13 +70,27 @@ fn every_template_renders_valid_kubernetes_objects_with_every_option_on() -> Tes
     ] {
         assert!(find(&docs, kind, None).is_some(), "no {kind} rendered");
     }
-    // One watched namespace: no cluster-wide binding, a RoleBinding there instead.
-    assert!(find(&docs, "ClusterRoleBinding", None).is_none());
-    let watch = find(&docs, "RoleBinding", Some("deepseek-operator-watch"));
+    // One watched namespace: the namespaced rules are a Role there; the only cluster-wide grant
+    // is reading nodes (a RoleBinding cannot grant a cluster-scoped resource).
+    let cluster_roles: Vec<&Value> = docs
+        .iter()
+        .map(|(_, d)| d)
+        .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "ClusterRoleBinding")
+        .collect();
+    assert_eq!(cluster_roles.len(), 2, "{cluster_roles:#?}");
+    let nodes = find(&docs, "ClusterRole", Some("deepseek-operator-nodes")).cloned();
     assert_eq!(
-        watch.map(|b| &b["metadata"]["namespace"]),
-        Some(&json!("inference"))
+        nodes.map(|r| r["rules"].clone()),
+        Some(json!([{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]}]))
     );
+    for kind in ["Role", "RoleBinding"] {
+        let watch = find(&docs, kind, Some("deepseek-operator-watch"));
+        assert_eq!(
+            watch.map(|b| &b["metadata"]["namespace"]),
+            Some(&json!("inference")),
+            "{kind}"
+        );
+    }
     let dep = find(&docs, "Deployment", None).cloned().unwrap_or_default();
     let pod = &dep["spec"]["template"];
     for (key, want) in dep["spec"]["selector"]["matchLabels"]

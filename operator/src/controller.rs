@@ -13,10 +13,10 @@ use deepseek_crds::DeepSeekDeployment;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::NamespaceResourceScope;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -24,6 +24,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::cache::{self, Stores};
 use crate::context::Context;
 use crate::desired::BuildConfig;
 use crate::error::Error;
@@ -87,8 +88,23 @@ impl RunOptions {
 
 /// Runs against the cluster of the ambient kubeconfig / service account until SIGTERM/Ctrl-C.
 pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
-    run_with(client, cfg, RunOptions::new()?, shutdown_signal()).await
+    let opts = RunOptions::new()?;
+    let client = counting_client(kube::Config::infer().await?, &opts.metrics)?;
+    run_with(client, cfg, opts, shutdown_signal()).await
+}
+
+/// A client that counts every request it sends in `metrics` (API_REQUESTS), so the API cost
+/// of reconciling is visible on `/metrics`.
+pub fn counting_client(config: kube::Config, metrics: &Metrics) -> anyhow::Result<Client> {
+    let metrics = metrics.clone();
+    let count =
+        tower::util::MapRequestLayer::new(move |req: ::http::Request<kube::client::Body>| {
+            metrics.api_request(req.method().as_str(), req.uri().query());
+            req
+        });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&count)
+        .build())
 }
 
 async fn shutdown_signal() {
@@ -220,6 +236,9 @@ where
     }
 }
 
+/// The Controller over DeepSeekDeployments, fed by shared reflectors: each owned kind's watch
+/// both triggers reconciles of the owner and fills the store the reconciler reads (so a
+/// reconcile lists nothing). Nodes are cached for their zone label only and trigger nothing.
 async fn run_controller(
     ctx: Arc<Context>,
     ns: Option<String>,
@@ -227,16 +246,59 @@ async fn run_controller(
 ) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels(&labels::managed_selector());
+    let (deployments, deployment_events) = cache::reflect(
+        api::<Deployment>(&client, &ns),
+        owned.clone(),
+        cache::keep_all,
+    );
+    let (services, service_events) =
+        cache::reflect(api::<Service>(&client, &ns), owned.clone(), cache::keep_all);
+    let (config_maps, config_map_events) = cache::reflect(
+        api::<ConfigMap>(&client, &ns),
+        owned.clone(),
+        cache::keep_all,
+    );
+    let (pdbs, pdb_events) = cache::reflect(
+        api::<PodDisruptionBudget>(&client, &ns),
+        owned.clone(),
+        cache::keep_all,
+    );
+    let (cron_jobs, cron_job_events) =
+        cache::reflect(api::<CronJob>(&client, &ns), owned.clone(), cache::keep_all);
+    let (pods, pod_events) = cache::reflect(api::<Pod>(&client, &ns), owned, cache::keep_all);
+    let (nodes, node_events) = cache::reflect(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        cache::strip_node,
+    );
+    let _nodes_task = AbortOnDrop(tokio::spawn(node_events.for_each(|e| async move {
+        if let Err(e) = e {
+            tracing::debug!(error = %e, "node watch");
+        }
+    })));
+    let stores = Stores {
+        deployments,
+        services,
+        config_maps,
+        pdbs,
+        cron_jobs,
+        pods,
+        nodes,
+    };
+    let ctx = Arc::new(ctx.with_stores(stores));
+    // Bursts of child events (a rollout touches many objects) make one reconcile, not dozens.
+    let config = controller::Config::default().debounce(RECONCILE_DEBOUNCE);
     Controller::new(
         api::<DeepSeekDeployment>(&client, &ns),
         watcher::Config::default(),
     )
-    .owns(api::<Deployment>(&client, &ns), owned.clone())
-    .owns(api::<Service>(&client, &ns), owned.clone())
-    .owns(api::<ConfigMap>(&client, &ns), owned.clone())
-    .owns(api::<PodDisruptionBudget>(&client, &ns), owned.clone())
-    .owns(api::<CronJob>(&client, &ns), owned.clone())
-    .watches(api::<Pod>(&client, &ns), owned, pod_owner)
+    .with_config(config)
+    .owns_stream(deployment_events)
+    .owns_stream(service_events)
+    .owns_stream(config_map_events)
+    .owns_stream(pdb_events)
+    .owns_stream(cron_job_events)
+    .watches_stream(pod_events, pod_owner)
     .graceful_shutdown_on(stop)
     .run(reconcile_one, error_policy, ctx)
     .for_each(|res| async move {
@@ -246,6 +308,9 @@ async fn run_controller(
     })
     .await;
 }
+
+/// How long the Controller gathers triggers of one object before reconciling it.
+pub const RECONCILE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Runtime pods carry their DeepSeekDeployment's name in a label.
 fn pod_owner(pod: Pod) -> Option<ObjectRef<DeepSeekDeployment>> {

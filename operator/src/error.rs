@@ -9,6 +9,15 @@ pub enum Error {
     /// A call to the API server failed (network, 5xx, or a 4xx we cannot fix by retrying).
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// The API server refused a child's server-side apply (422 invalid, 403, ...): written to
+    /// status as `Ready=False` with the server's message, not only logged.
+    #[error("applying {kind} {name}: {source}")]
+    Apply {
+        kind: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     /// The pure builders refused the resource (should not happen after validation passed).
     #[error("building desired objects: {0}")]
     Desired(String),
@@ -22,6 +31,9 @@ pub enum Error {
     /// The resource has no namespace or uid (it is always namespaced and stored).
     #[error("resource {0} lacks metadata.namespace or metadata.uid")]
     MissingMetadata(String),
+    /// The watch caches stopped (the Controller is shutting down).
+    #[error("watch caches closed")]
+    CacheClosed,
     /// The status subresource kept answering 409 after every retry.
     #[error("status update of {name} still conflicted after {attempts} attempts")]
     StatusConflict { name: String, attempts: u32 },
@@ -38,11 +50,27 @@ impl Error {
             Self::Kube(kube::Error::Api(s)) if s.code == 404 => "not_found",
             Self::Kube(kube::Error::Api(_)) => "api_error",
             Self::Kube(_) => "transport",
+            Self::Apply { .. } => "apply",
             Self::Desired(_) => "desired",
             Self::Serialize { .. } => "serialize",
             Self::MissingMetadata(_) => "missing_metadata",
             Self::StatusConflict { .. } => "status_conflict",
+            Self::CacheClosed => "cache_closed",
             Self::InvalidSpec(_) => "invalid_spec",
+        }
+    }
+}
+
+impl Error {
+    /// What a user should read in status: the child and the API server's own message.
+    pub fn user_message(&self) -> String {
+        match self {
+            Self::Apply {
+                kind,
+                name,
+                source: kube::Error::Api(s),
+            } => format!("{kind} {name}: {} ({})", s.message, s.code),
+            other => other.to_string(),
         }
     }
 }

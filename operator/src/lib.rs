@@ -1,6 +1,7 @@
 //! The DeepSeekDeployment operator: pure desired-state builders (`desired`), offline rendering
 //! (`render`) and the controller (`controller`).
 
+pub mod cache;
 pub mod context;
 pub mod controller;
 pub mod desired;
@@ -12,4 +13,5 @@ pub mod reconcile;
 pub mod render;
 pub mod rollout;
 pub mod status;
+pub mod status_failure;
 pub mod status_ops;

@@ -51,7 +51,10 @@ pub struct PodObservation {
 pub struct DeploymentObservation {
     pub name: String,
     pub revision: Option<String>,
+    /// Desired (`spec.replicas`).
     pub replicas: i32,
+    /// Pods that exist (`status.replicas`).
+    pub current_replicas: i32,
     pub ready_replicas: i32,
 }
 
@@ -71,7 +74,7 @@ pub struct Transition {
     pub message: String,
 }
 
-fn condition(
+pub(crate) fn condition(
     type_: &str,
     status: &str,
     reason: &str,
@@ -207,6 +210,25 @@ fn ready_of(observed: &Observed, hash: &str) -> i32 {
         .sum()
 }
 
+/// Existing pods of one revision's Deployments.
+fn current_of(observed: &Observed, hash: &str) -> i32 {
+    observed
+        .deployments
+        .iter()
+        .filter(|d| d.revision.as_deref() == Some(hash))
+        .map(|d| d.current_replicas)
+        .sum()
+}
+
+/// The scale subresource's selector: every runtime pod of the resource, as a label query.
+pub fn pod_selector(dsd_name: &str) -> String {
+    crate::desired::naming::runtime_selector(dsd_name)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// What the rollout state machine sees of `observed` (ready replicas per revision).
 pub fn rollout_observed(
     revision: &RevisionRef,
@@ -263,7 +285,11 @@ pub fn from_decision(
     let was_serving =
         serving_before.is_some_and(|s| s.hash == stable_hash) && st.phase == Some(Phase::Healthy);
     let verification = model_verification(&revision.hash, &observed.pods);
-    st.replicas = Some(desired);
+    // Observed, not desired: the scale subresource (and an HPA) reads this as what runs now.
+    st.replicas = Some(current_of(observed, &stable_hash));
+    st.selector = Some(pod_selector(
+        dsd.metadata.name.as_deref().unwrap_or_default(),
+    ));
     st.ready_replicas = Some(ready);
     st.observed_generation = gen;
 

@@ -36,6 +36,7 @@ fn observed(hash: &str, ready: i32) -> Observed {
             name: format!("chat-{hash}"),
             revision: Some(hash.into()),
             replicas: 2,
+            current_replicas: 2,
             ready_replicas: ready,
         }],
         pods: vec![],
@@ -226,6 +227,7 @@ fn a_new_revision_stays_canary_until_ready_while_the_old_one_keeps_serving() {
         name: "chat-bbbbbbbbbb".into(),
         revision: Some("bbbbbbbbbb".into()),
         replicas: 1,
+        current_replicas: 1,
         ready_replicas: 0,
     });
     let d = dsd(1, Some(healthy));
@@ -244,5 +246,18 @@ fn a_new_revision_stays_canary_until_ready_while_the_old_one_keeps_serving() {
     assert_eq!(
         kept_revisions(&dsd(1, Some(st)), &rev("bbbbbbbbbb")),
         vec!["aaaaaaaaaa".to_string()]
+    );
+}
+
+#[test]
+fn status_replicas_are_the_pods_that_exist_and_the_selector_finds_them() {
+    // Scaled to 3 but one pod not created yet: the scale subresource must say 2, not 3.
+    let mut obs = observed("aaaaaaaaaa", 2);
+    obs.deployments[0].replicas = 3;
+    let st = compute(&dsd(3, None), &rev("aaaaaaaaaa"), &obs, &t(1));
+    assert_eq!(st.replicas, Some(2));
+    assert_eq!(
+        st.selector.as_deref(),
+        Some("inference.deepseek-k8s.dev/component=runtime,inference.deepseek-k8s.dev/deployment=chat")
     );
 }

@@ -15,7 +15,7 @@ use std::path::Path;
 use common::*;
 use deepseek_crds::status::condition_types as ct;
 use deepseek_crds::DeepSeekDeployment;
-use deepseek_operator::desired::manifests::{Rule, CLUSTER_RULES, LEASE_RULES};
+use deepseek_operator::desired::manifests::{Rule, CLUSTER_RULES, LEASE_RULES, NODE_RULES};
 use deepseek_operator::desired::naming::pdb_name;
 use deepseek_operator::desired::ChildKind;
 use deepseek_operator::reconcile::observe::secret_refs;
@@ -35,16 +35,10 @@ const NEEDED_ONLY_ON_REAL_CLUSTERS: &[(&str, &str, &str, &str)] = &[
         "kube's event Recorder patches the series of an Event that repeats within its cache window",
     ),
     (
-        "get",
-        "",
-        "nodes",
-        "a scheduled runtime pod's zone is its node's label; the fake server runs no scheduler",
-    ),
-    (
-        "patch",
-        "",
-        "pods",
-        "the zone is copied onto the scheduled pod for the per-zone PodDisruptionBudgets",
+        "update",
+        "inference.deepseek-k8s.dev",
+        "deepseekdeployments/finalizers",
+        "admission (OwnerReferencesPermissionEnforcement) checks it when children set blockOwnerDeletion",
     ),
 ];
 
@@ -271,8 +265,10 @@ async fn rbac_of_the_manifests_and_the_chart_allows_exactly_the_calls_the_operat
 ) -> TestResult {
     let mut manifest_rules = expand(CLUSTER_RULES);
     manifest_rules.extend(expand(LEASE_RULES));
+    manifest_rules.extend(expand(NODE_RULES));
     let mut chart = chart_rules("clusterrole-rules.yaml")?;
     chart.extend(chart_rules("role-rules.yaml")?);
+    chart.extend(chart_rules("node-rules.yaml")?);
     assert_eq!(
         show(&manifest_rules),
         show(&chart),

@@ -32,7 +32,7 @@ pub const FETCH_CONTAINER: &str = "fetch";
 /// The runtime binary, on the image's PATH.
 pub const RUNTIME_BINARY: &str = "deepseek-runtime";
 /// Environment variable carrying the JWT secret when `spec.auth` is set.
-pub const JWT_SECRET_ENV: &str = "DSR_JWT_SECRET";
+pub use deepseek_crds::validate::JWT_SECRET_ENV;
 /// Seconds a stopping pod keeps serving while its endpoints are removed.
 pub const PRE_STOP_SLEEP_SECONDS: i64 = 10;
 

@@ -189,15 +189,15 @@ fn affinity(owner: &Owner, spec: &DeepSeekDeploymentSpec, revision: &str) -> Opt
         }),
         ..NodeAffinity::default()
     });
-    let pod_anti_affinity = (spec.replicas > 1).then(|| PodAntiAffinity {
+    // Set whatever the replica count: it is part of the pod template, so making it depend on
+    // `replicas` would roll every GPU pod (minutes of model loading) on a 1 -> 2 scale-up. With
+    // one replica the preference simply has nothing to repel.
+    let pod_anti_affinity = Some(PodAntiAffinity {
         preferred_during_scheduling_ignored_during_execution: Some(anti_affinity_terms(
             owner, spec, revision,
         )),
         ..PodAntiAffinity::default()
     });
-    if node_affinity.is_none() && pod_anti_affinity.is_none() {
-        return None;
-    }
     Some(Affinity {
         node_affinity,
         pod_anti_affinity,

@@ -31,11 +31,13 @@ pub type Rule = (
     &'static [&'static str],
 );
 
-/// Cluster-wide permissions: exactly what the controller reads, applies and prunes, checked by
-/// operator/tests/rbac.rs against every call it makes (and equal to the chart's
-/// charts/deepseek-operator/files/clusterrole-rules.yaml). Children are never read one by one:
-/// they are watched, listed, server-side applied (`patch`, plus `create` when the apply creates)
-/// and pruned (`delete`).
+/// Permissions on namespaced resources: exactly what the controller reads, applies and prunes,
+/// checked by operator/tests/rbac.rs against every call it makes (and equal to the chart's
+/// charts/deepseek-operator/files/clusterrole-rules.yaml). Bound cluster-wide by a
+/// ClusterRoleBinding, or, with the chart's `watchNamespace`, held by a Role in that namespace
+/// only. Children are never read one by one: they are watched (the reconciler reads the watch
+/// caches), server-side applied (`patch`, plus `create` when the apply creates) and pruned
+/// (`delete`). No Secret is ever read: a missing Secret shows on the pods that mount it.
 pub const CLUSTER_RULES: &[Rule] = &[
     // `get`: each reconciliation decides the rollout on a fresh read, not the watch cache.
     (
@@ -47,6 +49,13 @@ pub const CLUSTER_RULES: &[Rule] = &[
         deepseek_crds::GROUP,
         &["deepseekdeployments/status"],
         &["patch"],
+    ),
+    // Children carry `blockOwnerDeletion`; clusters with OwnerReferencesPermissionEnforcement
+    // (OpenShift) require this to set it.
+    (
+        deepseek_crds::GROUP,
+        &["deepseekdeployments/finalizers"],
+        &["update"],
     ),
     (
         "apps",
@@ -67,7 +76,7 @@ pub const CLUSTER_RULES: &[Rule] = &[
     (
         "batch",
         &["cronjobs"],
-        &["get", "list", "watch", "create", "patch", "delete"],
+        &["list", "watch", "create", "patch", "delete"],
     ),
     // Created only where discovery finds the Prometheus operator's CRDs.
     (
@@ -75,15 +84,17 @@ pub const CLUSTER_RULES: &[Rule] = &[
         &["prometheusrules", "podmonitors"],
         &["list", "create", "patch", "delete"],
     ),
-    // The zone of a runtime pod is its node's label; the pod gets it as a label of its own,
-    // which the per-zone PodDisruptionBudgets select.
-    ("", &["nodes"], &["get"]),
-    ("", &["pods"], &["patch"]),
-    // Only to tell "Secret missing or unreadable" (InvalidSpec) from a pod that fails later;
-    // the controller reads metadata, never data.
-    ("", &["secrets"], &["get"]),
     ("events.k8s.io", &["events"], &["create", "patch"]),
 ];
+
+/// Cluster-scoped and read-only: the zone of a runtime pod is its node's label. Always bound by
+/// a ClusterRoleBinding (a RoleBinding cannot grant a cluster-scoped resource).
+pub const NODE_RULES: &[Rule] = &[("", &["nodes"], &["list", "watch"])];
+
+/// Name of the ClusterRole (and binding) of [`NODE_RULES`].
+pub fn node_role_name() -> String {
+    format!("{OPERATOR_NAME}-nodes")
+}
 
 /// Namespace-scoped permissions in the operator's namespace: the leader-election Lease.
 pub const LEASE_RULES: &[Rule] = &[(
@@ -195,6 +206,19 @@ pub fn manifests(cfg: &ManifestConfig) -> Result<Vec<Value>, ManifestError> {
         serde_json::to_value(ClusterRoleBinding {
             metadata: meta(OPERATOR_NAME, None),
             role_ref: role_ref("ClusterRole"),
+            subjects: Some(vec![subject.clone()]),
+        })?,
+        serde_json::to_value(ClusterRole {
+            metadata: meta(&node_role_name(), None),
+            rules: Some(policy_rules(NODE_RULES)),
+            ..ClusterRole::default()
+        })?,
+        serde_json::to_value(ClusterRoleBinding {
+            metadata: meta(&node_role_name(), None),
+            role_ref: RoleRef {
+                name: node_role_name(),
+                ..role_ref("ClusterRole")
+            },
             subjects: Some(vec![subject.clone()]),
         })?,
         serde_json::to_value(Role {

@@ -8,6 +8,7 @@
 //! PodDisruptionBudget. Deployments of other revisions (stable, history) are not rebuilt here:
 //! the controller keeps them, scales them as the rollout decides and prunes the rest.
 
+pub mod compat;
 pub mod configmap;
 pub mod containers;
 pub mod cronjob;
@@ -82,6 +83,11 @@ impl ChildKind {
 
     /// Kinds of the monitoring.coreos.com group: applied only where discovery finds them.
     pub const MONITORING: [ChildKind; 2] = [Self::PrometheusRule, Self::PodMonitor];
+
+    /// The kind named `kind` (`"Deployment"`, ...), if the operator manages it.
+    pub fn from_kind(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.kind() == kind)
+    }
 
     /// `apiVersion` of the kind.
     pub fn api_version(self) -> &'static str {
@@ -326,7 +332,6 @@ pub fn build_with(
         children.push(pdb);
     }
     children.push(router::router_pdb(&owner)?);
-    children.extend(pdb::build_zones(&owner, spec)?);
     children.extend(operations(&owner, spec, cfg)?);
     Ok(children)
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use deepseek_crds::{DeepSeekDeploymentSpec, ModelSpec, RevisionRef};
+use deepseek_crds::{DeepSeekDeploymentSpec, DeepSeekDeploymentStatus, ModelSpec, RevisionRef};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -26,9 +26,6 @@ pub const COMPONENT_RUNTIME: &str = "runtime";
 pub const COMPONENT_MONITORING: &str = "monitoring";
 /// Component value of the backup CronJob and its pods.
 pub const COMPONENT_BACKUP: &str = "backup";
-/// Label set by the controller on each scheduled runtime pod: the zone of its node (what the
-/// per-zone PodDisruptionBudgets select).
-pub const LABEL_ZONE: &str = "inference.deepseek-k8s.dev/zone";
 /// Length of a revision hash in hex characters.
 pub const REVISION_LEN: usize = 10;
 
@@ -70,23 +67,6 @@ pub fn backup_name(dsd_name: &str) -> String {
         head.trim_end_matches(['-', '.']),
         &hash[..6]
     )
-}
-
-/// The PodDisruptionBudget of one zone: `{name}-zone-{zone}`, the zone lowercased with anything
-/// outside `[a-z0-9-]` turned into `-`.
-pub fn zone_pdb_name(dsd_name: &str, zone: &str) -> String {
-    let zone: String = zone
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("{dsd_name}-zone-{}", zone.trim_matches('-'))
 }
 
 /// Labels on every child: the Kubernetes recommended ones plus the owner's name.
@@ -148,6 +128,40 @@ struct RevisionInput<'a> {
 /// The runtime image a spec runs: its own, else the operator's default.
 pub fn runtime_image<'a>(spec: &'a DeepSeekDeploymentSpec, cfg: &'a BuildConfig) -> &'a str {
     spec.runtime.image.as_deref().unwrap_or(&cfg.runtime_image)
+}
+
+/// The builder configuration the spec's revision runs with. When the spec does not pin
+/// `runtime.image` and its revision already ran (canary, stable or history) with another default
+/// image, that recorded image is kept: an operator upgrade changes the default image, and
+/// hashing the new one would start a canary of every resource that relies on the default.
+/// A spec change makes a new revision, which then takes the operator's current default.
+pub fn pinned_config(
+    spec: &DeepSeekDeploymentSpec,
+    status: Option<&DeepSeekDeploymentStatus>,
+    cfg: &BuildConfig,
+) -> BuildConfig {
+    let Some(status) = status.filter(|_| spec.runtime.image.is_none()) else {
+        return cfg.clone();
+    };
+    let recorded = status
+        .canary_revision
+        .iter()
+        .chain(status.stable_revision.iter())
+        .map(|r| (&r.hash, &r.image))
+        .chain(status.history.iter().map(|h| (&h.hash, &h.image)));
+    for (hash, image) in recorded {
+        if image.is_empty() || *image == cfg.runtime_image {
+            continue;
+        }
+        let pinned = BuildConfig {
+            runtime_image: image.clone(),
+            ..cfg.clone()
+        };
+        if revision(spec, &pinned) == *hash {
+            return pinned;
+        }
+    }
+    cfg.clone()
 }
 
 /// Short stable hash of everything that changes the pods (10 lowercase hex characters).

@@ -153,50 +153,82 @@ fn a_long_name_still_gives_a_valid_cron_job_name() {
 }
 
 #[test]
-fn each_zone_gets_a_budget_keeping_one_ready_replica() {
-    let spec = with(base_spec(), "/replicas", json!(3));
-    let spec = with(
-        spec,
-        "/placement",
-        json!({"zones": ["eu-1a", "eu-1b", "EU_1c"]}),
-    );
-    let out = children(&dsd(spec));
-    let names: Vec<&str> = out
-        .iter()
-        .filter(|c| c.kind == ChildKind::PodDisruptionBudget)
-        .map(|c| c.name.as_str())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "chat",
-            "chat-router",
-            "chat-zone-eu-1a",
-            "chat-zone-eu-1b",
-            "chat-zone-eu-1c"
-        ]
-    );
-    let zone_b = out
-        .iter()
-        .find(|c| c.name == "chat-zone-eu-1b")
-        .expect("zone budget");
-    assert_eq!(zone_b.object["spec"]["minAvailable"], 1);
-    assert_eq!(
-        zone_b.object["spec"]["selector"]["matchLabels"][naming::LABEL_ZONE],
-        "eu-1b"
-    );
+fn with_zones_each_runtime_pod_is_selected_by_exactly_one_budget_that_allows_a_drain() {
+    // One pod per zone: the eviction API refuses a pod under two budgets, and minAvailable 1
+    // over a one-pod zone would allow no eviction at all.
+    for replicas in [3, 4, 6] {
+        let spec = with(base_spec(), "/replicas", json!(replicas));
+        let spec = with(
+            spec,
+            "/placement",
+            json!({"zones": ["eu-1a", "eu-1b", "eu-1c"]}),
+        );
+        let out = children(&dsd(spec));
+        let runtime_budgets: Vec<&serde_json::Value> = out
+            .iter()
+            .filter(|c| c.kind == ChildKind::PodDisruptionBudget && c.name != "chat-router")
+            .map(|c| &c.object)
+            .collect();
+        assert_eq!(runtime_budgets.len(), 1, "{replicas} replicas");
+        let budget = runtime_budgets[0];
+        assert_eq!(
+            budget["spec"]["selector"]["matchLabels"],
+            json!(naming::runtime_selector("chat"))
+        );
+        let min = budget["spec"]["minAvailable"]
+            .as_i64()
+            .expect("minAvailable");
+        assert!(
+            min < i64::from(replicas),
+            "{replicas} replicas, minAvailable {min}"
+        );
+    }
 }
 
 #[test]
-fn an_explicit_budget_or_too_few_replicas_means_no_zone_budgets() {
+fn an_explicit_budget_is_kept_as_written() {
     let zones = json!({"zones": ["a", "b"], "pdbMinAvailable": 1});
     let spec = with(
         with(base_spec(), "/replicas", json!(2)),
         "/placement",
         zones,
     );
-    assert!(pdb::zone_budgets(&dsd(spec).spec).is_empty());
-    let spec = with(base_spec(), "/placement", json!({"zones": ["a", "b", "c"]}));
-    let spec = with(spec, "/replicas", json!(2));
-    assert!(pdb::zone_budgets(&dsd(spec).spec).is_empty());
+    assert_eq!(pdb::min_available(&dsd(spec).spec), Some(1));
+}
+
+#[test]
+fn an_operator_upgrade_keeps_the_image_a_running_revision_was_created_with() {
+    let old = BuildConfig {
+        runtime_image: "deepseek-runtime:0.1".into(),
+        ..BuildConfig::default()
+    };
+    let new = BuildConfig {
+        runtime_image: "deepseek-runtime:0.2".into(),
+        ..BuildConfig::default()
+    };
+    let mut d = dsd(base_spec());
+    let stable = naming::revision_ref(&d.spec, &old);
+    d.status = Some(deepseek_crds::DeepSeekDeploymentStatus {
+        stable_revision: Some(stable.clone()),
+        ..Default::default()
+    });
+    let cfg = naming::pinned_config(&d.spec, d.status.as_ref(), &new);
+    assert_eq!(cfg.runtime_image, "deepseek-runtime:0.1");
+    assert_eq!(
+        naming::revision_ref(&d.spec, &cfg),
+        stable,
+        "no new revision, no canary"
+    );
+    // A spec change is a new revision: it takes the operator's current default.
+    let changed = with(
+        base_spec(),
+        "/runtime",
+        json!({"extraArgs": ["--log-json"]}),
+    );
+    let cfg = naming::pinned_config(&dsd(changed).spec, d.status.as_ref(), &new);
+    assert_eq!(cfg.runtime_image, "deepseek-runtime:0.2");
+    // A pinned image is the user's: never replaced by a recorded one.
+    let pinned = with(base_spec(), "/runtime", json!({"image": "mine:1"}));
+    let cfg = naming::pinned_config(&dsd(pinned).spec, d.status.as_ref(), &new);
+    assert_eq!(cfg, new);
 }

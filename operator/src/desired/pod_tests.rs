@@ -154,3 +154,16 @@ fn config_map_carries_runtime_settings_under_the_runtime_env_names() {
         json!({"DSR_MAX_BATCH_SIZE": "4", "DSR_THREADS": "2", "DSR_SHUTDOWN_GRACE_SECS": "100"})
     );
 }
+
+#[test]
+fn scaling_replicas_leaves_the_pod_template_untouched() {
+    // A template change rolls every GPU pod; a replica change must only add or remove pods.
+    let template = |replicas: i32, placement: serde_json::Value| {
+        let spec = with(base_spec(), "/replicas", json!(replicas));
+        let spec = with(spec, "/placement", placement);
+        child(&children(&dsd(spec)), ChildKind::Deployment)["spec"]["template"].clone()
+    };
+    assert_eq!(template(1, json!({})), template(2, json!({})));
+    let zones = json!({"zones": ["a", "b"]});
+    assert_eq!(template(2, zones.clone()), template(5, zones));
+}

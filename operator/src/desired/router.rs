@@ -25,6 +25,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::containers::{container_security, RUNTIME_BINARY};
 use super::deployment::{pod_security, HOSTNAME_LABEL};
@@ -87,6 +88,10 @@ fn router_labels(dsd_name: &str) -> BTreeMap<String, String> {
 #[derive(Serialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RoutesFile {
+    /// Identity of this route table ([`routes_generation`]): a router reports the generation
+    /// it serves in `/admin/stats` (`routesGeneration`), so the operator knows when every
+    /// router has stopped sending requests to a revision the table no longer lists.
+    pub generation: String,
     pub session_header: String,
     pub timeout_seconds: u64,
     pub connect_timeout_ms: u64,
@@ -116,6 +121,17 @@ pub(crate) fn backend_url(
     )
 }
 
+/// The generation of a route table: 16 hex characters of SHA256 over its revisions and
+/// weights (a revision hash fixes its backends), equal for equal tables whatever the order of
+/// rounds that produced them.
+pub fn routes_generation(routes: &[(String, i32)]) -> String {
+    let text: String = routes
+        .iter()
+        .map(|(revision, weight)| format!("{revision}={weight}\n"))
+        .collect();
+    hex::encode(Sha256::digest(text.as_bytes()))[..16].to_string()
+}
+
 pub(crate) fn routes_file(
     owner: &Owner,
     spec: &DeepSeekDeploymentSpec,
@@ -123,6 +139,7 @@ pub(crate) fn routes_file(
     routes: &[(String, i32)],
 ) -> RoutesFile {
     RoutesFile {
+        generation: routes_generation(routes),
         session_header: SESSION_HEADER.into(),
         timeout_seconds: TIMEOUT_SECONDS,
         connect_timeout_ms: CONNECT_TIMEOUT_MS,

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::Client;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -52,7 +53,7 @@ impl ChildRef {
     }
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ApplyOutcome {
     pub applied: BTreeSet<ChildRef>,
     pub skipped_missing_api: BTreeSet<ChildRef>,
@@ -77,10 +78,22 @@ pub async fn apply_all(
                 tracing::debug!(kind = %child.kind, name = %child.name, "API not served; skipping optional child");
                 out.skipped_missing_api.insert(child);
             }
-            Err(e) => return Err(e.into()),
+            Err(source) => {
+                return Err(Error::Apply {
+                    kind: child.kind.clone(),
+                    name: child.name.clone(),
+                    source,
+                })
+            }
         }
     }
     Ok(out)
+}
+
+/// A digest of the objects to apply: equal digests mean an apply would send the same bodies.
+pub fn digest(objects: &[Value]) -> String {
+    let bytes = serde_json::to_vec(objects).unwrap_or_default();
+    hex::encode(Sha256::digest(&bytes))
 }
 
 fn is_optional(c: &ChildRef) -> bool {

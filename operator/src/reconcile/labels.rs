@@ -17,6 +17,14 @@ pub fn selector_for(name: &str) -> String {
     format!("{DEPLOYMENT}={name},{MANAGED_BY}={MANAGED_BY_VALUE}")
 }
 
+/// [`selector_for`] as a label map, for matching cached objects.
+pub fn selector_map(name: &str) -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        (DEPLOYMENT.to_string(), name.to_string()),
+        (MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
+    ])
+}
+
 /// Selects every child of any DeepSeekDeployment (the controller's watches).
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGED_BY_VALUE}")

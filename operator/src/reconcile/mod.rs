@@ -4,12 +4,14 @@
 
 pub mod apply;
 pub mod cleanup;
+pub mod drain;
 pub mod labels;
 pub mod observe;
 pub mod operations;
 pub mod scale;
 pub mod stats;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deepseek_crds::status::condition_types as ct;
@@ -40,20 +42,18 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
     let (Some(ns), Some(uid)) = (dsd.namespace(), dsd.uid()) else {
         return Err(Error::MissingMetadata(name));
     };
-    // Decide on the stored status, not a cached copy that may predate our last write: a
-    // stale status would replay a rollout transition.
-    let fresh = Api::<DeepSeekDeployment>::namespaced(ctx.client.clone(), &ns)
-        .get_opt(&name)
-        .await?;
-    let Some(fresh) = fresh else {
+    if let Some(stores) = &ctx.stores {
+        stores.ready().await.map_err(|_| Error::CacheClosed)?;
+    }
+    let Some(fresh) = fresh_copy(dsd, ctx, &ns, &uid).await? else {
+        ctx.forget(&uid);
         return Ok(Action::await_change());
     };
     let dsd = &fresh;
     let now = Time(Timestamp::now());
-    let mut problems = spec_problems(dsd);
-    if problems.is_empty() {
-        problems = observe::unreadable_secrets(&ctx.client, dsd).await?;
-    }
+    // Referenced Secrets are not looked up: the operator has no right to read Secrets (least
+    // privilege); a missing one shows on the pods that mount it.
+    let problems = spec_problems(dsd);
     if !problems.is_empty() {
         tracing::warn!(problems = ?problems, "invalid spec; children left untouched");
         let st = status::invalid_spec(dsd, &problems, &now);
@@ -61,15 +61,19 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
         return Ok(Action::requeue(REQUEUE_SETTLED));
     }
     let revision = ctx.revision(dsd);
-    let observed = observe::observe(&ctx.client, dsd).await?;
+    let observed = observe::observe(ctx, dsd).await?;
     let previous = dsd.status.clone().unwrap_or_default();
     let stats = router_stats(dsd, ctx, &previous).await;
     let input = status::rollout_observed(&revision, &observed, stats);
-    let decision = rollout::decide(&dsd.spec, &previous, &input, &now);
+    let mut decision = rollout::decide(&dsd.spec, &previous, &input, &now);
+    let held = drain::hold(ctx, dsd, &mut decision, &observed).await;
     let plan = Plan::from_decision(&decision, &revision.hash);
     let objects = ctx.desired_objects(dsd, &plan)?;
-    let (objects, monitoring) = operations::gate_monitoring(&ctx.client, dsd, objects).await?;
-    let outcome = apply::apply_all(&ctx.client, &ns, &objects).await?;
+    let (objects, monitoring) = operations::gate_monitoring(ctx, dsd, objects).await?;
+    let (outcome, full) = match apply_if_changed(ctx, &ns, &uid, &objects).await {
+        Ok(done) => done,
+        Err(e) => return Err(report_failure(dsd, ctx, &ns, e, &now).await),
+    };
     let missing = scale::scale_kept(
         &ctx.client,
         &ns,
@@ -90,15 +94,96 @@ pub async fn reconcile(dsd: &DeepSeekDeployment, ctx: &Context) -> Result<Action
             .keys()
             .flat_map(|hash| serving_children(&name, hash)),
     );
-    let pruned = cleanup::prune(&ctx.client, &ns, &name, &uid, &keep).await?;
-    tracing::debug!(applied = outcome.applied.len(), pruned = pruned.len(), revision = %revision.hash, weight = decision.weight, "children applied");
+    // A held revision keeps its Service: routers still on the old table resolve it.
+    keep.extend(held.iter().map(|hash| apply::ChildRef {
+        api_version: ChildKind::Service.api_version().into(),
+        kind: ChildKind::Service.kind().into(),
+        name: naming::revision_object_name(&name, hash),
+    }));
+    let sources = cleanup::Sources {
+        stores: ctx.stores.as_ref(),
+        list_uncached: full,
+    };
+    let pruned = cleanup::prune(&ctx.client, &ns, &name, &uid, &keep, sources).await?;
+    tracing::debug!(applied = outcome.applied.len(), full, pruned = pruned.len(), revision = %revision.hash, weight = decision.weight, "children applied");
     let mut st = status::from_decision(dsd, &revision, &observed, &decision, &now);
-    let ops = operations::observe(&ctx.client, dsd, monitoring).await?;
+    let ops = operations::observe(ctx, dsd, monitoring).await?;
     crate::status_ops::apply(&mut st, dsd, &ops, &now);
     let ready = st.condition(ct::READY).is_some_and(|c| c.status == "True");
     finish(dsd, ctx, &ns, st).await?;
     publish_rollout(dsd, ctx, &decision.events).await;
-    Ok(Action::requeue(next_look(&decision, ready, ctx)))
+    let next = next_look(&decision, ready, ctx);
+    if held.is_empty() {
+        Ok(Action::requeue(next))
+    } else {
+        Ok(Action::requeue(next.min(drain::REQUEUE_DRAINING)))
+    }
+}
+
+/// The resource to decide on. Decisions must use the stored status, not a cached copy that
+/// may predate our last write (a stale status would replay a rollout transition): the cached
+/// copy is used when its resourceVersion is the newest this operator has read or written,
+/// else the resource is read from the API server.
+async fn fresh_copy(
+    dsd: &DeepSeekDeployment,
+    ctx: &Context,
+    ns: &str,
+    uid: &str,
+) -> Result<Option<DeepSeekDeployment>> {
+    if ctx.is_newest(uid, dsd.resource_version().as_deref()) {
+        return Ok(Some(dsd.clone()));
+    }
+    let fresh = Api::<DeepSeekDeployment>::namespaced(ctx.client.clone(), ns)
+        .get_opt(&dsd.name_any())
+        .await?;
+    if let Some(f) = &fresh {
+        ctx.remember_version(uid, f.resource_version());
+    }
+    Ok(fresh)
+}
+
+/// Applies the children unless exactly these objects were applied within
+/// `FULL_APPLY_INTERVAL` and every cached kind among them still exists (then the last outcome
+/// stands and nothing is sent). Returns the outcome and whether this was a full apply.
+async fn apply_if_changed(
+    ctx: &Context,
+    ns: &str,
+    uid: &str,
+    objects: &[Value],
+) -> Result<(apply::ApplyOutcome, bool)> {
+    let digest = apply::digest(objects);
+    if let (Some(outcome), Some(stores)) = (ctx.recent_apply(uid, &digest), &ctx.stores) {
+        let all_there = outcome.applied.iter().all(|c| {
+            ChildKind::from_kind(&c.kind)
+                .and_then(|k| stores.has(k, ns, &c.name))
+                .unwrap_or(true)
+        });
+        if all_there {
+            return Ok(((*outcome).clone(), false));
+        }
+    }
+    let outcome = apply::apply_all(&ctx.client, ns, objects).await?;
+    ctx.remember_apply(uid, digest, Arc::new(outcome.clone()));
+    Ok((outcome, true))
+}
+
+/// Writes a failed round to status (`Ready=False`, the server's message) and, on the
+/// transition, a Warning Event; returns the error for the controller's backoff. A failing
+/// status write is logged: the apply error is what the caller must see.
+async fn report_failure(
+    dsd: &DeepSeekDeployment,
+    ctx: &Context,
+    ns: &str,
+    err: Error,
+    now: &Time,
+) -> Error {
+    let message = err.user_message();
+    tracing::warn!(error = %message, "apply refused; reporting in status");
+    let st = crate::status_failure::apply_failed(dsd, &message, now);
+    if let Err(e) = finish(dsd, ctx, ns, st).await {
+        tracing::warn!(error = %e, "could not write the failure to status");
+    }
+    err
 }
 
 /// The routers' figures, read only while a canary runs (nothing to judge otherwise).
@@ -177,7 +262,13 @@ pub async fn write_status(
     let pp = PatchParams::apply(apply::FIELD_MANAGER).force();
     for attempt in 1..=STATUS_ATTEMPTS {
         match api.patch_status(name, &pp, &Patch::Apply(&body)).await {
-            Ok(_) => return Ok(()),
+            Ok(written) => {
+                // The written copy is the newest: the watch event it causes needs no re-read.
+                if let Some(uid) = written.uid() {
+                    ctx.remember_version(&uid, written.resource_version());
+                }
+                return Ok(());
+            }
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 tracing::debug!(attempt, "status write conflicted; retrying");
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;

@@ -1,35 +1,52 @@
 //! Reads what exists for one DeepSeekDeployment: its Deployments (per revision) and pods
-//! (readiness, model-fetch init container results), and which referenced Secrets cannot be
-//! read. Read-only; the pure interpretation of a pod lives in `pod_observation`.
+//! (readiness, model-fetch init container results). Read-only; the pure interpretation of a
+//! pod lives in `pod_observation`.
+
+use std::sync::Arc;
 
 use deepseek_crds::DeepSeekDeployment;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, Secret};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::api::{Api, ListParams};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 
+use crate::context::Context;
 use crate::error::Result;
 use crate::reconcile::labels;
-use crate::status::{DeploymentObservation, InitState, Observed, PodObservation, SpecProblem};
+use crate::status::{DeploymentObservation, InitState, Observed, PodObservation};
 
-pub async fn observe(client: &Client, dsd: &DeepSeekDeployment) -> Result<Observed> {
+/// From the watch caches when the Controller runs (no API call), else listed.
+pub async fn observe(ctx: &Context, dsd: &DeepSeekDeployment) -> Result<Observed> {
     let ns = dsd.namespace().unwrap_or_default();
     let uid = dsd.uid().unwrap_or_default();
-    let lp = ListParams::default().labels(&labels::selector_for(&dsd.name_any()));
-    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns)
-        .list(&lp)
-        .await?;
-    let pods = Api::<Pod>::namespaced(client.clone(), &ns)
-        .list(&lp)
-        .await?;
+    let name = dsd.name_any();
+    let (deployments, pods): (Vec<Arc<Deployment>>, Vec<Arc<Pod>>) = match &ctx.stores {
+        Some(stores) => {
+            let sel = labels::selector_map(&name);
+            (stores.deployments(&ns, &sel), stores.pods(&ns, &sel))
+        }
+        None => {
+            let lp = ListParams::default().labels(&labels::selector_for(&name));
+            let client = &ctx.client;
+            let deployments = Api::<Deployment>::namespaced(client.clone(), &ns)
+                .list(&lp)
+                .await?;
+            let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+                .list(&lp)
+                .await?;
+            (
+                deployments.items.into_iter().map(Arc::new).collect(),
+                pods.items.into_iter().map(Arc::new).collect(),
+            )
+        }
+    };
     Ok(Observed {
         deployments: deployments
-            .items
             .iter()
             .filter(|d| d.owner_references().iter().any(|o| o.uid == uid))
-            .map(deployment_observation)
+            .map(|d| deployment_observation(d))
             .collect(),
-        pods: pods.items.iter().map(pod_observation).collect(),
+        pods: pods.iter().map(|p| pod_observation(p)).collect(),
     })
 }
 
@@ -39,6 +56,7 @@ fn deployment_observation(d: &Deployment) -> DeploymentObservation {
         name: d.name_any(),
         revision: d.labels().get(labels::REVISION).cloned(),
         replicas: d.spec.replicas.unwrap_or(1),
+        current_replicas: status.replicas.unwrap_or(0),
         ready_replicas: status.ready_replicas.unwrap_or(0),
     }
 }
@@ -99,30 +117,6 @@ fn init_failure(c: &ContainerStatus) -> Option<InitState> {
         reason,
         message: message.trim().to_string(),
     })
-}
-
-/// Secrets the spec references that do not exist or cannot be read, as spec problems.
-pub async fn unreadable_secrets(
-    client: &Client,
-    dsd: &DeepSeekDeployment,
-) -> Result<Vec<SpecProblem>> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), &dsd.namespace().unwrap_or_default());
-    let mut problems = Vec::new();
-    for (field, name) in secret_refs(dsd) {
-        match api.get_metadata_opt(&name).await {
-            Ok(Some(_)) => {}
-            Ok(None) => problems.push(SpecProblem {
-                message: format!("{field}: Secret {name:?} not found"),
-                field,
-            }),
-            Err(kube::Error::Api(s)) if s.code == 403 => problems.push(SpecProblem {
-                message: format!("{field}: Secret {name:?} cannot be read (forbidden)"),
-                field,
-            }),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(problems)
 }
 
 /// Every Secret name the spec points at, with the field path naming it.

@@ -1,17 +1,19 @@
 //! Side effects of the operational children: discovery of the monitoring.coreos.com kinds (the
 //! monitoring children are dropped before apply where the cluster lacks them), the zone of each
-//! scheduled runtime pod (read from its node, written to the pod as a label the per-zone
-//! PodDisruptionBudgets select), and the backup CronJob's last success.
+//! scheduled runtime pod (its node's label, for `status.zones`), and the backup CronJob's last
+//! success.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use deepseek_crds::DeepSeekDeployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::context::Context;
 use crate::desired::deployment::ZONE_LABEL;
 use crate::desired::{is_monitoring, naming, ChildKind};
 use crate::error::Result;
@@ -39,15 +41,23 @@ pub async fn missing_monitoring_kinds(client: &Client) -> Result<Vec<String>> {
 }
 
 /// Drops the monitoring children unless every monitoring kind is served; says which state holds.
+/// Discovery is asked at most once per `DISCOVERY_TTL`, not on every round.
 pub async fn gate_monitoring(
-    client: &Client,
+    ctx: &Context,
     dsd: &DeepSeekDeployment,
     objects: Vec<Value>,
 ) -> Result<(Vec<Value>, MonitoringState)> {
     if !dsd.spec.monitoring.enabled {
         return Ok((objects, MonitoringState::Disabled));
     }
-    let missing = missing_monitoring_kinds(client).await?;
+    let missing = match ctx.cached_discovery() {
+        Some(missing) => missing,
+        None => {
+            let missing = missing_monitoring_kinds(&ctx.client).await?;
+            ctx.remember_discovery(missing.clone());
+            missing
+        }
+    };
     if missing.is_empty() {
         return Ok((objects, MonitoringState::Applied));
     }
@@ -56,45 +66,38 @@ pub async fn gate_monitoring(
     Ok((kept, MonitoringState::CrdsMissing(missing)))
 }
 
-/// Zone of each scheduled runtime pod, labelling pods whose zone label is missing or stale.
-async fn zoned_pods(client: &Client, ns: &str, name: &str) -> Result<Vec<ZonedPod>> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let selector = naming::runtime_selector(name)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let list = pods.list(&ListParams::default().labels(&selector)).await?;
-    let nodes: Api<Node> = Api::all(client.clone());
+/// Zone of each scheduled runtime pod (its node's zone label), from the caches when the
+/// Controller runs.
+async fn zoned_pods(ctx: &Context, ns: &str, name: &str) -> Result<Vec<ZonedPod>> {
+    let selector = naming::runtime_selector(name);
+    let pods: Vec<Arc<Pod>> = match &ctx.stores {
+        Some(stores) => stores.pods(ns, &selector),
+        None => {
+            let query = selector
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+            let list = api.list(&ListParams::default().labels(&query)).await?;
+            list.items.into_iter().map(Arc::new).collect()
+        }
+    };
     let mut zone_of: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut out = Vec::new();
-    for pod in list.items {
+    for pod in pods {
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
         let zone = match node {
             Some(node) => match zone_of.get(&node) {
                 Some(z) => z.clone(),
                 None => {
-                    let z = nodes
-                        .get_opt(&node)
-                        .await?
-                        .and_then(|n| n.labels().get(ZONE_LABEL).cloned());
+                    let z = node_zone(ctx, &node).await?;
                     zone_of.insert(node, z.clone());
                     z
                 }
             },
             None => None,
         };
-        if let Some(z) = &zone {
-            if pod.labels().get(naming::LABEL_ZONE) != Some(z) {
-                let patch = json!({"metadata": {"labels": {naming::LABEL_ZONE: z}}});
-                pods.patch(
-                    &pod.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await?;
-            }
-        }
         let ready = pod
             .status
             .as_ref()
@@ -109,9 +112,20 @@ async fn zoned_pods(client: &Client, ns: &str, name: &str) -> Result<Vec<ZonedPo
     Ok(out)
 }
 
+async fn node_zone(ctx: &Context, node: &str) -> Result<Option<String>> {
+    if let Some(stores) = &ctx.stores {
+        return Ok(stores.node_zone(node).await);
+    }
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    Ok(nodes
+        .get_opt(node)
+        .await?
+        .and_then(|n| n.labels().get(ZONE_LABEL).cloned()))
+}
+
 /// Zones (only with `placement.zones`), monitoring state and the last backup.
 pub async fn observe(
-    client: &Client,
+    ctx: &Context,
     dsd: &DeepSeekDeployment,
     monitoring: MonitoringState,
 ) -> Result<OpsObserved> {
@@ -120,14 +134,22 @@ pub async fn observe(
     let pods = if dsd.spec.placement.zones.is_empty() {
         Vec::new()
     } else {
-        zoned_pods(client, &ns, &name).await?
+        zoned_pods(ctx, &ns, &name).await?
     };
     let last_backup = match &dsd.spec.backup {
-        Some(_) => Api::<CronJob>::namespaced(client.clone(), &ns)
-            .get_opt(&naming::backup_name(&name))
-            .await?
-            .and_then(|c| c.status)
-            .and_then(|s| s.last_successful_time),
+        Some(_) => {
+            let cron = naming::backup_name(&name);
+            let job = match &ctx.stores {
+                Some(stores) => stores.cron_job(&ns, &cron).map(|c| (*c).clone()),
+                None => {
+                    Api::<CronJob>::namespaced(ctx.client.clone(), &ns)
+                        .get_opt(&cron)
+                        .await?
+                }
+            };
+            job.and_then(|c| c.status)
+                .and_then(|s| s.last_successful_time)
+        }
         None => None,
     };
     Ok(OpsObserved {

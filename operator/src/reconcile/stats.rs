@@ -9,6 +9,7 @@ use deepseek_crds::DeepSeekDeployment;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
+use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
 use crate::desired::router::{router_selector, ROUTER_PORT};
@@ -43,49 +44,99 @@ pub trait StatsSource: Send + Sync {
         &'a self,
         dsd: &'a DeepSeekDeployment,
     ) -> BoxFuture<'a, Result<Stats, StatsError>>;
+
+    /// The `routesGeneration` each ready router reports serving (`None`: a router that
+    /// predates the field). A source without routers reports none.
+    fn routes_generations<'a>(
+        &'a self,
+        _dsd: &'a DeepSeekDeployment,
+    ) -> BoxFuture<'a, Result<Vec<Option<String>>, StatsError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// Reads `/admin/stats` of every ready router pod of the resource.
 pub struct RouterPods {
     client: Client,
     http: reqwest::Client,
+    /// The pod watch cache, when a Controller runs: then router pods are never listed.
+    pods: Option<Store<Pod>>,
 }
 
 /// A router that does not answer within this is counted as unavailable.
 pub const STATS_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl RouterPods {
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Client, pods: Option<Store<Pod>>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(STATS_TIMEOUT)
             .build()
             .unwrap_or_default();
-        Self { client, http }
+        Self { client, http, pods }
     }
 
     async fn read(&self, dsd: &DeepSeekDeployment) -> Result<Stats, StatsError> {
-        let ns = dsd.namespace().unwrap_or_default();
-        let selector = router_selector(&dsd.name_any())
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let pods = Api::<Pod>::namespaced(self.client.clone(), &ns)
-            .list(&ListParams::default().labels(&selector))
-            .await?;
-        let urls: Vec<String> = pods.items.iter().filter_map(stats_url).collect();
+        let urls = self.urls(dsd).await?;
         if urls.is_empty() {
             return Err(StatsError::NoRouterPods);
         }
         let mut total = Stats::new();
         // Every pod must answer: a partial sum would look like a counter reset.
         for url in urls {
-            analysis::add(&mut total, self.fetch(&url).await?);
+            let body = self.fetch(&url).await?;
+            let stats = analysis::parse_admin_stats(&body).map_err(|source| StatsError::Parse {
+                url: url.clone(),
+                source,
+            })?;
+            analysis::add(&mut total, stats);
         }
         Ok(total)
     }
 
-    async fn fetch(&self, url: &str) -> Result<Stats, StatsError> {
+    async fn generations(
+        &self,
+        dsd: &DeepSeekDeployment,
+    ) -> Result<Vec<Option<String>>, StatsError> {
+        let mut out = Vec::new();
+        for url in self.urls(dsd).await? {
+            let body = self.fetch(&url).await?;
+            let parsed: RoutesReport =
+                serde_json::from_slice(&body).map_err(|source| StatsError::Parse {
+                    url: url.clone(),
+                    source,
+                })?;
+            out.push(parsed.routes_generation);
+        }
+        Ok(out)
+    }
+
+    /// `/admin/stats` of every ready router pod, from the pod cache when there is one.
+    async fn urls(&self, dsd: &DeepSeekDeployment) -> Result<Vec<String>, StatsError> {
+        let ns = dsd.namespace().unwrap_or_default();
+        let labels = router_selector(&dsd.name_any());
+        let urls: Vec<String> = match &self.pods {
+            Some(store) => store
+                .state()
+                .iter()
+                .filter(|p| crate::cache::selected(p.as_ref(), &ns, &labels))
+                .filter_map(|p| stats_url(p))
+                .collect(),
+            None => {
+                let selector = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let pods = Api::<Pod>::namespaced(self.client.clone(), &ns)
+                    .list(&ListParams::default().labels(&selector))
+                    .await?;
+                pods.items.iter().filter_map(stats_url).collect()
+            }
+        };
+        Ok(urls)
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, StatsError> {
         let http = |source| StatsError::Http {
             url: url.to_string(),
             source,
@@ -97,12 +148,17 @@ impl RouterPods {
                 status: response.status().as_u16(),
             });
         }
-        let body = response.bytes().await.map_err(http)?;
-        analysis::parse_admin_stats(&body).map_err(|source| StatsError::Parse {
-            url: url.to_string(),
-            source,
-        })
+        Ok(response.bytes().await.map_err(http)?.to_vec())
     }
+}
+
+/// The part of `/admin/stats` the drain gate reads (router contract: `routesGeneration`, the
+/// `generation` of the routes file the router has loaded).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoutesReport {
+    #[serde(default)]
+    routes_generation: Option<String>,
 }
 
 impl StatsSource for RouterPods {
@@ -111,6 +167,13 @@ impl StatsSource for RouterPods {
         dsd: &'a DeepSeekDeployment,
     ) -> BoxFuture<'a, Result<Stats, StatsError>> {
         Box::pin(self.read(dsd))
+    }
+
+    fn routes_generations<'a>(
+        &'a self,
+        dsd: &'a DeepSeekDeployment,
+    ) -> BoxFuture<'a, Result<Vec<Option<String>>, StatsError>> {
+        Box::pin(self.generations(dsd))
     }
 }
 
