@@ -1,5 +1,7 @@
 //! Rewriting the route file moves traffic within 2 s, under continuous load, without one
-//! failed request; an invalid rewrite is rejected and the old routes keep serving.
+//! failed request; an invalid rewrite is rejected and the old routes keep serving. The router
+//! reports the `generation` of the table it serves (`routesGeneration`), and only an accepted
+//! reload changes it: the operator scales a dropped revision down only after seeing it.
 #![allow(clippy::unwrap_used)]
 
 mod router_support;
@@ -96,8 +98,16 @@ async fn rewriting_the_route_file_moves_traffic_within_two_seconds_with_no_faile
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_rewrite_is_rejected_and_the_old_routes_keep_serving() {
     let a = backend("a").await;
-    let router = RouterProc::start(&routes_yaml("", &[("a", 100, vec![a.url.clone()])])).await;
-    router.rewrite(&routes_yaml("", &[("a", 60, vec![a.url.clone()])]));
+    let router = RouterProc::start(&routes_yaml(
+        "generation: gen-1\n",
+        &[("a", 100, vec![a.url.clone()])],
+    ))
+    .await;
+    assert_eq!(router.stats().await["routesGeneration"], "gen-1");
+    router.rewrite(&routes_yaml(
+        "generation: gen-2\n",
+        &[("a", 60, vec![a.url.clone()])],
+    ));
     let http = client();
     let started = Instant::now();
     loop {
@@ -119,4 +129,46 @@ async fn an_invalid_rewrite_is_rejected_and_the_old_routes_keep_serving() {
     }
     let stats = router.stats().await;
     assert_eq!(stats["revisions"][0]["weight"], 100);
+    assert_eq!(
+        stats["routesGeneration"], "gen-1",
+        "a rejected file must not change the generation the router reports"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_rewrite_reports_the_new_routes_generation() {
+    let (a, b) = (backend("a").await, backend("b").await);
+    let table = |generation: &str, w_a: u32| {
+        routes_yaml(
+            &format!("generation: {generation}\n"),
+            &[
+                ("a", w_a, vec![a.url.clone()]),
+                ("b", 100 - w_a, vec![b.url.clone()]),
+            ],
+        )
+    };
+    let router = RouterProc::start(&table("gen-1", 100)).await;
+    assert_eq!(router.stats().await["routesGeneration"], "gen-1");
+    router.rewrite(&table("gen-2", 0));
+    let started = Instant::now();
+    while router.stats().await["routesGeneration"] != "gen-2" {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the new generation was never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let http = client();
+    for _ in 0..10 {
+        assert_eq!(fetch(&http, &router.url, "/who").await.1, "b");
+    }
+    router.rewrite(&routes_yaml("", &[("a", 100, vec![a.url.clone()])]));
+    let started = Instant::now();
+    while router.stats().await.get("routesGeneration").is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "a file without a generation must report none"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1,6 +1,6 @@
-//! The route file (`routes.yaml`, see ROUTER_CONTRACT.md): parsed once into a validated
-//! [`RouteConfig`], so the proxy never meets a weight sum other than 100 or a backend URL it
-//! cannot dial.
+//! The route file (`routes.yaml`, the contract in the README's Router section): parsed once
+//! into a validated [`RouteConfig`], so the proxy never meets a weight sum other than 100 or a
+//! backend URL it cannot dial.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -20,6 +20,8 @@ pub const TOTAL_WEIGHT: u32 = 100;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawConfig {
+    /// The operator's identity of this table (`routes_generation` in the operator).
+    generation: Option<String>,
     session_header: Option<String>,
     timeout_seconds: Option<u64>,
     connect_timeout_ms: Option<u64>,
@@ -47,6 +49,9 @@ pub struct Revision {
 /// A validated route table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
+    /// The table's identity as the operator wrote it, reported back in `/admin/stats` as
+    /// `routesGeneration` so the operator knows when every router has left a revision behind.
+    pub generation: Option<String>,
     /// Lower-case header name (HTTP header names are case-insensitive).
     pub session_header: http::HeaderName,
     pub timeout: Duration,
@@ -121,6 +126,7 @@ impl RouteConfig {
             return Err(ConfigError::ZeroTimeout("connectTimeoutMs"));
         }
         Ok(Self {
+            generation: raw.generation.filter(|g| !g.trim().is_empty()),
             session_header,
             timeout: Duration::from_secs(timeout_s),
             connect_timeout: Duration::from_millis(connect_ms),
@@ -198,6 +204,7 @@ mod tests {
     use super::*;
 
     const FULL: &str = r#"
+generation: 3f2a9b1c0d4e5f60
 sessionHeader: X-Conversation
 timeoutSeconds: 30
 connectTimeoutMs: 500
@@ -229,6 +236,15 @@ revisions:
             c.revisions[0].backends[1].to_string(),
             "http://10.0.0.2:8000/"
         );
+    }
+
+    #[test]
+    fn keeps_the_generation_the_operator_wrote_and_none_when_absent() {
+        assert_eq!(
+            RouteConfig::parse(FULL).unwrap().generation.as_deref(),
+            Some("3f2a9b1c0d4e5f60")
+        );
+        assert_eq!(RouteConfig::parse(&two(50, 50)).unwrap().generation, None);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! between revisions by exact weight (sticky per session header), forwards HTTP, SSE and
 //! WebSocket traffic unbuffered, retries connection failures on the revision's other backends,
 //! records per-revision outcomes for canary analysis, and reloads its route file live.
-//! The wire contract with the operator is ROUTER_CONTRACT.md.
+//! The wire contract with the operator is the README's Router section.
 
 pub mod body;
 pub mod config;

@@ -1,5 +1,5 @@
 //! Every router metric name, label and bucket as a constant, on the router's own `Registry`
-//! (no globals). Names and bounds are part of ROUTER_CONTRACT.md: the operator's canary
+//! (no globals). Names and bounds are part of the README's Router section: the operator's canary
 //! analysis reads them.
 
 use prometheus::{

@@ -59,7 +59,9 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
 
 async fn admin_stats(State(app): State<Arc<App>>) -> impl IntoResponse {
     let table = app.routes.current();
-    Json(app.stats.snapshot(&table.weights()))
+    let mut snapshot = app.stats.snapshot(&table.weights());
+    snapshot.routes_generation = table.config.generation.clone();
+    Json(snapshot)
 }
 
 /// Serves until SIGTERM, then lets in-flight requests (open streams too) finish for up to

@@ -99,6 +99,15 @@ pub struct RevisionStats {
 /// The `/admin/stats` body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatsSnapshot {
+    /// The `generation` of the route file this router serves (absent when the file has none).
+    /// It changes only when a reload is accepted, so an operator waiting for it knows no
+    /// request of this router goes to a revision the new table dropped.
+    #[serde(
+        rename = "routesGeneration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub routes_generation: Option<String>,
     pub revisions: Vec<RevisionStats>,
 }
 
@@ -178,7 +187,10 @@ impl Stats {
                 });
             }
         }
-        StatsSnapshot { revisions }
+        StatsSnapshot {
+            routes_generation: None,
+            revisions,
+        }
     }
 }
 
