@@ -162,6 +162,8 @@ metadata:
     kubernetes.io/os: linux
     kubernetes.io/arch: amd64
     node.kubernetes.io/instance-type: gpu-$GPUS_PER_NODE
+    # The accelerator label GKE puts on L4 nodes, which examples/multi-zone.yaml selects.
+    cloud.google.com/gke-accelerator: nvidia-l4
     topology.kubernetes.io/region: local
     topology.kubernetes.io/zone: $zone
 status:
