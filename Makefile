@@ -26,7 +26,7 @@ test-deps: model
 # once (cached outside the repository), `test` starts it, runs every test with its KUBECONFIG
 # and stops it again, whether the tests pass or not.
 test: test-deps
-	@eval "$$(./scripts/control-plane.sh up)" && \
+	@env="$$(./scripts/control-plane.sh up)" && eval "$$env" && \
 		trap './scripts/control-plane.sh down' EXIT && \
 		cargo test --workspace --all-targets
 
