@@ -120,7 +120,7 @@ async fn a_healthy_canary_advances_through_its_steps_and_is_promoted() -> TestRe
 #[ignore = "operator defect the real controllers reveal (issue 14 item 4, listed there): on \
             rollback the canary is scaled to zero in the same reconcile that drops it from the \
             routes, so routers still send its share to pods that are gone until they reload \
-            (502s, intermittent even with a 100 ms ConfigMap delay, certain with a realistic one)"]
+            (502s: intermittent with DEEPSEEK_TEST_CONFIGMAP_SYNC_MS=100, certain with the default 20 s)"]
 async fn a_failing_canary_is_rolled_back_while_the_stable_revision_serves_every_request(
 ) -> TestResult {
     let mut cluster = Cluster::start(dsd("runtime:v1", canary_steps())).await?;

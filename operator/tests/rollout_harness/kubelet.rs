@@ -29,12 +29,12 @@ use super::{start_backend, Backend, NAME};
 
 /// How long a changed routes ConfigMap takes to reach the routers' mounted file. A real
 /// kubelet refreshes ConfigMap volumes on its sync period plus its cache TTL (up to a minute
-/// or more); `DEEPSEEK_TEST_CONFIGMAP_SYNC_MS` sets it (default 100 ms).
+/// or more); `DEEPSEEK_TEST_CONFIGMAP_SYNC_MS` sets it (default 20 s).
 pub fn configmap_sync_delay() -> Duration {
     let ms = std::env::var("DEEPSEEK_TEST_CONFIGMAP_SYNC_MS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(20_000);
     Duration::from_millis(ms)
 }
 
