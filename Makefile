@@ -21,8 +21,14 @@ run: model build
 test-deps: model
 	./scripts/test-deps.sh
 
+# The operator and e2e tests run against a local Kubernetes control plane (etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kwok; scripts/control-plane.sh): test-deps builds it
+# once (cached outside the repository), `test` starts it, runs every test with its KUBECONFIG
+# and stops it again, whether the tests pass or not.
 test: test-deps
-	cargo test --workspace --all-targets
+	@env="$$(./scripts/control-plane.sh up)" && eval "$$env" && \
+		trap './scripts/control-plane.sh down' EXIT && \
+		cargo test --workspace --all-targets
 
 # Side by side with llama.cpp's llama-server on the same model and threads (scripts/bench.sh).
 bench: model build

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need that cargo does not bring: a Python virtualenv with the official
-# OpenAI client (compatibility tests). Idempotent and quiet when everything is present.
+# OpenAI client (compatibility tests), Prometheus, the Helm SDK, and the local Kubernetes control
+# plane the operator and e2e tests run against. Idempotent and quiet when everything is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -30,3 +31,7 @@ fi
 if ! .venv/bin/python -c 'import helm_python' 2>/dev/null; then
   .venv/bin/pip install --quiet 'helm-python-sdk==0.2.2'
 fi
+# The local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kwok, kubectl), built from the Go modules pinned in tools/control-plane/ into
+# ~/.cache/deepseek-k8s/control-plane/ (20-30 minutes the first time on 2 cores, then reused).
+./scripts/control-plane.sh build

@@ -6,6 +6,8 @@ Reads one JSON request on stdin: {"chart": DIR, "ops": [OP, ...]} where OP is on
   {"op": "render", "values": {...}, "name": RELEASE, "namespace": NS}
   {"op": "validate", "values": {...}}
   {"op": "crds"}
+  {"op": "install", "values": {...}, "name": RELEASE, "namespace": NS}   (the cluster in KUBECONFIG)
+  {"op": "uninstall", "name": RELEASE, "namespace": NS}
 and prints one JSON list with a result per op: {"ok": true, ...} or {"ok": false, "error": MSG}.
 """
 
@@ -21,6 +23,22 @@ def run(chart_dir, op):
     if kind == "lint":
         report = helm.lint(chart_dir, values, strict=True, namespace="deepseek-system")
         return {"ok": True, "report": report}
+    if kind == "install":
+        with helm.Config(namespace=op["namespace"]) as config:
+            release = config.install(
+                chart_dir,
+                op["name"],
+                values,
+                namespace=op["namespace"],
+                create_namespace=True,
+                wait="watcher",
+                timeout=op.get("timeout", 180),
+            )
+            return {"ok": True, "release": release}
+    if kind == "uninstall":
+        with helm.Config(namespace=op["namespace"]) as config:
+            config.uninstall(op["name"], wait="watcher", timeout=op.get("timeout", 180))
+            return {"ok": True}
     with helm.Chart.load(chart_dir) as chart:
         if kind == "render":
             files = chart.render(

@@ -24,6 +24,11 @@ async fn owned(client: &Client, ns: &str, uid: &str) -> Vec<Deployment> {
     items
         .into_iter()
         .filter(|d| d.owner_references().iter().any(|o| o.uid == uid))
+        // The runtime Deployments (one per revision); the router's carries no revision.
+        .filter(|d| {
+            d.labels()
+                .contains_key(deepseek_operator::reconcile::labels::REVISION)
+        })
         .collect()
 }
 

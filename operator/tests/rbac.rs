@@ -1,8 +1,10 @@
-//! Least privilege, checked: the real operator runs every DeepSeekDeployment in examples/
-//! against the fake API server (children applied, pods watched, Secrets checked, a new revision
-//! rolled out and the old one scaled down, Events published, the leader Lease taken and released),
-//! and the set of API calls it made must equal what the RBAC rules allow, both the rules
-//! `deepseek-operator manifests` prints and those of the Helm chart.
+//! Least privilege, checked on the real API server: the real operator runs every
+//! DeepSeekDeployment in examples/ with the token of the chart's ServiceAccount, bound to the
+//! chart's ClusterRole and Role rules, so the real RBAC authorizer judges every call (children
+//! applied, pods watched and labelled with their node's zone, Secrets checked, a new revision
+//! rolled out and the old one scaled down, Events published, the leader Lease taken and
+//! released). No call may be refused (403), and the set of calls it made must equal what the
+//! rules allow, both the rules `deepseek-operator manifests` prints and those of the Helm chart.
 //!
 //! After adding a child kind or an API call: run this test; it names each rule to add (or to
 //! drop) in `operator/src/desired/manifests.rs` and `charts/deepseek-operator/files/*.yaml`.
@@ -10,8 +12,8 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
+use common::recorder::ApiCall;
 use common::*;
 use deepseek_crds::status::condition_types as ct;
 use deepseek_crds::DeepSeekDeployment;
@@ -19,14 +21,20 @@ use deepseek_operator::desired::manifests::{Rule, CLUSTER_RULES, LEASE_RULES, NO
 use deepseek_operator::desired::naming::pdb_name;
 use deepseek_operator::desired::ChildKind;
 use deepseek_operator::reconcile::observe::secret_refs;
-use fake_apiserver::{ApiCall, FakeApiServer, ResourceDef};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// Allowed calls a short scenario against the fake server cannot show, each with the reason
-/// the operator needs it on a real cluster.
+/// The ServiceAccount the chart creates (release `deepseek-operator` in `deepseek-system`),
+/// whose token the control plane's token file knows.
+const SA_NAMESPACE: &str = "deepseek-system";
+const SA_NAME: &str = "deepseek-operator";
+
+/// Allowed calls a short scenario cannot show, each with the reason the operator needs it.
 const NEEDED_ONLY_ON_REAL_CLUSTERS: &[(&str, &str, &str, &str)] = &[
     (
         "patch",
@@ -42,27 +50,11 @@ const NEEDED_ONLY_ON_REAL_CLUSTERS: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-/// Kinds a helper may add as children that the fake server does not serve by default.
-fn register_optional_kinds(server: &FakeApiServer) {
-    server.register(ResourceDef::new(
-        "monitoring.coreos.com",
-        "v1",
-        "PrometheusRule",
-        "prometheusrules",
-    ));
-    server.register(ResourceDef::new(
-        "monitoring.coreos.com",
-        "v1",
-        "ServiceMonitor",
-        "servicemonitors",
-    ));
+fn root() -> &'static std::path::Path {
+    repo_root()
 }
 
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-/// Every DeepSeekDeployment in examples/*.yaml, moved into the test namespace.
+/// Every DeepSeekDeployment in examples/*.yaml.
 fn example_resources() -> anyhow::Result<Vec<Value>> {
     let mut files: Vec<_> = std::fs::read_dir(root().join("examples"))?
         .filter_map(Result::ok)
@@ -74,9 +66,8 @@ fn example_resources() -> anyhow::Result<Vec<Value>> {
     for file in files {
         let text = std::fs::read_to_string(&file)?;
         for doc in serde_yaml::Deserializer::from_str(&text) {
-            let mut v = Value::deserialize(doc)?;
+            let v = Value::deserialize(doc)?;
             if v["kind"] == deepseek_crds::KIND {
-                v["metadata"]["namespace"] = json!(NS);
                 out.push(v);
             }
         }
@@ -106,9 +97,13 @@ struct ChartRule {
     verbs: Vec<String>,
 }
 
-fn chart_rules(file: &str) -> anyhow::Result<Allowed> {
+fn chart_rule_values(file: &str) -> anyhow::Result<Value> {
     let path = root().join("charts/deepseek-operator/files").join(file);
-    let rules: Vec<ChartRule> = serde_yaml::from_str(&std::fs::read_to_string(path)?)?;
+    Ok(serde_yaml::from_str(&std::fs::read_to_string(path)?)?)
+}
+
+fn chart_rules(file: &str) -> anyhow::Result<Allowed> {
+    let rules: Vec<ChartRule> = serde_json::from_value(chart_rule_values(file)?)?;
     let mut out = BTreeSet::new();
     for rule in rules {
         for g in &rule.api_groups {
@@ -136,66 +131,148 @@ fn show<'a>(calls: impl IntoIterator<Item = &'a (String, String, String)>) -> Ve
     calls.into_iter().map(one).collect()
 }
 
+/// The chart's rules bound to its ServiceAccount: the ClusterRole through a
+/// ClusterRoleBinding (cluster-wide mode), the read-only nodes ClusterRole, and the Lease Role
+/// in the namespace holding the Lease.
+async fn bind_chart_rules(cluster: &Cluster) -> anyhow::Result<()> {
+    let client = cluster.client();
+    let subject = json!([{"kind": "ServiceAccount", "name": SA_NAME, "namespace": SA_NAMESPACE}]);
+    let name = format!("deepseek-operator-{}", cluster.ns);
+    let pp = PatchParams::apply(TEST_MANAGER).force();
+    Api::<ClusterRole>::all(client.clone())
+        .patch(
+            &name,
+            &pp,
+            &Patch::Apply(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": name}, "rules": chart_rule_values("clusterrole-rules.yaml")?})),
+        )
+        .await?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch(&name, &pp, &Patch::Apply(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": subject})))
+        .await?;
+    // Reading nodes (zones) is its own read-only ClusterRole in both chart modes.
+    let nodes = format!("{name}-nodes");
+    Api::<ClusterRole>::all(client.clone())
+        .patch(
+            &nodes,
+            &pp,
+            &Patch::Apply(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": nodes}, "rules": chart_rule_values("node-rules.yaml")?})),
+        )
+        .await?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch(&nodes, &pp, &Patch::Apply(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": nodes},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": nodes},
+            "subjects": subject})))
+        .await?;
+    Api::<Role>::namespaced(client.clone(), &cluster.ns)
+        .patch("deepseek-operator-lease", &pp, &Patch::Apply(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "deepseek-operator-lease"}, "rules": chart_rule_values("role-rules.yaml")?})))
+        .await?;
+    Api::<RoleBinding>::namespaced(client, &cluster.ns)
+        .patch("deepseek-operator-lease", &pp, &Patch::Apply(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "deepseek-operator-lease"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deepseek-operator-lease"},
+            "subjects": subject})))
+        .await?;
+    Ok(())
+}
+
 /// Runs the scenario and returns every call the operator made, with one example request each.
 async fn calls_of_the_operator() -> anyhow::Result<BTreeMap<(String, String, String), String>> {
-    let server = fake().await?;
-    register_optional_kinds(&server);
+    let cluster = Cluster::new().await?;
+    bind_chart_rules(&cluster).await?;
     let resources = example_resources()?;
     assert!(
         resources.len() >= 4,
         "examples/ holds {} resources",
         resources.len()
     );
+    let api: Api<DeepSeekDeployment> = cluster.api();
     for r in &resources {
-        let dsd: DeepSeekDeployment = serde_json::from_value(r.clone())?;
+        let mut dsd: DeepSeekDeployment = serde_json::from_value(r.clone())?;
+        dsd.metadata.namespace = Some(cluster.ns.clone());
         for (_, secret) in secret_refs(&dsd) {
-            let exists = server.get_raw("", "secrets", NS, &secret).is_some();
-            if !exists {
-                server.create_raw(json!({"apiVersion": "v1", "kind": "Secret",
-                    "metadata": {"name": secret, "namespace": NS}, "data": {}}))?;
+            if cluster.get::<Secret>(&secret).await.is_none() {
+                cluster
+                    .create_raw(json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": secret}, "data": {}}))
+                    .await?;
             }
         }
-        // In-process, so the request log holds the operator's calls only.
-        server.create_raw(r.clone())?;
+        api.create(&PostParams::default(), &dsd).await?;
     }
-    let op = start_operator(&server, "op-rbac", true).await?;
+    let client =
+        cluster.recorded_client_with(cluster.service_account_config(SA_NAMESPACE, SA_NAME)?)?;
+    let op = start_operator_with(&cluster, client, "op-rbac", true, |_| {}).await?;
     let names: Vec<String> = resources
         .iter()
         .filter_map(|r| r["metadata"]["name"].as_str().map(str::to_string))
         .collect();
     for name in &names {
-        let uid = get(&server, name).and_then(|d| d.uid()).unwrap_or_default();
+        let uid = get(&cluster, name)
+            .await
+            .and_then(|d| d.uid())
+            .unwrap_or_default();
         eventually(&format!("children of {name}"), || async {
-            Some(owned_deployments(&server, &uid)).filter(|d| !d.is_empty())
+            Some(owned_deployments(&cluster, &uid).await).filter(|d| !d.is_empty())
         })
         .await?;
     }
-    mark_all_ready(&server)?;
+    // Pods are scheduled by kube-scheduler (zones by node labels: the operator reads the node
+    // and labels the pod with its zone) and made Ready by kwok.
+    for name in &names {
+        eventually(&format!("{name} Ready"), || async {
+            get(&cluster, name)
+                .await
+                .filter(|d| condition(d, ct::READY).is_some_and(|c| c.0 == "True"))
+        })
+        .await?;
+    }
     let cpu = "smollm2";
-    let uid = get(&server, cpu).and_then(|d| d.uid()).unwrap_or_default();
+    let uid = get(&cluster, cpu)
+        .await
+        .and_then(|d| d.uid())
+        .unwrap_or_default();
     eventually("the CPU example Ready", || async {
-        get(&server, cpu).filter(|d| condition(d, ct::READY).is_some_and(|c| c.0 == "True"))
+        get(&cluster, cpu)
+            .await
+            .filter(|d| condition(d, ct::READY).is_some_and(|c| c.0 == "True"))
     })
     .await?;
-    let first = owned_deployments(&server, &uid)
+    let first = owned_deployments(&cluster, &uid)
+        .await
         .first()
         .map(revision)
         .unwrap_or_default();
-    server.update::<DeepSeekDeployment>(NS, cpu, |o| {
-        o["spec"]["runtime"]["image"] = json!("registry.example.com/deepseek-runtime:v2");
-    })?;
+    patch_spec(
+        &cluster,
+        cpu,
+        json!({"runtime": {"image": "registry.example.com/deepseek-runtime:v2"}}),
+    )
+    .await?;
     eventually("a second revision", || async {
-        (owned_deployments(&server, &uid).len() == 2).then_some(())
+        (owned_deployments(&cluster, &uid).await.len() == 2).then_some(())
     })
     .await?;
-    mark_all_ready(&server)?;
     // No canary steps: the new revision replaces the stable once ready; the old one is scaled
     // to zero and kept in the history for `rollbackTo`.
     eventually(
         "the new revision stable, the old one scaled to zero",
         || async {
-            let stable = get(&server, cpu)?.status?.stable_revision?.hash;
-            let old_replicas = owned_deployments(&server, &uid)
+            let stable = get(&cluster, cpu).await?.status?.stable_revision?.hash;
+            let old_replicas = owned_deployments(&cluster, &uid)
+                .await
                 .iter()
                 .find(|d| revision(d) == first)
                 .and_then(|d| d.spec.replicas);
@@ -206,21 +283,33 @@ async fn calls_of_the_operator() -> anyhow::Result<BTreeMap<(String, String, Str
     // Two replicas bring a PodDisruptionBudget, one takes it away again (pruned).
     let pdb = pdb_name(cpu);
     for (replicas, present) in [(2, true), (1, false)] {
-        server
-            .update::<DeepSeekDeployment>(NS, cpu, |o| o["spec"]["replicas"] = json!(replicas))?;
+        patch_spec(&cluster, cpu, json!({"replicas": replicas})).await?;
         eventually(&format!("PDB present: {present}"), || async {
-            (server
-                .get_raw("policy", "poddisruptionbudgets", NS, &pdb)
-                .is_some()
-                == present)
-                .then_some(())
+            (cluster.get::<PodDisruptionBudget>(&pdb).await.is_some() == present).then_some(())
         })
         .await?;
     }
     settle(&op).await?;
     op.stop().await?;
+    let requests = cluster.requests();
+    let refused: Vec<String> = requests
+        .iter()
+        .filter(|r| r.code == 403)
+        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the real RBAC authorizer refused the chart's ServiceAccount:\n  {}",
+        refused.join("\n  ")
+    );
+    let mut calls: BTreeMap<ApiCall, Vec<&common::recorder::RequestRecord>> = BTreeMap::new();
+    for r in &requests {
+        for call in r.api_calls() {
+            calls.entry(call).or_default().push(r);
+        }
+    }
     let mut out = BTreeMap::new();
-    for (call, requests) in server.api_calls() {
+    for (call, requests) in calls {
         let example = requests
             .first()
             .map(|r| format!("{} {}?{} -> {}", r.method, r.path, r.query, r.code))
@@ -228,19 +317,6 @@ async fn calls_of_the_operator() -> anyhow::Result<BTreeMap<(String, String, Str
         out.insert((call.verb, call.group, call.resource), example);
     }
     Ok(out)
-}
-
-fn mark_all_ready(server: &FakeApiServer) -> anyhow::Result<()> {
-    for d in server.list::<Deployment>(Some(NS)) {
-        let n = d.spec.replicas.unwrap_or(1);
-        server.set_status::<Deployment>(
-            NS,
-            &d.name_any(),
-            json!({"replicas": n, "readyReplicas": n, "availableReplicas": n, "updatedReplicas": n,
-                "observedGeneration": d.metadata.generation}),
-        )?;
-    }
-    Ok(())
 }
 
 /// Calls the code makes for every child kind whether or not a scenario shows them: the apply

@@ -1,16 +1,15 @@
-//! A small cluster for rollout scenarios: the fake API server, the real operator, the real
-//! router binary (`deepseek-runtime route`, two processes, registered as router pods on
-//! 127.0.0.1), one HTTP backend per revision (healthy, or answering 500 when the revision's
-//! image says `bad`), a "kubelet" loop marking Deployments ready and turning the routes
-//! ConfigMap into a local routes file with 127.0.0.1 backends, and a client sending traffic
-//! through the routers and recording which revision answered each request.
+//! A small cluster for rollout scenarios on the real control plane: the real operator, the
+//! real Deployment/ReplicaSet/EndpointSlice controllers, scheduler and kwok, and a "kubelet"
+//! (`kubelet.rs`) that runs the Ready pods' processes on their loopback pod IPs: the real
+//! router binary (`deepseek-runtime route`) for the router pods, one HTTP backend per runtime
+//! pod (healthy, or answering 500 when the revision's image says `bad`), and the routes
+//! ConfigMap turned into the routers' file after a kubelet-like delay. A client sends traffic
+//! through the routers and records which revision answered each request.
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,26 +17,18 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use deepseek_crds::{DeepSeekDeployment, DeepSeekDeploymentStatus};
-use deepseek_operator::controller::{run_with, RunConfig, RunOptions};
-use deepseek_operator::desired::router::router_selector;
-use deepseek_operator::leader::LeaseTiming;
-use deepseek_operator::metrics::Metrics;
-use deepseek_operator::reconcile::labels;
-use fake_apiserver::FakeApiServer;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 #[path = "../common/mod.rs"]
 mod common;
 mod kubelet;
-use kubelet::kubelet;
+use kubelet::{kubelet, Node};
 
-pub const NS: &str = "default";
 pub const NAME: &str = "chat";
 pub const SHA: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 /// Bound of every wait in these scenarios.
-pub const WAIT: Duration = Duration::from_secs(90);
+pub const WAIT: Duration = Duration::from_secs(120);
 
 /// The built router: `target/<profile>/deepseek-runtime`, next to this test's `deps/` folder.
 pub fn router_binary() -> anyhow::Result<PathBuf> {
@@ -59,7 +50,7 @@ pub fn dsd(image: &str, rollout: Value) -> Value {
     json!({
         "apiVersion": deepseek_crds::API_VERSION,
         "kind": deepseek_crds::KIND,
-        "metadata": {"name": NAME, "namespace": NS},
+        "metadata": {"name": NAME},
         "spec": {
             "model": {
                 "name": "smollm2",
@@ -81,18 +72,15 @@ pub struct Outcome {
     pub revision: Option<String>,
 }
 
-struct Backend {
-    url: String,
-    task: tokio::task::JoinHandle<()>,
+pub struct Backend {
+    pub url: String,
+    pub task: tokio::task::JoinHandle<()>,
 }
 
 pub struct Cluster {
-    pub server: FakeApiServer,
-    operator_stop: Option<oneshot::Sender<()>>,
-    operator: tokio::task::JoinHandle<anyhow::Result<()>>,
-    backends: Arc<Mutex<BTreeMap<String, Backend>>>,
-    routers: Vec<Child>,
-    pub router_addrs: Vec<SocketAddr>,
+    pub k8s: common::Cluster,
+    operator: Option<common::Operator>,
+    node: Arc<Mutex<Node>>,
     routes_file: PathBuf,
     _dir: tempfile::TempDir,
     kubelet: tokio::task::JoinHandle<()>,
@@ -103,32 +91,25 @@ pub struct Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for r in &mut self.routers {
-            let _ = r.kill();
-            let _ = r.wait();
-        }
         self.kubelet.abort();
-        self.operator.abort();
+        if let Some(op) = &self.operator {
+            op.abort();
+        }
         for t in &self.traffic {
             t.abort();
         }
-        if let Ok(b) = self.backends.lock() {
-            for backend in b.values() {
-                backend.task.abort();
-            }
+        if let Ok(mut n) = self.node.lock() {
+            n.stop_all();
         }
     }
 }
 
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?)
-}
-
-/// A chat backend that names its revision; a `bad` one answers 500 to chat requests.
-async fn start_backend(revision: String, bad: bool) -> anyhow::Result<Backend> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
+/// A chat backend on `addr` that names its revision; a `bad` one answers 500 to chat requests.
+pub fn start_backend(revision: String, bad: bool, addr: SocketAddr) -> anyhow::Result<Backend> {
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    std_listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+    let url = format!("http://{addr}");
     let rev = revision.clone();
     let chat = move || {
         let rev = rev.clone();
@@ -153,103 +134,84 @@ async fn start_backend(revision: String, bad: bool) -> anyhow::Result<Backend> {
 }
 
 impl Cluster {
-    /// Starts everything and creates the resource; returns once its first revision serves
-    /// through the routers.
+    /// Starts everything and creates the resource; returns once both routers serve.
     pub async fn start(body: Value) -> anyhow::Result<Self> {
         let bin = router_binary()?;
-        let server = FakeApiServer::start().await?;
-        server.register_kind::<DeepSeekDeployment>(true);
-        let (operator_stop, operator) = start_operator(&server)?;
+        let k8s = common::Cluster::new().await?;
+        let client = k8s.recorded_client()?;
+        let operator = common::start_operator_with(&k8s, client, "op-rollout", false, |cfg| {
+            cfg.analysis_interval = Duration::from_millis(300);
+        })
+        .await?;
         let dir = tempfile::tempdir()?;
         let routes_file = dir.path().join("routes.yaml");
-        let api: Api<DeepSeekDeployment> = Api::namespaced(server.client()?, NS);
-        api.create(&PostParams::default(), &serde_json::from_value(body)?)
+        k8s.api::<DeepSeekDeployment>()
+            .create(&PostParams::default(), &serde_json::from_value(body)?)
             .await?;
-        let backends = Arc::new(Mutex::new(BTreeMap::new()));
-        let kubelet_client = server.client()?;
-        let mut cluster = Cluster {
+        let node = Arc::new(Mutex::new(Node::default()));
+        let cluster = Cluster {
             kubelet: tokio::spawn(kubelet(
-                kubelet_client,
-                backends.clone(),
+                k8s.client(),
+                k8s.ns.clone(),
+                bin,
+                node.clone(),
                 routes_file.clone(),
             )),
-            server,
-            operator_stop: Some(operator_stop),
-            operator,
-            backends,
-            routers: Vec::new(),
-            router_addrs: Vec::new(),
+            k8s,
+            operator: Some(operator),
+            node,
             routes_file,
             _dir: dir,
             outcomes: Arc::new(Mutex::new(Vec::new())),
             traffic_on: Arc::new(AtomicBool::new(true)),
             traffic: Vec::new(),
         };
-        eventually("the first routes file", || async {
-            cluster.routes_file.exists().then_some(())
-        })
-        .await?;
-        for i in 0..2 {
-            cluster.start_router(&bin, i).await?;
-        }
-        Ok(cluster)
-    }
-
-    async fn start_router(&mut self, bin: &PathBuf, i: usize) -> anyhow::Result<()> {
-        let addr = free_addr()?;
-        let child = Command::new(bin)
-            .args(["route", "--config"])
-            .arg(&self.routes_file)
-            .args([
-                "--listen",
-                &addr.to_string(),
-                "--threads",
-                "2",
-                "--reload-ms",
-                "100",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        self.routers.push(child);
         let http = reqwest::Client::new();
-        eventually("the router to be ready", || {
+        eventually("two routers serving", || {
+            let addrs = cluster.router_addrs();
             let http = http.clone();
             async move {
-                let r = http
-                    .get(format!("http://{addr}/readyz"))
-                    .send()
-                    .await
-                    .ok()?;
-                r.status().is_success().then_some(())
+                if addrs.len() < 2 {
+                    return None;
+                }
+                for addr in addrs {
+                    let r = http
+                        .get(format!("http://{addr}/readyz"))
+                        .send()
+                        .await
+                        .ok()?;
+                    if !r.status().is_success() {
+                        return None;
+                    }
+                }
+                Some(())
             }
         })
         .await?;
-        self.router_addrs.push(addr);
-        // Register it as a ready router pod, as the kubelet would report it.
-        let mut labels: BTreeMap<String, String> = router_selector(NAME);
-        labels.insert(labels::MANAGED_BY.into(), labels::MANAGED_BY_VALUE.into());
-        self.server.create_raw(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": format!("{NAME}-router-{i}"), "namespace": NS, "labels": labels},
-            "spec": {"containers": [{"name": "router", "image": "router",
-                "ports": [{"name": "http", "containerPort": addr.port()}]}]},
-            "status": {"phase": "Running", "podIP": "127.0.0.1",
-                "conditions": [{"type": "Ready", "status": "True"}]}
-        }))?;
-        Ok(())
+        Ok(cluster)
+    }
+
+    /// The routers running now (Ready router pods).
+    pub fn router_addrs(&self) -> Vec<SocketAddr> {
+        self.node.lock().map(|n| n.routers()).unwrap_or_default()
     }
 
     /// Sends chat requests through the routers (alternating) from `clients` loops.
     pub fn start_traffic(&mut self, clients: usize) {
         for c in 0..clients {
-            let addrs = self.router_addrs.clone();
+            let node = self.node.clone();
             let on = self.traffic_on.clone();
             let outcomes = self.outcomes.clone();
             self.traffic.push(tokio::spawn(async move {
                 let http = reqwest::Client::new();
                 let mut i = c;
                 while on.load(Ordering::Relaxed) {
+                    // Through the router Service: any router running now.
+                    let addrs = node.lock().map(|n| n.routers()).unwrap_or_default();
+                    if addrs.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
                     let addr = addrs[i % addrs.len()];
                     i += 1;
                     let outcome = send(&http, addr).await;
@@ -273,22 +235,23 @@ impl Cluster {
         self.outcomes.lock().map(|o| o.clone()).unwrap_or_default()
     }
 
-    pub fn get(&self) -> Option<DeepSeekDeployment> {
-        self.server.get::<DeepSeekDeployment>(NS, NAME)
+    pub async fn get(&self) -> Option<DeepSeekDeployment> {
+        self.k8s.get::<DeepSeekDeployment>(NAME).await
     }
 
-    pub fn status(&self) -> DeepSeekDeploymentStatus {
-        self.get().and_then(|d| d.status).unwrap_or_default()
+    pub async fn status(&self) -> DeepSeekDeploymentStatus {
+        self.get().await.and_then(|d| d.status).unwrap_or_default()
     }
 
     pub async fn patch_spec(&self, spec: Value) -> anyhow::Result<()> {
-        let api: Api<DeepSeekDeployment> = Api::namespaced(self.server.client()?, NS);
-        api.patch(
-            NAME,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": spec})),
-        )
-        .await?;
+        self.k8s
+            .api::<DeepSeekDeployment>()
+            .patch(
+                NAME,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": spec})),
+            )
+            .await?;
         Ok(())
     }
 
@@ -301,7 +264,7 @@ impl Cluster {
     ) -> anyhow::Result<T> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let st = self.status();
+            let st = self.status().await;
             invariant(&st);
             if let Some(v) = probe(&st) {
                 return Ok(v);
@@ -309,14 +272,15 @@ impl Cluster {
             if tokio::time::Instant::now() > deadline {
                 anyhow::bail!("timed out after {WAIT:?} waiting for {what}; status: {st:#?}");
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// Reasons and messages of the Events the operator published.
-    pub fn events(&self) -> Vec<(String, String)> {
-        self.server
-            .list::<k8s_openapi::api::events::v1::Event>(Some(NS))
+    pub async fn events(&self) -> Vec<(String, String)> {
+        self.k8s
+            .list::<k8s_openapi::api::events::v1::Event>()
+            .await
             .into_iter()
             .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
             .collect()
@@ -324,8 +288,8 @@ impl Cluster {
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.stop_traffic().await;
-        if let Some(tx) = self.operator_stop.take() {
-            let _ = tx.send(());
+        if let Some(op) = self.operator.take() {
+            op.stop().await?;
         }
         Ok(())
     }
@@ -355,35 +319,7 @@ async fn send(http: &reqwest::Client, addr: SocketAddr) -> Outcome {
     }
 }
 
-fn start_operator(
-    server: &FakeApiServer,
-) -> anyhow::Result<(
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-)> {
-    let cfg = RunConfig {
-        metrics_addr: free_addr()?,
-        identity: "op-rollout".into(),
-        watch_namespace: Some(NS.into()),
-        analysis_interval: Duration::from_millis(300),
-        ..RunConfig::default()
-    };
-    let opts = RunOptions {
-        metrics: Metrics::new()?,
-        lease_timing: LeaseTiming::default(),
-    };
-    let (tx, rx) = oneshot::channel::<()>();
-    let client = server.client()?;
-    let task = tokio::spawn(async move {
-        run_with(client, cfg, opts, async move {
-            let _ = rx.await;
-        })
-        .await
-    });
-    Ok((tx, task))
-}
-
-/// Polls `probe` every 50 ms until it yields `Some`, failing after WAIT with `what`.
+/// Polls `probe` every 100 ms until it yields `Some`, failing after WAIT with `what`.
 pub async fn eventually<T, F, Fut>(what: &str, probe: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
