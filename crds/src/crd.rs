@@ -4,6 +4,12 @@
 //! Field descriptions come from the types' rustdoc, which may hold intra-doc links
 //! (`[`Foo`]`, `[`Foo`](crate::foo)`): meaningless to `kubectl explain` readers, so they are
 //! rewritten to plain code spans here, once, for every field.
+//!
+//! The resource's name is restricted in the schema (`metadata.name`: at most 52 characters, a
+//! DNS-1035 label), the one part of the root `metadata` a CRD may restrict: the API server then
+//! answers `metadata.name: Too long` or `metadata.name in body should match ...`. A CEL rule at
+//! the root cannot name that field (a `fieldPath` into `metadata` is refused), so kubectl showed
+//! `<nil>: Invalid value` for it.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -25,7 +31,40 @@ pub fn crd() -> CustomResourceDefinition {
         return generated;
     };
     clean_descriptions(&mut value);
+    restrict_name(&mut value);
     serde_json::from_value(value).unwrap_or(generated)
+}
+
+/// A DNS-1035 label: Services are named after the resource, and their names may not start
+/// with a digit.
+pub const NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+
+/// Puts the name rules into every version's schema as `properties.metadata.properties.name`.
+fn restrict_name(crd: &mut Value) {
+    let Some(versions) = crd
+        .pointer_mut("/spec/versions")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for version in versions {
+        if let Some(props) = version
+            .pointer_mut("/schema/openAPIV3Schema/properties")
+            .and_then(Value::as_object_mut)
+        {
+            props.insert(
+                "metadata".into(),
+                serde_json::json!({
+                    "type": "object",
+                    "properties": {"name": {
+                        "type": "string",
+                        "maxLength": crate::MAX_NAME_LEN,
+                        "pattern": NAME_PATTERN,
+                    }},
+                }),
+            );
+        }
+    }
 }
 
 /// The CRD as a YAML document, with the generated-file header.

@@ -22,21 +22,76 @@ use crate::status::DeepSeekDeploymentStatus;
     status = "DeepSeekDeploymentStatus",
     derive = "PartialEq",
     doc = "A large language model served on GPU (or CPU) pods, with progressive rollout.",
-    scale(spec_replicas_path = ".spec.replicas", status_replicas_path = ".status.replicas", label_selector_path = ".status.selector"),
-    validation = Rule::new("size(self.metadata.name) <= 52").message("metadata.name must be at most 52 characters (children are named NAME-REVISION)"),
-    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must start with a letter (it names Services, which must be DNS-1035 labels)"),
-    printcolumn(name = "Model", type_ = "string", json_path = ".spec.model.name", description = "served model name"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready", description = "ready/current replicas of the stable revision"),
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Model",
+        type_ = "string",
+        json_path = ".spec.model.name",
+        description = "served model name"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.ready",
+        description = "ready/current replicas of the stable revision"
+    ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Stable", type_ = "string", json_path = ".status.stableRevision.hash"),
-    printcolumn(name = "Canary", type_ = "string", json_path = ".status.canaryRevision.hash"),
-    printcolumn(name = "Weight", type_ = "integer", json_path = ".status.canaryWeight", description = "percent of requests sent to the canary"),
-    printcolumn(name = "Step", type_ = "string", json_path = ".status.step", description = "rollout step / step count"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = 1),
-    printcolumn(name = "GPUs", type_ = "integer", json_path = ".spec.runtime.gpus", description = "GPUs per pod", priority = 1),
-    printcolumn(name = "Image", type_ = "string", json_path = ".status.stableRevision.image", priority = 1),
-    printcolumn(name = "Digest", type_ = "string", json_path = ".status.stableRevision.modelDigest", priority = 1)
+    printcolumn(
+        name = "Stable",
+        type_ = "string",
+        json_path = ".status.stableRevision.hash"
+    ),
+    printcolumn(
+        name = "Canary",
+        type_ = "string",
+        json_path = ".status.canaryRevision.hash"
+    ),
+    printcolumn(
+        name = "Weight",
+        type_ = "integer",
+        json_path = ".status.canaryWeight",
+        description = "percent of requests sent to the canary"
+    ),
+    printcolumn(
+        name = "Step",
+        type_ = "string",
+        json_path = ".status.step",
+        description = "rollout step / step count"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = 1
+    ),
+    printcolumn(
+        name = "GPUs",
+        type_ = "integer",
+        json_path = ".spec.runtime.gpus",
+        description = "GPUs per pod",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Image",
+        type_ = "string",
+        json_path = ".status.stableRevision.image",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Digest",
+        type_ = "string",
+        json_path = ".status.stableRevision.modelDigest",
+        priority = 1
+    )
 )]
 #[x_kube(validation = Rule::new("!has(self.placement) || !has(self.placement.pdbMinAvailable) || self.placement.pdbMinAvailable <= self.replicas").message("placement.pdbMinAvailable must not exceed replicas"))]
 #[serde(rename_all = "camelCase")]

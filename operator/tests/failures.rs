@@ -232,12 +232,23 @@ async fn kubectl_apply_shows_the_crds_cel_rejection() -> TestResult {
         stderr.contains("rollout.steps weights must be strictly ascending"),
         "{stderr}"
     );
-    // A name too long for the children's names (CEL on metadata.name).
+    // A name too long for the children's names (the schema restricts metadata.name).
     let mut long = dsd(&"x".repeat(53));
     long["metadata"]["namespace"] = json!(cluster.ns);
     let (ok, _, stderr) = kubectl(&["apply", "-f", "-"], Some(&serde_json::to_string(&long)?))?;
     println!("kubectl apply says:\n{stderr}");
     assert!(!ok, "the server accepted a 53-character name");
+    assert!(stderr.contains("metadata.name: Too long"), "{stderr}");
+    // A name that is a DNS label but not a DNS-1035 one (Services cannot start with a digit).
+    let mut digit = dsd("1chat");
+    digit["metadata"]["namespace"] = json!(cluster.ns);
+    let (ok, _, stderr) = kubectl(&["apply", "-f", "-"], Some(&serde_json::to_string(&digit)?))?;
+    println!("kubectl apply says:\n{stderr}");
+    assert!(!ok, "the server accepted a name starting with a digit");
+    assert!(
+        stderr.contains("metadata.name: Invalid value: \"1chat\""),
+        "{stderr}"
+    );
     // The OpenAPI schema (bounds) is enforced as well.
     let mut many = dsd("chat");
     many["metadata"]["namespace"] = json!(cluster.ns);
