@@ -130,6 +130,9 @@ pub fn start_operator(
         lease_namespace: namespace.into(),
         identity: identity.into(),
         watch_namespace: Some(namespace.into()),
+        // On the local control plane kwok's router pods run no router, so /admin/stats never
+        // answers: hold a revision leaving the routes only briefly for such routers.
+        unreadable_router_wait: Duration::from_secs(5),
         ..RunConfig::default()
     };
     let timing = LeaseTiming {

@@ -28,6 +28,9 @@ pub struct Context {
     pub stats: Arc<dyn StatsSource>,
     /// How often a running canary is re-examined.
     pub analysis_interval: Duration,
+    /// How long a revision leaving the routes is kept for a router that cannot be read
+    /// (`reconcile::drain`); routers that answer are waited for until they confirm.
+    pub unreadable_router_wait: Duration,
     /// The watch caches, while a Controller runs (`None`: read the API server).
     pub stores: Option<Stores>,
     memory: Arc<Memory>,
@@ -43,6 +46,8 @@ struct Memory {
     applied: Mutex<HashMap<String, AppliedRecord>>,
     /// Which monitoring kinds the cluster lacks, and when discovery said so.
     discovery: Mutex<Option<(Instant, Vec<String>)>>,
+    /// Since when a routes generation has waited on a router that cannot be read, per uid.
+    unreadable_routers: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 #[derive(Clone)]
@@ -59,6 +64,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub const DEFAULT_ANALYSIS_INTERVAL: Duration = Duration::from_secs(10);
 /// Unchanged children are applied again at least this often, correcting drift by hand edits.
 pub const FULL_APPLY_INTERVAL: Duration = Duration::from_secs(300);
+/// A kubelet refreshes a mounted ConfigMap within its sync period plus its cache TTL (one
+/// minute each by default): past that, a router that still cannot be read is not waited for.
+pub const DEFAULT_UNREADABLE_ROUTER_WAIT: Duration = Duration::from_secs(150);
 /// How long a discovery answer about the monitoring kinds is trusted.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(60);
 
@@ -71,6 +79,7 @@ impl Context {
         Self {
             stats: Arc::new(RouterPods::new(client.clone(), None)),
             analysis_interval: DEFAULT_ANALYSIS_INTERVAL,
+            unreadable_router_wait: DEFAULT_UNREADABLE_ROUTER_WAIT,
             client,
             metrics,
             reporter,
@@ -116,6 +125,23 @@ impl Context {
         *n = n.saturating_add(1);
         let factor = 2u32.saturating_pow(n.saturating_sub(1).min(16));
         BASE_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF)
+    }
+
+    /// How long routes `generation` of `uid` has waited on a router that cannot be read (zero
+    /// the first time it is asked).
+    pub fn unreadable_router_waited(&self, uid: &str, generation: &str) -> Duration {
+        let mut map = lock(&self.memory.unreadable_routers);
+        let entry = map
+            .entry(uid.to_string())
+            .or_insert_with(|| (generation.to_string(), Instant::now()));
+        if entry.0 != generation {
+            *entry = (generation.to_string(), Instant::now());
+        }
+        entry.1.elapsed()
+    }
+
+    pub fn clear_unreadable_routers(&self, uid: &str) {
+        lock(&self.memory.unreadable_routers).remove(uid);
     }
 
     pub fn clear_failures(&self, key: &str) {

@@ -52,6 +52,8 @@ pub struct RunConfig {
     pub build: BuildConfig,
     /// Interval between two looks at a running canary.
     pub analysis_interval: std::time::Duration,
+    /// How long a revision leaving the routes waits for a router that cannot be read.
+    pub unreadable_router_wait: std::time::Duration,
 }
 
 impl Default for RunConfig {
@@ -65,6 +67,7 @@ impl Default for RunConfig {
             watch_namespace: None,
             build: BuildConfig::default(),
             analysis_interval: crate::context::DEFAULT_ANALYSIS_INTERVAL,
+            unreadable_router_wait: crate::context::DEFAULT_UNREADABLE_ROUTER_WAIT,
         }
     }
 }
@@ -154,6 +157,7 @@ pub async fn run_with(
     };
     let mut ctx = Context::new(client.clone(), metrics.clone(), reporter, cfg.build.clone());
     ctx.analysis_interval = cfg.analysis_interval;
+    ctx.unreadable_router_wait = cfg.unreadable_router_wait;
     let ctx = Arc::new(ctx);
     if cfg.leader_election {
         let lease = LeaseSettings {

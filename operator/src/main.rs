@@ -56,6 +56,10 @@ struct RunArgs {
     /// Seconds between two looks at a running canary (router figures, step pauses).
     #[arg(long, env = "ANALYSIS_INTERVAL_SECONDS", default_value_t = 10)]
     analysis_interval_seconds: u64,
+    /// Seconds a revision leaving the routes keeps its pods for a router whose /admin/stats
+    /// cannot be read (routers that answer are waited for until they serve the new routes).
+    #[arg(long, env = "UNREADABLE_ROUTER_WAIT_SECONDS", default_value_t = 150)]
+    unreadable_router_wait_seconds: u64,
     #[command(flatten)]
     build: BuildArgs,
 }
@@ -150,6 +154,7 @@ fn run(args: RunArgs) -> ExitCode {
         watch_namespace: args.watch_namespace,
         build: args.build.config(),
         analysis_interval: std::time::Duration::from_secs(args.analysis_interval_seconds.max(1)),
+        unreadable_router_wait: std::time::Duration::from_secs(args.unreadable_router_wait_seconds),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -1,13 +1,14 @@
 //! The real Controller against the real control plane when things go wrong: invalid specs,
-//! missing Secrets, failed model fetches and conflicting status writes.
+//! Secrets the operator never reads, failed model fetches and conflicting status writes.
 
 mod common;
 
 use common::recorder::Verb;
 use common::*;
 use deepseek_crds::status::condition_types as ct;
-use deepseek_crds::{DeepSeekDeployment, Phase};
+use deepseek_crds::Phase;
 use deepseek_operator::reconcile::labels;
+use kube::api::{Patch, PatchParams};
 use kube::ResourceExt;
 use serde_json::json;
 

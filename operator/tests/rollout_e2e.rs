@@ -117,10 +117,6 @@ async fn a_healthy_canary_advances_through_its_steps_and_is_promoted() -> TestRe
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "operator defect the real controllers reveal (issue 14 item 4, listed there): on \
-            rollback the canary is scaled to zero in the same reconcile that drops it from the \
-            routes, so routers still send its share to pods that are gone until they reload \
-            (502s: intermittent with DEEPSEEK_TEST_CONFIGMAP_SYNC_MS=100, certain with the default 20 s)"]
 async fn a_failing_canary_is_rolled_back_while_the_stable_revision_serves_every_request(
 ) -> TestResult {
     let mut cluster = Cluster::start(dsd("runtime:v1", canary_steps())).await?;
@@ -196,10 +192,6 @@ async fn a_failing_canary_is_rolled_back_while_the_stable_revision_serves_every_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "operator defect the real controllers reveal (issue 14 item 4): on rollbackTo the \
-            routes send 100% of requests to the target revision while its Deployment is still \
-            scaling up from zero (no Ready pod), so most requests fail with 502 until its pods \
-            are Ready; the fake server's instant readiness hid it"]
 async fn a_manual_rollback_to_the_revision_before_last_serves_it_and_history_stays_bounded(
 ) -> TestResult {
     let rollout = json!({"revisionHistoryLimit": 2});

@@ -5,7 +5,9 @@
 //! from the routes, its Deployment keeps its replicas (and its Service is kept) until every
 //! ready router reports in `/admin/stats` that it serves the new table (`routesGeneration`
 //! equal to the ConfigMap's `generation`). Routers that predate the field report none and are
-//! not waited for (the previous behaviour); a router that cannot be read holds the revision.
+//! not waited for (the previous behaviour); a router that cannot be read holds the revision
+//! for `Context::unreadable_router_wait` (past a kubelet's refresh time it cannot be serving
+//! the old table from a healthy pod), then the revision is let go with a log line.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -58,18 +60,27 @@ pub async fn hold(
 ) -> Vec<String> {
     let routes = decision.routes();
     let leaving = leaving(&routes, &decision.replicas, observed);
+    let uid = dsd.metadata.uid.clone().unwrap_or_default();
     if leaving.is_empty() {
+        ctx.clear_unreadable_routers(&uid);
         return Vec::new();
     }
     let generation = routes_generation(&routes);
     let ok = match ctx.stats.routes_generations(dsd).await {
         Ok(reports) => confirmed(&reports, &generation),
         Err(e) => {
-            tracing::info!(error = %e, "routers unreadable; keeping revisions they may route to");
-            false
+            let waited = ctx.unreadable_router_waited(&uid, &generation);
+            if waited >= ctx.unreadable_router_wait {
+                tracing::warn!(error = %e, ?waited, ?leaving, "routers still unreadable; letting the revisions go");
+                true
+            } else {
+                tracing::info!(error = %e, "routers unreadable; keeping revisions they may route to");
+                false
+            }
         }
     };
     if ok {
+        ctx.clear_unreadable_routers(&uid);
         return Vec::new();
     }
     tracing::info!(?leaving, %generation, "waiting for routers to serve the new routes");

@@ -355,6 +355,10 @@ pub async fn start_operator_with(
         lease_namespace: cluster.ns.clone(),
         identity: identity.into(),
         watch_namespace: Some(cluster.ns.clone()),
+        // kwok's router pods are Ready but run no router: nothing answers /admin/stats, so a
+        // revision leaving the routes is held only briefly (the rollout harness runs real
+        // routers and keeps the default).
+        unreadable_router_wait: Duration::from_secs(3),
         ..RunConfig::default()
     };
     adjust(&mut cfg);
