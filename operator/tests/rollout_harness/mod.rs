@@ -196,6 +196,35 @@ impl Cluster {
         self.node.lock().map(|n| n.routers()).unwrap_or_default()
     }
 
+    /// Waits until every running router serves a table without `revision` (its weight 0 in
+    /// `/admin/stats`): after the kubelet's ConfigMap delay, no new request goes there.
+    pub async fn routers_left(&self, revision: &str) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        eventually(&format!("every router to leave {revision}"), || async {
+            for addr in self.router_addrs() {
+                let stats: Value = http
+                    .get(format!("http://{addr}/admin/stats"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                let weight = stats["revisions"]
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["name"] == revision)
+                    .and_then(|r| r["weight"].as_u64())
+                    .unwrap_or(0);
+                if weight != 0 {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await
+    }
+
     /// Sends chat requests through the routers (alternating) from `clients` loops.
     pub fn start_traffic(&mut self, clients: usize) {
         for c in 0..clients {
