@@ -16,8 +16,8 @@ pub struct BlockQ8_0 {
 }
 
 /// 32 activations as `qs * d`, with `s = d * sum(qs)` so Q4_1's offset costs one multiply.
-/// `s` is rounded through f16 as ggml does (Q4_1 matches ggml with it); `ds` is the same
-/// product in f32 (Q4_0's `- 8` offset uses it, and must be exact to match ggml's Q4_0).
+/// `s` is rounded through f16 as ggml stores it (Q4_1 uses it, as ggml's Q4_1 kernel does);
+/// `ds` is `sum(qs) * d` in f32 with the stored `d` (Q4_0's `- 8` offset uses it).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct BlockQ8_1 {
@@ -66,13 +66,14 @@ impl Default for BlockQ8K {
     }
 }
 
-/// `f32::round` (half away from zero) for |v| < 2^31, in a form that vectorises (the cast
-/// truncates; the fraction is exact).
+/// Round half to even for |v| < 2^22: adding 1.5 * 2^23 leaves no fraction bits, so the
+/// addition itself rounds (to nearest even, the default mode). This is ggml's `nearest_int`
+/// and what `_mm256_round_ps(_MM_ROUND_NEAREST)` in its x86 `quantize_row_q8_0/1` does; a
+/// plain add and subtract (Rust never reassociates), so the loop vectorises on every target.
 #[inline(always)]
-fn round_away(v: f32) -> f32 {
-    let t = (v as i32) as f32;
-    let frac = v - t;
-    t + f32::from(u8::from(frac >= 0.5)) - f32::from(u8::from(frac <= -0.5))
+fn round_even(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
 }
 
 #[inline(always)]
@@ -80,40 +81,42 @@ fn to_f16(v: f32) -> f32 {
     f16::from_f32(v).to_f32()
 }
 
-/// ggml's `quantize_row_q8_0` block: `d = amax / 127` stored as f16, `qs = round(x / d)`
-/// with the unrounded `d`. Matching ggml bit for bit keeps outputs equal to candle's stock
-/// path (and llama.cpp's), not just close. Returns the f16-rounded `d`.
+/// llama.cpp's x86 `quantize_row_q8_0` block (what it runs on the machines we compare with):
+/// `d = amax / 127` (stored as f16), `qs = round_half_even(x * (127 / amax))` with the
+/// reciprocal taken of `amax`, not of `d`. Returns the unrounded and the f16-rounded `d`.
 #[inline]
-fn quantize_i8(x: &[f32], qs: &mut [i8]) -> f32 {
+fn quantize_i8(x: &[f32], qs: &mut [i8]) -> (f32, f32) {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     for (q, &v) in qs.iter_mut().zip(x) {
-        *q = round_away(v * id) as i8;
+        *q = round_even(v * id) as i8;
     }
-    to_f16(d)
+    (d, to_f16(d))
 }
 
 /// Quantises `x` (a multiple of 32 long) into `out` (exactly `x.len() / 32` blocks).
 pub fn quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK)) {
-        blk.d = quantize_i8(xs, &mut blk.qs);
+        blk.d = quantize_i8(xs, &mut blk.qs).1;
     }
 }
 
-/// Quantises `x` (a multiple of 32 long) into `out`, with block sums (`s` rounded through
-/// f16 twice, as ggml/candle compute it).
+/// Quantises `x` (a multiple of 32 long) into `out`, with block sums: `s = f16(d * sum)` with
+/// the unrounded f32 `d`, as llama.cpp's x86 `quantize_row_q8_1` stores it.
 pub fn quantize_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
     for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK)) {
-        blk.d = quantize_i8(xs, &mut blk.qs);
+        let (d, d16) = quantize_i8(xs, &mut blk.qs);
         let sum: i32 = blk.qs.iter().map(|&q| i32::from(q)).sum();
-        blk.s = to_f16(to_f16(sum as f32) * blk.d);
-        blk.ds = sum as f32 * blk.d;
+        blk.d = d16;
+        blk.s = to_f16(d * sum as f32);
+        blk.ds = sum as f32 * d16;
     }
 }
 
 /// Quantises `x` (a multiple of 256 long) into `out`, with sums of each 16 values; ggml's
-/// `quantize_row_q8_K` (scale from the signed maximum, f32 `d`).
+/// `quantize_row_q8_K_ref`, which x86 runs too (scale from the signed maximum, f32 `d`,
+/// `nearest_int` = round half to even, capped at 127).
 pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
     for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
         let (mut max, mut amax) = (0.0f32, 0.0f32);
@@ -129,7 +132,7 @@ pub fn quantize_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
         }
         let iscale = -127.0 / max;
         for (q, &v) in blk.qs.iter_mut().zip(xs) {
-            *q = round_away(iscale * v).clamp(-128.0, 127.0) as i8;
+            *q = round_even(iscale * v).min(127.0) as i8;
         }
         blk.d = 1.0 / iscale;
         for (s, q) in blk.bsums.iter_mut().zip(blk.qs.chunks_exact(16)) {

@@ -22,6 +22,8 @@ pub mod pool;
 pub mod scalar;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_exact;
 pub mod vector;
 #[cfg(target_arch = "x86_64")]
 mod x86;

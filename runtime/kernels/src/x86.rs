@@ -268,7 +268,7 @@ pub fn dot_f16(w: &[u8], a: &[f32]) -> f32 {
         };
         acc = _mm256_fmadd_ps(wv, xv, acc);
     }
-    hsum_ps(acc) + super::scalar::dot_f16(wr, ar)
+    hsum_ps(acc) + super::scalar::dot_f16_tail(wr, ar)
 }
 
 #[inline(always)]

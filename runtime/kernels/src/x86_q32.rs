@@ -8,6 +8,19 @@
 //! exactly the same order (even blocks into one accumulator, odd into another, which also
 //! breaks the FMA latency chain), so a row's result is bit-identical whether it was computed
 //! alone or in a batch: batched decode and chunked prefill reproduce single-sequence output.
+//! `scalar` mirrors these float steps exactly (the paths are bit-identical, `tests_exact`).
+//!
+//! Against llama.cpp's AVX2 `ggml_vec_dot_q4_1_q8_1` (what it runs for Q4_1 on x86): the same
+//! integer lanes, `d_w * d_a` then FMA, `hsum_float_8`, and `+ summs` of `m * s` last; but
+//! llama.cpp keeps one accumulator where we keep two (even/odd blocks), so outputs differ from
+//! llama.cpp's in the last bits. Measured (criterion `matmul_Q4_1`, 1 thread, Zen 4, back to
+//! back): one accumulator made batch-1 products 12-30% slower (576x576 18.3 -> 20.6 us,
+//! 1536->576 45.8 -> 54.6 us, 4096x4096 0.84 -> 1.08 ms; n=8 unchanged): the FMA chain is
+//! the critical path, so we keep two. Its Q4_0 pairs with
+//! Q8_0 activations and subtracts 8 in the bytes; ours pairs with Q8_1 and subtracts
+//! `8 * d_w * ds` once per row. Neither matters for parity with llama.cpp beyond last-bit
+//! noise (its attention, norms and f16 KV cache round differently anyway); both are the next
+//! step if bitwise agreement with its kernels is wanted, measured for speed first.
 
 use std::arch::x86_64::*;
 
