@@ -12,6 +12,9 @@ use crate::status::DeepSeekDeploymentStatus;
 
 /// A model served by DeepSeek runtime pods, rolled out revision by revision.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+// Each `printcolumn(...)` repeats keys such as `type_ = "string"`: separate columns, not the
+// duplicated attributes this lint looks for (it fires once rustfmt splits them over lines).
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "inference.deepseek-k8s.dev",
     version = "v1alpha1",
