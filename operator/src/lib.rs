@@ -15,3 +15,4 @@ pub mod rollout;
 pub mod status;
 pub mod status_failure;
 pub mod status_ops;
+pub mod status_verification;

@@ -5,12 +5,13 @@
 
 use deepseek_crds::status::{condition_types as ct, reasons};
 use deepseek_crds::{
-    DeepSeekDeployment, DeepSeekDeploymentStatus, ModelVerification, ModelVerificationState, Phase,
-    RevisionRef,
+    DeepSeekDeployment, DeepSeekDeploymentStatus, ModelVerificationState, Phase, RevisionRef,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::rollout::{self, Decision};
+
+pub use crate::status_verification::model_verification;
 
 /// Reason of Progressing while pods of the newest revision are not all ready.
 pub const REASON_ROLLING_OUT: &str = "RevisionRollingOut";
@@ -167,37 +168,6 @@ pub fn invalid_spec(
     }
     st.refresh_display();
     st
-}
-
-/// Model verification of `revision` from its pods: any failure wins, then any success.
-pub fn model_verification(revision: &str, pods: &[PodObservation]) -> ModelVerification {
-    let mine: Vec<&PodObservation> = pods
-        .iter()
-        .filter(|p| p.revision.as_deref() == Some(revision))
-        .collect();
-    let failed = mine.iter().find_map(|p| match &p.init {
-        InitState::Failed {
-            container,
-            reason,
-            message,
-        } => Some(format!(
-            "pod {}: init container {container} failed ({reason}): {message}",
-            p.name
-        )),
-        _ => None,
-    });
-    let (state, message) = match failed {
-        Some(m) => (ModelVerificationState::Failed, Some(m)),
-        None if mine.iter().any(|p| p.init == InitState::Succeeded) => {
-            (ModelVerificationState::Verified, None)
-        }
-        None => (ModelVerificationState::Pending, None),
-    };
-    ModelVerification {
-        state,
-        revision: Some(revision.to_string()),
-        message,
-    }
 }
 
 /// Ready replicas of one revision's Deployments.
