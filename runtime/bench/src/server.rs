@@ -55,7 +55,8 @@ impl ServerProcess {
         loop {
             if let Some(status) = self.child.try_wait()? {
                 anyhow::bail!(
-                    "the server exited ({status}) before it was ready; last lines of {}:\n{}",
+                    "the server exited ({}) before it was ready; last lines of {}:\n{}",
+                    describe_exit(status),
                     self.log.display(),
                     self.log_tail(20)
                 );
@@ -112,6 +113,22 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// An exit status in words; a death by SIGILL or SIGSEGV at start-up almost always means a
+/// binary built for instructions this CPU does not run (a `-march=native` build on a VM that
+/// advertises more than it allows), so the message says so.
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(4) => "killed by SIGILL: built for instructions this CPU cannot run; \
+                    scripts/peer-isa-flags.sh shows the flags make bench builds llama.cpp with"
+            .to_string(),
+        Some(11) => "killed by SIGSEGV at start-up: often a build for instructions this CPU \
+                     cannot use (e.g. AMX advertised by the VM); see scripts/peer-isa-flags.sh"
+            .to_string(),
+        _ => status.to_string(),
     }
 }
 
@@ -181,6 +198,24 @@ mod tests {
             .to_string();
         assert!(err.contains("exited"), "{err}");
         assert!(err.contains("no such model"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_peer_killed_by_sigill_is_named_as_a_cpu_mismatch() {
+        let dir = std::env::temp_dir().join(format!("dsr-bench-ill-{}", std::process::id()));
+        let args = vec!["-c".to_string(), "kill -ILL $$".to_string()];
+        let mut s = ServerProcess::spawn("sh", Path::new("/bin/sh"), &args, 1, &dir).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(s.wait_ready(&reqwest::Client::new(), Duration::from_secs(30)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("SIGILL"), "{err}");
+        assert!(err.contains("peer-isa-flags.sh"), "{err}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }
