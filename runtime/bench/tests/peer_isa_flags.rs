@@ -7,21 +7,21 @@ use std::process::Command;
 
 fn flags_for(cpu_flags: &str) -> String {
     let dir = std::env::temp_dir().join(format!("dsr-isa-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("temp dir");
     let cpuinfo = dir.join(format!("cpuinfo-{}", cpu_flags.len()));
     std::fs::write(
         &cpuinfo,
         format!("processor\t: 0\nflags\t\t: {cpu_flags}\nbugs\t\t: none\n"),
     )
-    .unwrap();
+    .expect("writing a fake cpuinfo");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/peer-isa-flags.sh");
     let out = Command::new("bash")
         .arg(script)
         .env("CPUINFO", &cpuinfo)
         .output()
-        .unwrap();
+        .expect("running scripts/peer-isa-flags.sh");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(out.stdout).expect("utf-8 flags")
 }
 
 #[test]
