@@ -1,0 +1,384 @@
+//! deepseek2 GGUF files against llama.cpp: tiny random-weight models of each variant
+//! (tests/fixtures/deepseek2_gguf/, written by scripts/deepseek2-gguf-fixtures.py with llama.cpp's
+//! own GGUF writer and quantizer, and llama.cpp's logits for them, computed once by
+//! llama-cpp-python: see each fixture's `llama_cpp` field) load through the server's own
+//! `loader::load` and must reproduce llama.cpp's logits within a per-format tolerance at prefill
+//! and at every decode step, pick llama.cpp's greedy tokens, tokenize as llama.cpp does and
+//! render the file's chat template. Unsupported variants are load errors naming the key or
+//! tensor.
+//!
+//! The tolerance is a max absolute logit difference; logits of these models span about ±10.
+//! f32 and f16 weights differ from llama.cpp only in summation order (and, for f16, llama.cpp
+//! rounding activations to f16 before its dot products); quantized weights also in how the
+//! activations are quantized for the integer dot products (Q8_0 for the 32-value formats,
+//! Q8_K for the K-quants), which both sides do alike but not always to the same rounding.
+
+mod model_support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::QTensor;
+use candle_core::Device;
+use deepseek_engine::loader::{self, ChatMessage, LoadError, LoadOptions, LoadedModel};
+use deepseek_engine::model::{CausalLm, KvCache, SeqInput};
+use model_support::{argmax, assert_batched_equals_single};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Run {
+    prompt: Vec<u32>,
+    decode: Vec<u32>,
+    /// Run 0 decodes llama.cpp's own greedy tokens.
+    greedy: bool,
+    /// Prefill's last-token logits, then one row per decode token (llama.cpp decoding one
+    /// token at a time, as the engine does).
+    logits: Vec<Vec<f32>>,
+    /// The same rows from llama.cpp evaluating prompt and decode tokens as one batch.
+    batch_logits: Vec<Vec<f32>>,
+}
+
+#[derive(Deserialize)]
+struct Tokenized {
+    text: String,
+    ids: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    role: String,
+    content: String,
+}
+
+#[derive(Deserialize)]
+struct Chat {
+    messages: Vec<Message>,
+    add_generation_prompt: bool,
+    rendered: String,
+}
+
+#[derive(Deserialize)]
+struct Reference {
+    runs: Vec<Run>,
+    tokenized: Vec<Tokenized>,
+    chat: Chat,
+}
+
+fn fixture(stem: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/deepseek2_gguf")
+        .join(stem)
+}
+
+fn load(path: &Path) -> Result<LoadedModel, LoadError> {
+    loader::load(&LoadOptions {
+        model_path: path.to_path_buf(),
+        ..LoadOptions::default()
+    })
+}
+
+fn reference(stem: &str) -> Reference {
+    let text = std::fs::read_to_string(fixture(&format!("{stem}.json"))).expect("reference json");
+    serde_json::from_str(&text).expect("reference parses")
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "vocabulary sizes differ");
+    a.iter().zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+}
+
+fn step(model: &dyn CausalLm, cache: &mut KvCache, tokens: &[u32]) -> Vec<f32> {
+    let mut out = model
+        .forward(&mut [SeqInput { tokens, cache }])
+        .expect("forward");
+    out.pop().expect("one row")
+}
+
+/// How close to llama.cpp a format must come.
+struct Tolerance {
+    /// Every step of a run until a flip (below).
+    tight: f32,
+    /// Every step.
+    loose: f32,
+    /// Runs allowed to leave `tight` (from one step to the run's end, since the cache carries
+    /// it): where a value lands within rounding noise of a quantization level (8-bit activation
+    /// blocks; f16 activations in llama.cpp's f16 dot products), the two sides can round it to
+    /// neighbouring levels and the logits move by up to `loose`. llama.cpp's own one-token and
+    /// batched evaluations of the same tokens differ in the same way now and then (by 7e-2 at
+    /// one step of a Q6_K variant of the V3-like file, every other step within 1e-6).
+    flips: usize,
+}
+
+/// Loads `stem`.gguf and checks every run against llama.cpp; returns the largest difference.
+/// Each step is compared with llama.cpp decoding one token at a time (as the engine does) and
+/// with llama.cpp evaluating the same tokens as one batch: ours must be close to one of them.
+fn matches_llama_cpp(stem: &str, tol: Tolerance) -> f32 {
+    let loaded = load(&fixture(&format!("{stem}.gguf"))).expect("the file loads");
+    let reference = reference(stem);
+    let model = loaded.model.as_ref();
+    assert_eq!(model.info().architecture, "deepseek2");
+    let (mut worst, mut flips) = (0.0f32, Vec::new());
+    for (r, run) in reference.runs.iter().enumerate() {
+        let mut flipped = false;
+        let mut cache = model.new_cache();
+        let mut got = step(model, &mut cache, &run.prompt);
+        for (i, (one, batch)) in run.logits.iter().zip(&run.batch_logits).enumerate() {
+            let what = format!("{stem} run {r} step {i} (0 = prefill)");
+            let (d_one, d_batch) = (max_abs_diff(&got, one), max_abs_diff(&got, batch));
+            let (d, want) = if d_one <= d_batch {
+                (d_one, one)
+            } else {
+                (d_batch, batch)
+            };
+            worst = worst.max(d);
+            assert!(
+                d < tol.loose,
+                "{what}: max abs diff {d} (tolerance {})",
+                tol.loose
+            );
+            if d >= tol.tight || flipped {
+                if !flipped {
+                    flips.push(format!("{what}: {d:e}"));
+                    flipped = true;
+                }
+            } else {
+                assert_eq!(argmax(&got), argmax(want), "{what}: argmax differs");
+                if run.greedy {
+                    if let Some(&next) = run.decode.get(i) {
+                        assert_eq!(argmax(&got), next, "{what}: greedy token differs");
+                    }
+                }
+            }
+            if let Some(&tok) = run.decode.get(i) {
+                got = step(model, &mut cache, &[tok]);
+            }
+        }
+        assert_eq!(cache.len(), run.prompt.len() + run.decode.len());
+    }
+    assert!(
+        flips.len() <= tol.flips,
+        "{stem}: {} runs left {} (first steps: {flips:?})",
+        flips.len(),
+        tol.tight
+    );
+    eprintln!(
+        "{stem}: max abs logit difference from llama.cpp {worst:e}; runs leaving {}: {flips:?}",
+        tol.tight
+    );
+    worst
+}
+
+#[test]
+fn v2_lite_f32_matches_llama_cpp() {
+    let tol = Tolerance {
+        tight: 1e-4,
+        loose: 1e-4,
+        flips: 0,
+    };
+    matches_llama_cpp("v2lite-f32", tol);
+}
+
+#[test]
+fn v2_lite_q4_0_matches_llama_cpp() {
+    matches_llama_cpp("v2lite-q4_0", QUANTIZED);
+}
+
+/// llama.cpp rounds activations to f16 for f16 weights; we multiply them in f32.
+#[test]
+fn v2_with_unsplit_kv_b_and_groups_f16_matches_llama_cpp() {
+    let tol = Tolerance {
+        tight: 1e-2,
+        loose: 5e-2,
+        flips: 1,
+    };
+    matches_llama_cpp("v2-kvb-f16", tol);
+}
+
+#[test]
+fn v3_q8_0_with_fused_expert_gate_up_matches_llama_cpp() {
+    matches_llama_cpp("v3-q8_0", QUANTIZED);
+}
+
+#[test]
+fn v3_q4_k_m_matches_llama_cpp() {
+    matches_llama_cpp("v3-q4_k_m", QUANTIZED);
+}
+
+/// Same block formats, same activation quantization as llama.cpp: equal but for summation
+/// order, except where an activation lands on a rounding boundary.
+const QUANTIZED: Tolerance = Tolerance {
+    tight: 1e-4,
+    loose: 0.15,
+    flips: 1,
+};
+
+#[test]
+fn tokenizer_and_chat_template_come_from_the_file() {
+    for stem in ["v2lite-f32", "v3-q8_0"] {
+        let loaded = load(&fixture(&format!("{stem}.gguf"))).expect("loads");
+        let reference = reference(stem);
+        for case in &reference.tokenized {
+            let ids = loaded.tokenizer.encode(&case.text, true).expect("encodes");
+            assert_eq!(ids, case.ids, "{stem}: tokens of {:?}", case.text);
+            assert_eq!(
+                loaded.tokenizer.decode(&ids),
+                case.text,
+                "{stem}: round trip"
+            );
+        }
+        let messages: Vec<ChatMessage> = reference
+            .chat
+            .messages
+            .iter()
+            .map(|m| ChatMessage::new(m.role.clone(), m.content.clone()))
+            .collect();
+        let rendered = loaded
+            .chat_template
+            .render(&messages, reference.chat.add_generation_prompt)
+            .expect("renders");
+        assert_eq!(rendered, reference.chat.rendered, "{stem}: chat template");
+        let eos = loaded.tokenizer.eos_token_ids().to_vec();
+        assert_eq!(loaded.info.eos_token_ids, eos);
+        assert_eq!(
+            loaded.tokenizer.token_text(eos[0]),
+            Some("<｜end▁of▁sentence｜>")
+        );
+    }
+}
+
+#[test]
+fn batched_sequences_equal_each_alone() {
+    let loaded = load(&fixture("v3-q8_0.gguf")).expect("loads");
+    let prompts = vec![vec![5, 17, 42, 99, 33], vec![7, 250], vec![12, 13, 14]];
+    assert_batched_equals_single(loaded.model.as_ref(), &prompts, 3, 1e-4);
+}
+
+/// `stem`.gguf rewritten with `edit` applied to its metadata and tensors.
+fn rewritten(
+    stem: &str,
+    edit: impl FnOnce(&mut HashMap<String, Value>, &mut Vec<(String, QTensor)>),
+) -> tempfile::NamedTempFile {
+    let mut reader = std::fs::File::open(fixture(&format!("{stem}.gguf"))).expect("opens");
+    let content = gguf_file::Content::read(&mut reader).expect("parses");
+    let mut names: Vec<String> = content.tensor_infos.keys().cloned().collect();
+    names.sort();
+    let mut tensors: Vec<(String, QTensor)> = names
+        .into_iter()
+        .map(|n| {
+            let t = content
+                .tensor(&mut reader, &n, &Device::Cpu)
+                .expect("tensor");
+            (n, t)
+        })
+        .collect();
+    let mut metadata = content.metadata;
+    edit(&mut metadata, &mut tensors);
+    let out = tempfile::Builder::new()
+        .suffix(".gguf")
+        .tempfile()
+        .expect("temp file");
+    let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut w = std::io::BufWriter::new(out.reopen().expect("reopen"));
+    gguf_file::write(&mut w, &md, &ts).expect("writes");
+    drop(w);
+    out
+}
+
+fn load_error(file: &tempfile::NamedTempFile) -> String {
+    load(file.path()).expect_err("must not load").to_string()
+}
+
+#[test]
+fn a_rewritten_file_still_loads_so_the_error_cases_below_are_real() {
+    let same = rewritten("v3-q8_0", |_, _| {});
+    let loaded = load(same.path()).expect("an unedited copy loads");
+    assert_eq!(loaded.info.architecture, "deepseek2");
+}
+
+#[test]
+fn unsupported_gating_function_names_the_key() {
+    let f = rewritten("v3-q8_0", |md, _| {
+        md.insert("deepseek2.expert_gating_func".into(), Value::U32(4));
+    });
+    let err = load_error(&f);
+    assert!(err.contains("deepseek2.expert_gating_func"), "{err}");
+    assert!(err.contains("sqrt-softplus"), "{err}");
+}
+
+#[test]
+fn attention_temperature_scaling_names_the_key() {
+    let f = rewritten("v2lite-f32", |md, _| {
+        md.insert(
+            "deepseek2.attention.temperature_scale".into(),
+            Value::F32(0.1),
+        );
+    });
+    let err = load_error(&f);
+    assert!(
+        err.contains("deepseek2.attention.temperature_scale"),
+        "{err}"
+    );
+}
+
+#[test]
+fn other_rope_scaling_names_the_key() {
+    let f = rewritten("v2lite-f32", |md, _| {
+        md.insert(
+            "deepseek2.rope.scaling.type".into(),
+            Value::String("longrope".into()),
+        );
+    });
+    let err = load_error(&f);
+    assert!(err.contains("deepseek2.rope.scaling.type"), "{err}");
+}
+
+#[test]
+fn a_missing_tensor_is_named() {
+    let f = rewritten("v3-q8_0", |_, tensors| {
+        tensors.retain(|(n, _)| n != "blk.1.attn_q_a.weight");
+    });
+    let err = load_error(&f);
+    assert!(err.contains("blk.1.attn_q_a.weight"), "{err}");
+}
+
+#[test]
+fn exp_probs_b_is_optional_as_in_v2_files() {
+    let f = rewritten("v3-q8_0", |_, tensors| {
+        tensors.retain(|(n, _)| !n.ends_with("exp_probs_b.bias"));
+    });
+    load(f.path()).expect("loads without the selection bias");
+}
+
+#[test]
+fn a_half_split_kv_b_header_names_the_missing_key() {
+    let f = rewritten("v2lite-f32", |md, _| {
+        md.remove("deepseek2.attention.value_length_mla");
+    });
+    let err = load_error(&f);
+    assert!(
+        err.contains("deepseek2.attention.value_length_mla"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_wrongly_shaped_tensor_is_named_with_its_shape() {
+    let f = rewritten("v2lite-f32", |_, tensors| {
+        let at = tensors
+            .iter()
+            .position(|(n, _)| n == "blk.0.attn_k_b.weight")
+            .expect("k_b present");
+        let (_, t) = &tensors[at];
+        let dims = t.shape().dims().to_vec();
+        let flat = t
+            .dequantize(&Device::Cpu)
+            .and_then(|d| d.reshape((dims[0] * dims[1], dims[2])))
+            .and_then(|d| QTensor::quantize(&d, t.dtype()))
+            .expect("reshaped");
+        tensors[at].1 = flat;
+    });
+    let err = load_error(&f);
+    assert!(err.contains("blk.0.attn_k_b.weight"), "{err}");
+}
