@@ -14,10 +14,11 @@ use model_support::{argmax, smollm2_path};
 use serde::Deserialize;
 
 /// Nats. This model amplifies last-bit differences: llama.cpp's own log-probabilities for
-/// these prompts move by up to 0.32 nats between its f16 and f32 KV caches, and ours differ from
-/// its f32-cache run by up to 0.31 (largest per prompt: 0.15 to 0.31). Both sides quantize activations to 8 bits alike (the
-/// kernels follow llama.cpp's x86 quantizer) but sum in different orders over 30 layers, and a
-/// value near a rounding boundary then lands on the other 8-bit level.
+/// these prompts move by up to 0.32 nats between its f16 and f32 KV caches, and ours differ
+/// from its f32-cache run by up to 0.31 (largest per prompt: 0.15 to 0.31). Both sides
+/// quantize activations to 8 bits alike (the kernels follow llama.cpp's x86 quantizer) but
+/// sum in different orders over 30 layers, and a value near a rounding boundary then lands on
+/// the other 8-bit level.
 const TOLERANCE: f64 = 0.4;
 
 #[derive(Deserialize)]
