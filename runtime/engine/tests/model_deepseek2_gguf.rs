@@ -383,3 +383,48 @@ fn a_wrongly_shaped_tensor_is_named_with_its_shape() {
     let err = load_error(&f);
     assert!(err.contains("blk.0.attn_k_b.weight"), "{err}");
 }
+
+#[test]
+fn hyper_parameters_read_as_llama_cpp_reads_them() {
+    use deepseek_engine::loader::gguf_deepseek2::deepseek2_hparams;
+    use deepseek_engine::loader::GgufFile;
+    use deepseek_engine::model::moe::{Gating, TopkMethod};
+    use deepseek_engine::model::rope_scaling::RopeScaling;
+
+    let open = |stem: &str| GgufFile::open(&fixture(&format!("{stem}.gguf"))).expect("opens");
+    let v3 = deepseek2_hparams(&open("v3-q8_0")).expect("v3");
+    let r = v3.router.as_ref().expect("MoE");
+    assert_eq!(r.method, TopkMethod::LlamaCpp(Gating::Sigmoid));
+    assert!(r.norm_topk_prob);
+    assert_eq!((r.top_k, r.n_group, r.topk_group), (2, 4, 2));
+    assert!((r.routed_scaling_factor - 2.5).abs() < 1e-6);
+    assert!(v3.split_kv_b && v3.q_lora_rank == 32 && v3.leading_dense == 1);
+    assert_eq!((v3.mla.qk_nope_head_dim, v3.mla.v_head_dim), (32, 32));
+    // yarn_log_multiplier 0.1 * mscale_all_dim: mscale_all_dim 1, and mscale taken equal.
+    let RopeScaling::Yarn {
+        factor,
+        mscale,
+        mscale_all_dim,
+        original_max_position_embeddings,
+        ..
+    } = v3.rope
+    else {
+        panic!("YaRN expected, got {:?}", v3.rope);
+    };
+    assert_eq!((factor, original_max_position_embeddings), (4.0, 16.0));
+    assert!((mscale - 1.0).abs() < 1e-6 && (mscale_all_dim - 1.0).abs() < 1e-6);
+    let m = 0.1 * 4f32.ln() + 1.0;
+    assert!((v3.mla.softmax_scale - m * m / 48f32.sqrt()).abs() < 1e-6);
+
+    // An older file: no expert_gating_func (softmax), head sizes in key_length/value_length.
+    let v2 = deepseek2_hparams(&open("v2-kvb-f16")).expect("v2");
+    let r = v2.router.as_ref().expect("MoE");
+    assert_eq!(r.method, TopkMethod::LlamaCpp(Gating::Softmax));
+    assert!(!r.norm_topk_prob && (r.routed_scaling_factor - 4.0).abs() < 1e-6);
+    assert!(!v2.split_kv_b);
+    assert_eq!((v2.mla.qk_nope_head_dim, v2.mla.qk_rope_head_dim), (32, 16));
+
+    let lite = deepseek2_hparams(&open("v2lite-f32")).expect("lite");
+    assert_eq!(lite.q_lora_rank, 0);
+    assert_eq!(lite.n_shared_experts, 2);
+}
