@@ -14,7 +14,7 @@ what remains between it and us is summation order and, for quantized weights, th
 quantization of its dot products.
 
 The variants (hidden 32 unless said; 8 routed experts, 2 used; one leading dense block):
-  v2lite-f32, v2lite-q4_0: V2-Lite-like: no q LoRA, softmax gating, 2 shared experts, no
+  v2lite-f32, v2lite-q4_0, v2lite-q4_1: V2-Lite-like: no q LoRA, softmax gating, 2 shared experts, no
       normalisation, split attn_k_b/attn_v_b, YaRN with mscale 0.707.
   v2-kvb-f16: V2-like, as older files have it: q LoRA, one attn_kv_b (no key_length_mla), no
       expert_gating_func key (softmax by default), 4 expert groups of which 2 are used,
@@ -23,7 +23,7 @@ The variants (hidden 32 unless said; 8 routed experts, 2 used; one leading dense
       groups 4/2, YaRN with mscale 1, experts' gate and up fused in ffn_gate_up_exps.
   v3-q4_k_m: the same architecture with hidden 256 (so K-quant blocks fit; 2 blocks, 4 experts in 2 groups)
       as Q4_K_M: Q4_K and Q6_K where rows are whole super-blocks, llama.cpp's fallbacks (Q5_0,
-      Q5_1, Q8_0) elsewhere.
+      Q5_1, Q8_0) elsewhere; and as Q5_K_M (Q5_K and Q6_K).
 
 Run once by hand; the outputs are committed, so `make test` needs neither llama.cpp nor Python:
   python3 -m venv ~/.cache/deepseek-k8s/llama-cpp-python-0.3.36/venv
@@ -299,15 +299,17 @@ V3_WIDE = dict(V3, name="v3-wide", hidden=256, nope=64, v=64, kv_lora=64, q_lora
                groups=(2, 1), fused_gate_up=False, layers=2, seed=14)
 
 # llama.cpp's `llama_ftype` values.
-MOSTLY_Q4_0, MOSTLY_Q8_0, MOSTLY_Q4_K_M = 2, 7, 15
+MOSTLY_Q4_0, MOSTLY_Q4_1, MOSTLY_Q8_0, MOSTLY_Q4_K_M, MOSTLY_Q5_K_M = 2, 3, 7, 15, 17
 
 # (file stem, architecture, float type written, llama.cpp ftype to quantize to or None)
 FILES = [
     ("v2lite-f32", V2LITE, "f32", None),
     ("v2lite-q4_0", V2LITE, "f32", MOSTLY_Q4_0),
+    ("v2lite-q4_1", V2LITE, "f32", MOSTLY_Q4_1),
     ("v2-kvb-f16", V2, "f16", None),
     ("v3-q8_0", V3, "f32", MOSTLY_Q8_0),
     ("v3-q4_k_m", V3_WIDE, "f32", MOSTLY_Q4_K_M),
+    ("v3-q5_k_m", V3_WIDE, "f32", MOSTLY_Q5_K_M),
 ]
 
 

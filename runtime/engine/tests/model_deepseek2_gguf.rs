@@ -202,8 +202,28 @@ fn v3_q8_0_with_fused_expert_gate_up_matches_llama_cpp() {
 }
 
 #[test]
+fn v2_lite_q4_1_matches_llama_cpp() {
+    matches_llama_cpp("v2lite-q4_1", QUANTIZED);
+}
+
+#[test]
 fn v3_q4_k_m_matches_llama_cpp() {
     matches_llama_cpp("v3-q4_k_m", QUANTIZED);
+}
+
+/// llama.cpp's fallback for rows that are not whole super-blocks is Q5_1 here, which has no
+/// kernel of ours and runs through candle's matmul (Q8_1 activations whose block sums candle
+/// rounds twice in f16, llama.cpp once); over the layers that grows to 0.21. The Q5_K tensors
+/// are not it: the same file with its Q5_1 tensors re-encoded as Q8_0 matches llama.cpp
+/// within 1.2e-6.
+#[test]
+fn v3_q5_k_m_with_q5_1_fallbacks_is_close_to_llama_cpp() {
+    let tol = Tolerance {
+        tight: 0.3,
+        loose: 0.3,
+        flips: 0,
+    };
+    matches_llama_cpp("v3-q5_k_m", tol);
 }
 
 /// Same block formats, same activation quantization as llama.cpp: equal but for summation
