@@ -270,3 +270,25 @@ fn batched_sequences_equal_each_alone() {
     let prompts = vec![vec![5, 17, 42, 99, 33], vec![7, 250], vec![12, 13, 14]];
     assert_batched_equals_single(loaded.model.as_ref(), &prompts, 3, 1e-4);
 }
+
+/// `--quantize q8_0` on an f32 file: every projection becomes Q8_0 (the routers stay f32), so
+/// the logits move a little from llama.cpp's f32 ones but keep its choices.
+#[test]
+fn quantize_at_load_applies_to_deepseek2_files() {
+    use deepseek_engine::model::quantize::QuantFormat;
+
+    let path = fixture("v2lite-f32.gguf");
+    let q = loader::load(&LoadOptions {
+        model_path: path,
+        quantize: Some(QuantFormat::Q8_0),
+        ..LoadOptions::default()
+    })
+    .expect("loads quantized");
+    let run = &reference("v2lite-f32").runs[0];
+    let mut cache = q.model.new_cache();
+    let got = step(q.model.as_ref(), &mut cache, &run.prompt);
+    let d = max_abs_diff(&got, &run.logits[0]);
+    assert!(d > 1e-4, "Q8_0 weights cannot give f32 logits to {d}");
+    assert!(d < 0.2, "max abs diff {d} from the f32 logits");
+    assert_eq!(argmax(&got), argmax(&run.logits[0]));
+}
