@@ -31,7 +31,7 @@ Run once by hand; the outputs are committed, so `make test` needs neither llama.
     ~/.cache/deepseek-k8s/llama-cpp-python-0.3.36/venv/bin/pip install \
     llama-cpp-python==0.3.36 gguf==0.19.0 numpy
   ~/.cache/deepseek-k8s/llama-cpp-python-0.3.36/venv/bin/python scripts/deepseek2-gguf-fixtures.py
-Deterministic for the fixed seeds.
+Deterministic for the fixed seeds: a rerun rewrites every file byte for byte.
 """
 
 import json
