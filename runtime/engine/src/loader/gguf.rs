@@ -1,4 +1,5 @@
-//! GGUF files: typed metadata access and the llama-family weight layout (`llama`, `qwen2`):
+//! GGUF files: typed metadata access and the llama-family weight layout (`llama`, `qwen2`;
+//! deepseek2's is in `gguf_deepseek2*.rs`):
 //! `token_embd`, `blk.N.{attn_norm,attn_q,attn_k,attn_v,attn_output,ffn_norm,ffn_gate,ffn_up,
 //! ffn_down}`, `output_norm`, `output` (absent when tied to `token_embd`), q/k/v biases for
 //! qwen2, and llama 3.1's `rope_freqs`.
@@ -130,6 +131,11 @@ impl GgufFile {
             Some(Value::Bool(b)) => Some(*b),
             _ => None,
         }
+    }
+
+    /// Entries of `tokenizer.ggml.tokens` (0 when absent).
+    pub fn token_count(&self) -> usize {
+        self.array("tokenizer.ggml.tokens").map_or(0, Vec::len)
     }
 
     fn array(&self, key: &str) -> Option<&Vec<Value>> {

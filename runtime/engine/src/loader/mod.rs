@@ -6,9 +6,12 @@
 pub mod chat_template;
 pub mod checkpoint;
 pub mod gguf;
+pub mod gguf_deepseek2;
+pub mod gguf_deepseek2_weights;
 pub mod hf_config;
 pub mod hf_tokenizer;
 pub mod pretokenize;
+pub mod qtensor_slice;
 pub mod safetensors;
 pub mod safetensors_deepseek2;
 pub mod tokenizer;
@@ -24,9 +27,10 @@ pub use hf_tokenizer::{load_hf_text, HfText, TokenizerConfig};
 pub use safetensors::{is_checkpoint_dir, SafetensorsDir};
 pub use tokenizer::{GgufVocab, IncrementalDecoder, TextTokenizer, TokenizerError};
 
+use crate::model::deepseek2::{Deepseek2, Deepseek2Weights};
 use crate::model::device::{place_decoder, DeviceSpec};
-use crate::model::quantize::{quantize_decoder, QuantFormat};
-use crate::model::{CausalLm, Decoder, DecoderWeights, ModelInfo};
+use crate::model::quantize::{quantize_decoder, quantize_linear, QuantFormat, QuantStats};
+use crate::model::{CausalLm, Decoder, DecoderWeights, ModelInfo, RopeStyle};
 
 /// Architectures `load` accepts.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "deepseek2"];
@@ -142,30 +146,20 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
         token(vocab.eos),
     )?;
 
-    let (cfg, model_context) = file.decoder_config(&arch)?;
-    let weights = file.decoder_weights(&arch, arch == "qwen2")?;
-    let weights = prepare_weights(weights, opts)?;
-    let vocab_size = weights.lm_head.out_dim();
-    if tokenizer.vocab_size() > vocab_size {
+    let model = match arch.as_str() {
+        "deepseek2" => load_deepseek2(&mut file, &tokenizer, opts)?,
+        _ => load_decoder(&mut file, &arch, &tokenizer, opts)?,
+    };
+    if tokenizer.vocab_size() > model.info().vocab_size {
         return Err(LoadError::BadMetadata {
             key: "tokenizer.ggml.tokens".into(),
             reason: format!(
-                "{} tokens but the output layer has {vocab_size} rows",
-                tokenizer.vocab_size()
+                "{} tokens but the output layer has {} rows",
+                tokenizer.vocab_size(),
+                model.info().vocab_size
             ),
         });
     }
-    let info = ModelInfo {
-        architecture: arch,
-        vocab_size,
-        context_length: opts
-            .context_length
-            .map_or(model_context, |c| c.min(model_context)),
-        eos_token_ids: tokenizer.eos_token_ids().to_vec(),
-        bos_token_id: tokenizer.bos_token_id(),
-        kv_bytes_per_token: 0, // filled by Decoder::new
-    };
-    let model = Decoder::new(cfg, weights, info);
     let info = model.info().clone();
     tracing::info!(
         architecture = %info.architecture,
@@ -175,11 +169,90 @@ pub fn load(opts: &LoadOptions) -> Result<LoadedModel, LoadError> {
         "model loaded"
     );
     Ok(LoadedModel {
-        model: Box::new(model),
+        model,
         tokenizer,
         chat_template,
         info,
     })
+}
+
+/// What the engine needs to know of a GGUF model, before its constructor fills in the KV size.
+fn gguf_info(
+    arch: &str,
+    vocab_size: usize,
+    model_context: usize,
+    tokenizer: &TextTokenizer,
+    opts: &LoadOptions,
+) -> ModelInfo {
+    ModelInfo {
+        architecture: arch.to_string(),
+        vocab_size,
+        context_length: opts
+            .context_length
+            .map_or(model_context, |c| c.min(model_context)),
+        eos_token_ids: tokenizer.eos_token_ids().to_vec(),
+        bos_token_id: tokenizer.bos_token_id(),
+        kv_bytes_per_token: 0, // filled by the model's constructor
+    }
+}
+
+/// A llama-family GGUF model (`llama`, `qwen2`).
+fn load_decoder(
+    file: &mut GgufFile,
+    arch: &str,
+    tokenizer: &TextTokenizer,
+    opts: &LoadOptions,
+) -> Result<Box<dyn CausalLm>, LoadError> {
+    let (cfg, model_context) = file.decoder_config(arch)?;
+    let weights = file.decoder_weights(arch, arch == "qwen2")?;
+    let weights = prepare_weights(weights, opts)?;
+    let vocab_size = weights.lm_head.out_dim();
+    let info = gguf_info(arch, vocab_size, model_context, tokenizer, opts);
+    Ok(Box::new(Decoder::new(cfg, weights, info)))
+}
+
+/// A deepseek2 GGUF model (MLA + MoE), with `--quantize` and `--device` applied.
+fn load_deepseek2(
+    file: &mut GgufFile,
+    tokenizer: &TextTokenizer,
+    opts: &LoadOptions,
+) -> Result<Box<dyn CausalLm>, LoadError> {
+    let hp = gguf_deepseek2::deepseek2_hparams(file)?;
+    let mut weights = gguf_deepseek2_weights::deepseek2_weights(file, &hp)?;
+    prepare_deepseek2(&mut weights, opts)?;
+    let vocab_size = weights.lm_head.out_dim();
+    let info = gguf_info("deepseek2", vocab_size, hp.context_length, tokenizer, opts);
+    // llama.cpp rotates deepseek2's adjacent pairs (its NORM rope), as the published weights do.
+    let rope = hp.rope.table(
+        hp.mla.qk_rope_head_dim,
+        hp.rope_theta,
+        info.context_length,
+        RopeStyle::Interleaved,
+    );
+    Ok(Box::new(Deepseek2::new(hp.mla, weights, rope, info)))
+}
+
+/// `--quantize` (dense projections; routers stay as they are) and `--device` for deepseek2.
+fn prepare_deepseek2(w: &mut Deepseek2Weights, opts: &LoadOptions) -> Result<(), LoadError> {
+    let err = |e: candle_core::Error| LoadError::Tensor {
+        name: "linear layers".into(),
+        reason: e.to_string(),
+    };
+    if let Some(format) = opts.quantize {
+        let mut stats = QuantStats::default();
+        w.map_linears(|l| {
+            let q = quantize_linear(l, format)?;
+            stats.add(l, &q);
+            Ok(q)
+        })
+        .map_err(err)?;
+        stats.log(format);
+    }
+    let device = opts.device.open().map_err(err)?;
+    if !device.is_cpu() {
+        w.map_linears(|l| l.to_device(&device)).map_err(err)?;
+    }
+    Ok(())
 }
 
 /// `--quantize` and `--device` applied to loaded decoder weights: dense layers quantized (the

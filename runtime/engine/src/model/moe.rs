@@ -7,7 +7,10 @@
 //! over all experts (`greedy`) or within the `topk_group` groups with the best single expert
 //! (`group_limited_greedy`); V3 scores with a sigmoid, chooses by score plus
 //! `e_score_correction_bias` within the groups with the best two-expert sums (`noaux_tc`),
-//! and weights by the unbiased score.
+//! and weights by the unbiased score. GGUF files follow llama.cpp's `build_moe_ffn` instead
+//! (`TopkMethod::LlamaCpp`): the scoring function is named by the file, any selection bias is
+//! added whatever the scoring, groups are always ranked by their two best, and the weights are
+//! normalised exactly when asked and then always scaled.
 
 use super::linear::Linear;
 use super::ops;
@@ -39,6 +42,18 @@ pub enum TopkMethod {
     GroupLimitedGreedy,
     /// V3: sigmoid + correction bias for the choice, groups ranked by their two best.
     NoAuxTc,
+    /// llama.cpp's routing, which GGUF files are made for: scores by `Gating`; the choice on
+    /// score + `exp_probs_b` (when present) within the `topk_group` groups whose two best
+    /// choices sum highest; weights normalised iff `norm_topk_prob`, then always multiplied by
+    /// `routed_scaling_factor`.
+    LlamaCpp(Gating),
+}
+
+/// How router logits become expert scores (GGUF `expert_gating_func`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gating {
+    Softmax,
+    Sigmoid,
 }
 
 /// Router hyper-parameters.
@@ -75,35 +90,37 @@ fn top_k(xs: &[f32], k: usize) -> Vec<usize> {
 impl Moe {
     /// The experts and weights one token is routed to, from its router logits.
     pub fn route(&self, logits: &[f32]) -> Vec<(usize, f32)> {
+        use TopkMethod::{Greedy, LlamaCpp, NoAuxTc};
         let c = &self.cfg;
         let n = logits.len();
-        let scores: Vec<f32> = match c.method {
-            TopkMethod::NoAuxTc => logits.iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect(),
-            _ => {
-                let mut s = logits.to_vec();
-                ops::softmax_in_place(&mut s);
-                s
-            }
+        let sigmoid = matches!(c.method, NoAuxTc | LlamaCpp(Gating::Sigmoid));
+        // V3 and llama.cpp: selection bias, groups ranked by their two best, others masked out.
+        let v3_style = matches!(c.method, NoAuxTc | LlamaCpp(_));
+        let scores: Vec<f32> = if sigmoid {
+            logits.iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect()
+        } else {
+            let mut s = logits.to_vec();
+            ops::softmax_in_place(&mut s);
+            s
         };
-        let mut choice: Vec<f32> = match (&self.score_bias, c.method) {
-            (Some(b), TopkMethod::NoAuxTc) => scores.iter().zip(b).map(|(s, b)| s + b).collect(),
+        let mut choice: Vec<f32> = match (&self.score_bias, v3_style) {
+            (Some(b), true) => scores.iter().zip(b).map(|(s, b)| s + b).collect(),
             _ => scores.clone(),
         };
-        if c.method != TopkMethod::Greedy && c.n_group > 1 {
+        if c.method != Greedy && c.n_group > 1 {
             let per = n / c.n_group;
             let group_score: Vec<f32> = choice
                 .chunks(per)
-                .map(|g| match c.method {
-                    TopkMethod::NoAuxTc => top_k(g, 2).iter().map(|&i| g[i]).sum(),
-                    _ => g.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+                .map(|g| {
+                    if v3_style {
+                        top_k(g, 2).iter().map(|&i| g[i]).sum()
+                    } else {
+                        g.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+                    }
                 })
                 .collect();
             let keep = top_k(&group_score, c.topk_group);
-            let masked = if c.method == TopkMethod::NoAuxTc {
-                f32::NEG_INFINITY
-            } else {
-                0.0
-            };
+            let masked = if v3_style { f32::NEG_INFINITY } else { 0.0 };
             for (e, v) in choice.iter_mut().enumerate() {
                 if !keep.contains(&(e / per)) {
                     *v = masked;
@@ -112,14 +129,22 @@ impl Moe {
         }
         let chosen = top_k(&choice, c.top_k);
         let mut weights: Vec<f32> = chosen.iter().map(|&e| scores[e]).collect();
-        // V2's remote code normalises only for top_k > 1; V3 whenever asked.
-        let normalise = c.norm_topk_prob && (c.top_k > 1 || c.method == TopkMethod::NoAuxTc);
+        let normalise = match c.method {
+            LlamaCpp(_) => c.norm_topk_prob,
+            // V2's remote code normalises only for top_k > 1; V3 whenever asked.
+            _ => c.norm_topk_prob && (c.top_k > 1 || c.method == NoAuxTc),
+        };
         if normalise {
-            let sum: f32 = weights.iter().sum::<f32>() + 1e-20;
+            let sum: f32 = weights.iter().sum();
+            // llama.cpp clamps the sum to the smallest normal f16; the remote code adds 1e-20.
+            let sum = match c.method {
+                LlamaCpp(_) => sum.max(6.103_515_6e-5),
+                _ => sum + 1e-20,
+            };
             weights.iter_mut().for_each(|w| *w /= sum);
         }
-        // V2 (remote code) scales only when it does not normalise; V3 always scales.
-        if !normalise || c.method == TopkMethod::NoAuxTc {
+        // V2 (remote code) scales only when it does not normalise; V3 and llama.cpp always.
+        if !normalise || v3_style {
             weights
                 .iter_mut()
                 .for_each(|w| *w *= c.routed_scaling_factor);
@@ -208,5 +233,23 @@ mod tests {
         assert_eq!(r.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 3]);
         // Equal unbiased scores (sigmoid 0 = 0.5), normalised to 0.5 each, then scaled by 2.
         assert!((r[0].1 - 1.0).abs() < 1e-6 && (r[1].1 - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn llama_cpp_softmax_routing_adds_the_bias_ranks_groups_by_two_best_and_scales_after_norm() {
+        // Groups {0,1} and {2,3}: by best single expert group 0 wins (3.0), by the sum of the
+        // two best group 1 does (2.5 + 2.4 > 3.0 - 5.0), which is what llama.cpp ranks by.
+        let m = moe(TopkMethod::LlamaCpp(Gating::Softmax), true, None);
+        let r = m.route(&[3.0, -5.0, 2.5, 2.4]);
+        assert_eq!(r.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 3]);
+        // Normalised (sum 1), then scaled by 2 all the same.
+        assert!((r[0].1 + r[1].1 - 2.0).abs() < 1e-6, "{r:?}");
+        let biased = moe(
+            TopkMethod::LlamaCpp(Gating::Softmax),
+            false,
+            Some(vec![0.0, 10.0, 0.0, 0.0]),
+        );
+        let r = biased.route(&[3.0, -5.0, 2.5, 2.4]);
+        assert_eq!(r.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 0]);
     }
 }
