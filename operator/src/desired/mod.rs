@@ -20,6 +20,7 @@ pub mod pdb;
 pub mod pod_monitor;
 pub mod prometheus_rule;
 pub mod router;
+pub mod security;
 pub mod service;
 
 use deepseek_crds::{validate_resource, DeepSeekDeployment, SpecError, API_VERSION, KIND};
@@ -315,9 +316,9 @@ pub fn build_with(
     deployment.object["spec"]["replicas"] = plan.replicas.into();
     let mut children = vec![
         configmap::build(&owner, spec, cfg, &revision)?,
-        router::routes_config_map(&owner, spec, cfg, &plan.routes)?,
+        router::routes_config_map(&owner, cfg, &plan.routes)?,
         deployment,
-        router::router_deployment(&owner, cfg)?,
+        router::router_deployment(&owner, spec, cfg)?,
     ];
     for (hash, _) in &plan.routes {
         children.push(router::revision_service(&owner, cfg, hash)?);
@@ -349,7 +350,7 @@ fn operations(
     }
     if spec.monitoring.enabled {
         children.push(prometheus_rule::build(owner, spec)?);
-        children.push(pod_monitor::build(owner, spec, spec.tls.is_some())?);
+        children.push(pod_monitor::build(owner, spec)?);
         children.push(dashboard::build(owner, spec)?);
     }
     Ok(children)

@@ -287,7 +287,9 @@ fn the_chat_service_fronts_the_router_which_routes_to_the_stable_revision_from_s
             "--config",
             "/etc/deepseek-router/routes.yaml",
             "--listen",
-            "0.0.0.0:8080"
+            "0.0.0.0:8080",
+            "--admin-port",
+            "9091"
         ])
     );
     assert_eq!(

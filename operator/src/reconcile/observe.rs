@@ -148,9 +148,20 @@ pub fn secret_refs(dsd: &DeepSeekDeployment) -> Vec<(String, String)> {
         ));
     }
     if let Some(a) = &spec.auth {
+        for (_, flag, r) in a.files() {
+            let field = match flag {
+                "--jwt-secret-file" => "jwtSecretRef",
+                "--jwt-public-key-file" => "jwtPublicKeyRef",
+                "--jwks-file" => "jwksRef",
+                _ => "apiKeysRef",
+            };
+            out.push((format!("spec.auth.{field}.name"), r.name.clone()));
+        }
+    }
+    if let Some(r) = spec.rate_limit.as_ref().and_then(|r| r.redis.as_ref()) {
         out.push((
-            "spec.auth.jwtSecretRef.name".to_string(),
-            a.jwt_secret_ref.name.clone(),
+            "spec.rateLimit.redis.urlSecretRef.name".to_string(),
+            r.url_secret_ref.name.clone(),
         ));
     }
     if let Some(t) = &spec.tls {

@@ -211,3 +211,74 @@ async fn redis_stopped_mid_test_fails_open_or_closed_as_configured() {
     let _redis = start_redis(redis_port);
     assert_eq!(chat_status(&closed.url, CHAT_KEY).await, 200);
 }
+
+/// Per-request latency of `/v1/models` (a handler that does almost nothing, so the layers'
+/// cost is what differs) without security, with JWT auth + in-memory limits, and with API-key
+/// auth + Redis limits, interleaved request by request so the three see the same machine load.
+#[tokio::test]
+async fn auth_and_rate_limiting_add_little_latency_per_request() {
+    let keys = Keys::new();
+    let redis_port = free_port();
+    let _redis = start_redis(redis_port);
+    let unlimited = |redis: Option<String>| RateLimitArgs {
+        rate_limit_rpm: Some(60_000_000),
+        rate_limit_burst: Some(10_000_000),
+        rate_limit_redis_url: redis,
+        ..RateLimitArgs::default()
+    };
+    let state = || fake_state(FakeServerConfig::default());
+    let plain = secure_server(state().await, &deepseek_security::SecurityArgs::default()).await;
+    let mut memory_args = keys.args();
+    memory_args.rate_limit = unlimited(None);
+    let memory = secure_server(state().await, &memory_args).await;
+    let mut redis_args = keys.args();
+    redis_args.rate_limit = unlimited(Some(format!("redis://127.0.0.1:{redis_port}")));
+    let redis = secure_server(state().await, &redis_args).await;
+    let token = keys.hs256(&claims(&["chat"]));
+    let http = reqwest::Client::new();
+    let targets = [
+        ("off", plain.as_str(), None),
+        (
+            "JWT HS256 + memory limit",
+            memory.as_str(),
+            Some(token.as_str()),
+        ),
+        ("API key + Redis limit", redis.as_str(), Some(CHAT_KEY)),
+    ];
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    for round in 0..2200 {
+        for (i, (_, base, cred)) in targets.iter().enumerate() {
+            let mut req = http.get(format!("{base}/v1/models"));
+            if let Some(c) = cred {
+                req = req.bearer_auth(c);
+            }
+            let t = std::time::Instant::now();
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap();
+            if round >= 200 {
+                samples[i].push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+    }
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    };
+    let mut p50 = Vec::new();
+    for ((name, _, _), s) in targets.iter().zip(samples.iter_mut()) {
+        let (a, b) = (pct(s, 0.5), pct(s, 0.99));
+        println!("{name:<28} p50 {a:>7.0} us   p99 {b:>7.0} us");
+        p50.push(a);
+    }
+    for (i, (name, _, _)) in targets.iter().enumerate().skip(1) {
+        println!("{name:<28} adds {:>5.0} us at p50", p50[i] - p50[0]);
+        // Generous for a shared 2-core machine; a layer that did I/O twice or re-read key
+        // files per request would blow through it.
+        assert!(
+            p50[i] - p50[0] < 2000.0,
+            "{name} adds {} us",
+            p50[i] - p50[0]
+        );
+    }
+}
