@@ -138,8 +138,8 @@ pub fn rate_limit_args(spec: &DeepSeekDeploymentSpec) -> Vec<String> {
     args
 }
 
-/// The Redis URL from its Secret. A missing Secret shows in the router pods' status
-/// (`CreateContainerConfigError`, naming the Secret), where the operator reports it.
+/// The Redis URL from its Secret. A missing Secret shows in the router pods' container
+/// status (`CreateContainerConfigError`, naming the Secret); the operator never looks it up.
 pub fn rate_limit_env(spec: &DeepSeekDeploymentSpec) -> Vec<EnvVar> {
     let Some(redis) = spec.rate_limit.as_ref().and_then(|r| r.redis.as_ref()) else {
         return Vec::new();

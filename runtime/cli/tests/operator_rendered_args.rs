@@ -38,7 +38,8 @@ fn config_map<'a>(docs: &'a [Value], name: &str) -> &'a Value {
 
 /// A pod's container made runnable here: its mounts as local directories.
 struct LocalPod {
-    dir: tempfile::TempDir,
+    /// Holds the mounted directories; removed with the pod.
+    _dir: tempfile::TempDir,
     /// mountPath -> local directory.
     mounts: BTreeMap<String, PathBuf>,
 }
@@ -94,7 +95,7 @@ fn local_pod(
         }
         mounts.insert(m["mountPath"].as_str().unwrap().to_string(), local);
     }
-    LocalPod { dir, mounts }
+    LocalPod { _dir: dir, mounts }
 }
 
 impl LocalPod {
@@ -119,7 +120,7 @@ struct Ports {
 }
 
 /// The rendered arguments, with mount paths and ports made local.
-fn local_args(pod: &LocalPod, args: &[String], ports: &mut Ports) -> Vec<String> {
+fn local_args(pod: &LocalPod, args: &[String], ports: &Ports) -> Vec<String> {
     let mut out = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -283,11 +284,11 @@ async fn every_rendered_runtime_and_router_starts_with_exactly_its_rendered_flag
             for c in pod["containers"].as_array().unwrap() {
                 let what = format!("{name}/{}", c["name"].as_str().unwrap());
                 let local = local_pod(&docs, pod, c, &keys, &tls);
-                let mut ports = Ports {
+                let ports = Ports {
                     public: free_port(),
                     admin: free_port(),
                 };
-                let args = local_args(&local, &strings(&c["args"]), &mut ports);
+                let args = local_args(&local, &strings(&c["args"]), &ports);
                 if args[0] == "serve" {
                     // The model volume holds what `fetch` would leave there.
                     let model = args[args.iter().position(|a| a == "--model").unwrap() + 1].clone();
@@ -306,7 +307,7 @@ async fn every_rendered_runtime_and_router_starts_with_exactly_its_rendered_flag
                 for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DSR_")) {
                     cmd.env_remove(k);
                 }
-                let mut child = cmd.spawn().unwrap();
+                let child = cmd.spawn().unwrap();
                 if args[0] == "serve" && !args.iter().any(|a| a.ends_with(".gguf")) {
                     // A safetensors model the test does not have: the flags must still parse,
                     // so the process gets past clap (exit code 2) to loading the model.
