@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod deployment;
 pub mod manifests;
 pub mod naming;
+pub mod network_policy;
 pub mod pdb;
 pub mod pod_monitor;
 pub mod prometheus_rule;
@@ -68,11 +69,14 @@ pub enum ChildKind {
     PrometheusRule,
     /// monitoring.coreos.com/v1 PodMonitor (only where the cluster serves it).
     PodMonitor,
+    /// networking.k8s.io/v1 NetworkPolicy (who may reach the runtime pods).
+    NetworkPolicy,
 }
 
 impl ChildKind {
     /// Every kind, in apply order (config before the pods that read it).
-    pub const ALL: [ChildKind; 7] = [
+    pub const ALL: [ChildKind; 8] = [
+        Self::NetworkPolicy,
         Self::ConfigMap,
         Self::Deployment,
         Self::Service,
@@ -98,6 +102,7 @@ impl ChildKind {
             Self::PodDisruptionBudget => "policy/v1",
             Self::CronJob => "batch/v1",
             Self::PrometheusRule | Self::PodMonitor => "monitoring.coreos.com/v1",
+            Self::NetworkPolicy => "networking.k8s.io/v1",
         }
     }
 
@@ -111,6 +116,7 @@ impl ChildKind {
             Self::CronJob => "CronJob",
             Self::PrometheusRule => "PrometheusRule",
             Self::PodMonitor => "PodMonitor",
+            Self::NetworkPolicy => "NetworkPolicy",
         }
     }
 
@@ -132,6 +138,7 @@ impl ChildKind {
             Self::CronJob => "cronjobs",
             Self::PrometheusRule => "prometheusrules",
             Self::PodMonitor => "podmonitors",
+            Self::NetworkPolicy => "networkpolicies",
         }
     }
 }
@@ -302,7 +309,8 @@ pub fn build(dsd: &DeepSeekDeployment, cfg: &BuildConfig) -> Result<Vec<DesiredC
 
 /// The children for a given rollout plan: the spec revision's ConfigMap and Deployment, one
 /// Service per routed revision, the router (routes ConfigMap, Deployment, budget), the chat
-/// Service (selecting the router pods) and the runtime PodDisruptionBudget.
+/// Service (selecting the router pods), the runtime PodDisruptionBudget and the NetworkPolicy
+/// admitting only routers and monitoring to the runtime pods.
 pub fn build_with(
     dsd: &DeepSeekDeployment,
     cfg: &BuildConfig,
@@ -333,6 +341,7 @@ pub fn build_with(
         children.push(pdb);
     }
     children.push(router::router_pdb(&owner)?);
+    children.push(network_policy::build(&owner)?);
     children.extend(operations(&owner, spec, cfg)?);
     Ok(children)
 }

@@ -219,3 +219,32 @@ fn scaling_replicas_leaves_the_pod_template_untouched() {
     let zones = json!({"zones": ["a", "b"]});
     assert_eq!(template(2, zones.clone()), template(5, zones));
 }
+
+#[test]
+fn runtime_pods_admit_only_the_routers_and_the_monitoring_namespace() {
+    let out = children(&dsd(base_spec()));
+    let policy = child(&out, ChildKind::NetworkPolicy);
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        json!(naming::runtime_selector("chat"))
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([
+            {"from": [{"podSelector": {"matchLabels": router::router_selector("chat")}}],
+             "ports": [{"port": "http", "protocol": "TCP"}]},
+            {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+             "ports": [{"port": "admin", "protocol": "TCP"}]}
+        ])
+    );
+    // The ports it names are the ones the runtime container declares.
+    let names: Vec<&serde_json::Value> = runtime_container(child(&out, ChildKind::Deployment))
+        ["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| &p["name"])
+        .collect();
+    assert_eq!(names, [&json!("http"), &json!("admin")]);
+}

@@ -148,8 +148,9 @@ fn no_zones_means_no_topology_spread_and_no_pdb_for_one_replica() {
 fn every_child_has_a_controller_owner_reference_and_common_labels() {
     let out = children(&dsd(base_spec()));
     // Revision ConfigMap, routes ConfigMap, revision Deployment, router Deployment, revision
-    // Service, chat Service, router budget + PrometheusRule, PodMonitor, dashboard ConfigMap.
-    assert_eq!(out.len(), 10);
+    // Service, chat Service, router budget, runtime NetworkPolicy + PrometheusRule, PodMonitor,
+    // dashboard ConfigMap.
+    assert_eq!(out.len(), 11);
     for c in &out {
         let meta = &c.object["metadata"];
         assert_eq!(
