@@ -391,6 +391,16 @@ async fn every_rendered_runtime_and_router_starts_with_exactly_its_rendered_flag
                         200,
                         "{what}: /admin/stats on the admin port"
                     );
+                    // The entry point refuses anonymous chat before proxying anywhere.
+                    if has_auth {
+                        let anonymous = http
+                            .post(format!("{public}/v1/chat/completions"))
+                            .json(&serde_json::json!({"messages": []}))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(anonymous.status(), 401, "{what}: anonymous chat");
+                    }
                 }
                 started.push(format!("{what}: ready ({scheme}, auth: {has_auth})"));
                 drop(local);
