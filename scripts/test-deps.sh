@@ -27,6 +27,18 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
     exit 1
   fi
 fi
+# redis-server for the shared rate-limit tests (security_ratelimit.rs starts its own).
+if ! command -v redis-server >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  else
+    echo "test-deps: redis-server missing and apt-get unavailable; install Redis" >&2
+    exit 1
+  fi
+fi
 # The real Helm v4 SDK (no helm binary needed) for the chart tests in e2e/tests/chart.rs.
 if ! .venv/bin/python -c 'import helm_python' 2>/dev/null; then
   .venv/bin/pip install --quiet 'helm-python-sdk==0.2.2'

@@ -15,8 +15,8 @@ pub mod validate;
 
 pub use kube::CustomResourceExt;
 pub use ops::{
-    AuthSpec, BackupDestination, BackupSpec, MonitoringSpec, RateLimitSpec, SecretKeyRef,
-    ServiceSpec, ServiceType, TlsSpec,
+    AuthSpec, BackupDestination, BackupSpec, FailurePolicy, MonitoringSpec, RateLimitSpec,
+    RedisSpec, SecretKeyRef, ServiceSpec, ServiceType, TlsSpec,
 };
 pub use rollout::{AnalysisSpec, PlacementSpec, RolloutSpec, RolloutStep};
 pub use spec::{

@@ -60,12 +60,54 @@ impl ServiceType {
     }
 }
 
-/// JWT authentication of chat requests.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// Who may call: Bearer JWTs (HS256 secret, RS256/ES256 public key or JWKS) with roles
+/// (`chat` for `/v1/*` and `/ws/chat`, `admin` for admin pages), and/or static API keys. Each
+/// reference is a key of a Secret, mounted as a file into the router and runtime pods (the
+/// operator never reads it) and re-read there when the Secret changes. At least one is needed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthSpec {
-    /// Secret key holding the HS256 signing secret of accepted tokens.
-    pub jwt_secret_ref: SecretKeyRef,
+    /// HS256 signing secret of accepted tokens (`--jwt-secret-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_secret_ref: Option<SecretKeyRef>,
+    /// PEM public key (RSA: RS256, P-256: ES256) of accepted tokens (`--jwt-public-key-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_public_key_ref: Option<SecretKeyRef>,
+    /// JWKS document of accepted tokens' keys, chosen by `kid` (`--jwks-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_ref: Option<SecretKeyRef>,
+    /// API keys, one per line: the key or `sha256:HEX`, then optionally its roles
+    /// (`--api-keys-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_keys_ref: Option<SecretKeyRef>,
+    /// Required `iss` of tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Required `aud` of tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Claim holding the roles; `roles` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles_claim: Option<String>,
+}
+
+impl AuthSpec {
+    /// The Secret keys this spec mounts: (file name in the pod, flag, reference).
+    pub fn files(&self) -> Vec<(&'static str, &'static str, &SecretKeyRef)> {
+        [
+            ("jwt-secret", "--jwt-secret-file", &self.jwt_secret_ref),
+            (
+                "jwt-public-key.pem",
+                "--jwt-public-key-file",
+                &self.jwt_public_key_ref,
+            ),
+            ("jwks.json", "--jwks-file", &self.jwks_ref),
+            ("api-keys", "--api-keys-file", &self.api_keys_ref),
+        ]
+        .into_iter()
+        .filter_map(|(file, flag, r)| r.as_ref().map(|r| (file, flag, r)))
+        .collect()
+    }
 }
 
 /// A key of a Secret in the resource's namespace.
@@ -83,20 +125,63 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// Per-client token-bucket rate limit.
+/// Token-bucket rate limits, enforced by the routers (the chat entry point): per client (JWT
+/// `sub` or API key) and optionally over all clients, in each router's memory or, with `redis`,
+/// as one budget shared by every router replica.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RateLimitSpec {
-    /// Sustained requests per minute per client.
+    /// Sustained requests per minute per client (3000 = 50 requests a second).
     #[schemars(range(min = 1, max = 1000000))]
     pub requests_per_minute: i32,
     /// Requests a client may send at once above the sustained rate; `requestsPerMinute` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000000))]
     pub burst: Option<i32>,
+    /// Requests per minute over all clients together; no global limit when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000000))]
+    pub global_requests_per_minute: Option<i32>,
+    /// Keep the buckets on Redis so all routers share one budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisSpec>,
 }
 
-/// TLS of the runtime's HTTP listener.
+/// The Redis holding shared rate-limit buckets.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    /// Secret key holding the URL, `redis://[:password@]host:port[/db]`.
+    pub url_secret_ref: SecretKeyRef,
+    /// While Redis is unreachable: `Open` serves requests unlimited, `Closed` refuses them (503).
+    #[serde(default)]
+    pub failure_policy: FailurePolicy,
+}
+
+/// What the routers do with requests while Redis is unreachable.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+pub enum FailurePolicy {
+    /// Serve them without a limit (availability first).
+    #[default]
+    Open,
+    /// Refuse them with 503 (the limit is a hard guarantee).
+    Closed,
+}
+
+impl FailurePolicy {
+    /// The value of the router's `--rate-limit-failure-policy`.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// TLS of the chat endpoint: the routers' listener (TLS 1.2 and 1.3), certificate reloaded
+/// when the Secret changes.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {

@@ -117,13 +117,13 @@ pub struct DeepSeekDeploymentSpec {
     /// The chat Service in front of the revisions.
     #[serde(default)]
     pub service: ServiceSpec,
-    /// JWT authentication of chat requests.
+    /// Authentication (JWT roles, API keys) at the routers and the runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
     /// Per-client request rate limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
-    /// TLS for the runtime's HTTP listener.
+    /// TLS of the chat endpoint (the routers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
     /// Alert thresholds (PrometheusRule) and scraping.

@@ -303,6 +303,10 @@ pub mod reasons {
     pub const REPLICAS_NOT_READY: &str = "ReplicasNotReady";
     /// An init container failed to fetch or verify the model files.
     pub const MODEL_FETCH_FAILED: &str = "ModelFetchFailed";
+    /// A pod cannot start a container because a Secret (or ConfigMap) it references, or a key
+    /// of it, is missing; the message is the kubelet's, naming it. The operator never reads
+    /// Secrets: this is how a missing one is reported.
+    pub const POD_CONFIG_ERROR: &str = "PodConfigError";
     /// Every model file matched its SHA256.
     pub const MODEL_VERIFIED: &str = "Verified";
     /// Waiting for the init container to finish.

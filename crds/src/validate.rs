@@ -19,14 +19,23 @@ pub const RESERVED_SERVE_ARGS: &[&str] = &[
     "--revision",
     "--host",
     "--port",
+    "--admin-port",
+    "--api-keys-file",
+    "--jwt-secret-file",
+    "--jwt-public-key-file",
+    "--jwks-file",
+    "--jwt-issuer",
+    "--jwt-audience",
+    "--jwt-roles-claim",
 ];
 
 /// Environment variables the operator sets on the runtime container itself. The container's
 /// `env` is a list keyed by name under server-side apply: a user entry repeating one of these
 /// (or itself) is rejected by the API server as "duplicate entries for key".
-pub const RESERVED_ENV: &[&str] = &[JWT_SECRET_ENV];
-/// The variable carrying the JWT secret when `spec.auth` is set.
-pub const JWT_SECRET_ENV: &str = "DSR_JWT_SECRET";
+pub const RESERVED_ENV: &[&str] = &[ADMIN_PORT_ENV];
+/// The variable that moves the runtime's `/metrics` to its admin port (`--admin-port`), which
+/// the chat path never exposes.
+pub const ADMIN_PORT_ENV: &str = "DSR_ADMIN_PORT";
 
 /// One reason a spec is rejected; `field` is the path, e.g. `spec.model.files[1].path`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +53,9 @@ pub enum SpecError {
     /// Not an extended resource name like `nvidia.com/gpu`.
     #[error("{field}: {value:?} is not an extended resource name (DOMAIN/NAME outside kubernetes.io, e.g. nvidia.com/gpu)")]
     InvalidGpuResourceName { field: String, value: String },
+    /// `auth` without any credential source: it would let nobody in.
+    #[error("{field}: auth needs jwtSecretRef, jwtPublicKeyRef, jwksRef or apiKeysRef")]
+    AuthWithoutCredentials { field: String },
     /// No file at all.
     #[error("{field}: at least one model file is required")]
     NoFiles { field: String },
@@ -153,6 +165,7 @@ impl SpecError {
             | Self::ReservedArgument { field, .. }
             | Self::DuplicateEnvName { field, .. }
             | Self::ReservedEnvName { field, .. }
+            | Self::AuthWithoutCredentials { field }
             | Self::InvalidCronSchedule { field, .. } => field,
         }
     }
@@ -166,6 +179,11 @@ pub fn validate(spec: &DeepSeekDeploymentSpec) -> Result<(), Vec<SpecError>> {
     check_placement(spec, &mut errors);
     check_rollout(spec, &mut errors);
     check_backup(spec, &mut errors);
+    if spec.auth.as_ref().is_some_and(|a| a.files().is_empty()) {
+        errors.push(SpecError::AuthWithoutCredentials {
+            field: "spec.auth".into(),
+        });
+    }
     if errors.is_empty() {
         Ok(())
     } else {

@@ -22,10 +22,10 @@ fn env(names: &[&str]) -> DeepSeekDeploymentSpec {
 #[test]
 fn an_env_entry_repeating_a_name_the_operator_sets_is_rejected_with_its_path() {
     assert_eq!(
-        validate(&env(&["RUST_LOG", JWT_SECRET_ENV])),
+        validate(&env(&["RUST_LOG", ADMIN_PORT_ENV])),
         Err(vec![SpecError::ReservedEnvName {
             field: "spec.runtime.env[1].name".into(),
-            name: JWT_SECRET_ENV.into(),
+            name: ADMIN_PORT_ENV.into(),
         }])
     );
 }

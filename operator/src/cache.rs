@@ -125,7 +125,9 @@ impl Stores {
             ChildKind::ConfigMap => children_of(&self.config_maps, ns, sel),
             ChildKind::PodDisruptionBudget => children_of(&self.pdbs, ns, sel),
             ChildKind::CronJob => children_of(&self.cron_jobs, ns, sel),
-            ChildKind::PrometheusRule | ChildKind::PodMonitor => return None,
+            ChildKind::PrometheusRule | ChildKind::PodMonitor | ChildKind::NetworkPolicy => {
+                return None
+            }
         })
     }
 
@@ -151,7 +153,9 @@ impl Stores {
                 .cron_jobs
                 .get(&ObjectRef::new(name).within(ns))
                 .is_some(),
-            ChildKind::PrometheusRule | ChildKind::PodMonitor => return None,
+            ChildKind::PrometheusRule | ChildKind::PodMonitor | ChildKind::NetworkPolicy => {
+                return None
+            }
         })
     }
 }

@@ -46,6 +46,9 @@ pub struct PodObservation {
     pub revision: Option<String>,
     pub ready: bool,
     pub init: InitState,
+    /// Why the kubelet cannot create a container (`CreateContainerConfigError`: a referenced
+    /// Secret or key is missing), as `pod NAME: MESSAGE`.
+    pub config_error: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -294,7 +297,19 @@ pub fn from_decision(
     );
 
     let ready_msg = format!("{ready}/{desired} replicas of revision {stable_hash} ready");
-    let ready_cond = if ready >= desired {
+    // A pod that cannot start for a missing Secret (a router's Redis URL, say) makes the
+    // resource not ready even while the runtime replicas are: the chat path needs every part.
+    let config_error = observed.pods.iter().find_map(|p| p.config_error.clone());
+    let ready_cond = if let Some(error) = config_error {
+        condition(
+            ct::READY,
+            "False",
+            reasons::POD_CONFIG_ERROR,
+            error,
+            gen,
+            now,
+        )
+    } else if ready >= desired {
         condition(
             ct::READY,
             "True",

@@ -145,6 +145,7 @@ fn a_failed_fetch_makes_model_verified_false_with_the_pod_message() {
             reason: "Error".into(),
             message: "sha256 mismatch".into(),
         },
+        config_error: None,
     });
     let st = compute(&dsd(1, None), &rev("aaaaaaaaaa"), &obs, &t(10));
     assert_eq!(
@@ -259,5 +260,29 @@ fn status_replicas_are_the_pods_that_exist_and_the_selector_finds_them() {
     assert_eq!(
         st.selector.as_deref(),
         Some("inference.deepseek-k8s.dev/component=runtime,inference.deepseek-k8s.dev/deployment=chat")
+    );
+}
+
+#[test]
+fn a_missing_secret_shows_as_ready_false_pod_config_error_with_the_kubelets_message() {
+    let mut obs = observed("aaaaaaaaaa", 0);
+    obs.pods.push(PodObservation {
+        name: "chat-router-1".into(),
+        revision: None,
+        ready: false,
+        init: InitState::Running,
+        config_error: Some("pod chat-router-1: secret \"chat-redis\" not found".into()),
+    });
+    let st = compute(&dsd(1, None), &rev("aaaaaaaaaa"), &obs, &t(10));
+    assert_eq!(cond(&st, ct::READY), ("False", reasons::POD_CONFIG_ERROR));
+    let message = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ct::READY)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("secret \"chat-redis\" not found"),
+        "{message}"
     );
 }

@@ -157,7 +157,8 @@ async fn with_monitoring_crds_the_rule_pod_monitor_and_dashboard_are_applied() -
         monitoring_child(&cluster, "podmonitors").await
     })
     .await?;
-    assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["port"], "http");
+    // The admin port: /metrics is not served on the chat port.
+    assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["port"], "admin");
     eventually("the dashboard ConfigMap", || async {
         cluster.get::<ConfigMap>("chat-monitoring").await
     })

@@ -83,6 +83,11 @@ fn canary_example_renders_as_golden() {
 }
 
 #[test]
+fn secure_example_renders_as_golden() {
+    check_golden("secure", &render_example("secure"));
+}
+
+#[test]
 fn manifests_render_as_golden() {
     let objects = manifests(&ManifestConfig::default()).expect("manifests build");
     check_golden(
@@ -99,6 +104,7 @@ fn every_example_has_a_golden_test() {
         "multi-zone",
         "cpu-smollm2",
         "canary",
+        "secure",
     ];
     let mut found: Vec<String> = std::fs::read_dir(repo_root().join("examples"))
         .expect("examples dir")

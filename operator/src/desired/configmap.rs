@@ -24,10 +24,6 @@ pub mod keys {
     pub const CONTEXT_LENGTH: &str = "DSR_CONTEXT_LENGTH";
     /// Seconds in-flight requests get after SIGTERM (`--shutdown-grace-secs`).
     pub const SHUTDOWN_GRACE_SECS: &str = "DSR_SHUTDOWN_GRACE_SECS";
-    /// Sustained requests per minute per client.
-    pub const RATE_LIMIT_RPM: &str = "DSR_RATE_LIMIT_RPM";
-    /// Burst per client.
-    pub const RATE_LIMIT_BURST: &str = "DSR_RATE_LIMIT_BURST";
 }
 
 /// Seconds the runtime drains in-flight requests: the pod's grace period minus the preStop
@@ -48,14 +44,6 @@ pub fn settings(spec: &DeepSeekDeploymentSpec) -> BTreeMap<String, String> {
         (keys::MAX_QUEUE, runtime.max_queue),
         (keys::THREADS, runtime.threads),
         (keys::CONTEXT_LENGTH, spec.model.context_length),
-        (
-            keys::RATE_LIMIT_RPM,
-            spec.rate_limit.as_ref().map(|r| r.requests_per_minute),
-        ),
-        (
-            keys::RATE_LIMIT_BURST,
-            spec.rate_limit.as_ref().and_then(|r| r.burst),
-        ),
     ];
     for (key, value) in optional {
         if let Some(value) = value {

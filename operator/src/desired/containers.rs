@@ -7,32 +7,29 @@ use std::collections::BTreeMap;
 use deepseek_crds::{DeepSeekDeploymentSpec, ModelFormat, ModelSource};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
-    EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, Probe, ResourceRequirements,
-    SecretEnvSource, SecretKeySelector, SecurityContext, SleepAction, VolumeMount,
+    HTTPGetAction, Lifecycle, LifecycleHandler, Probe, ResourceRequirements, SecretEnvSource,
+    SecurityContext, SleepAction, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::security::{self, RUNTIME_ADMIN_PORT};
 use super::BuildConfig;
 
 /// Where the model volume is mounted in both containers.
 pub const MODEL_DIR: &str = "/models";
-/// Where the TLS Secret is mounted.
-pub const TLS_DIR: &str = "/etc/deepseek/tls";
 /// Name of the model volume.
 pub const MODEL_VOLUME: &str = "models";
 /// Name of the writable scratch volume (the root filesystem is read-only).
 pub const TMP_VOLUME: &str = "tmp";
-/// Name of the TLS volume.
-pub const TLS_VOLUME: &str = "tls";
 /// Name of the serving container.
 pub const RUNTIME_CONTAINER: &str = "runtime";
 /// Name of the init container.
 pub const FETCH_CONTAINER: &str = "fetch";
 /// The runtime binary, on the image's PATH.
 pub const RUNTIME_BINARY: &str = "deepseek-runtime";
-/// Environment variable carrying the JWT secret when `spec.auth` is set.
-pub use deepseek_crds::validate::JWT_SECRET_ENV;
+/// Environment variable moving `/metrics` to the admin port (set by the operator only).
+pub use deepseek_crds::validate::ADMIN_PORT_ENV;
 /// Seconds a stopping pod keeps serving while its endpoints are removed.
 pub const PRE_STOP_SLEEP_SECONDS: i64 = 10;
 
@@ -117,14 +114,7 @@ pub fn serve_args(spec: &DeepSeekDeploymentSpec, cfg: &BuildConfig, revision: &s
         "--port".into(),
         cfg.runtime_port.to_string(),
     ];
-    if spec.tls.is_some() {
-        args.extend([
-            "--tls-cert".into(),
-            format!("{TLS_DIR}/tls.crt"),
-            "--tls-key".into(),
-            format!("{TLS_DIR}/tls.key"),
-        ]);
-    }
+    args.extend(security::auth_args(spec));
     args.extend(spec.runtime.extra_args.iter().cloned());
     args
 }
@@ -227,12 +217,14 @@ pub fn fetch_container(spec: &DeepSeekDeploymentSpec, image: &str) -> Container 
     }
 }
 
-fn http_probe(path: &str, tls: bool, period: i32, timeout: i32, failures: i32) -> Probe {
+/// Probes on the public port: health and readiness stay open whatever the auth settings (TLS
+/// terminates at the routers, so the runtime's port is plain HTTP).
+fn http_probe(path: &str, period: i32, timeout: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
             port: IntOrString::String("http".into()),
-            scheme: Some(if tls { "HTTPS" } else { "HTTP" }.into()),
+            scheme: Some("HTTP".into()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
@@ -268,21 +260,11 @@ fn runtime_resources(spec: &DeepSeekDeploymentSpec) -> ResourceRequirements {
 }
 
 fn runtime_env(spec: &DeepSeekDeploymentSpec) -> Vec<EnvVar> {
-    let mut env = Vec::new();
-    if let Some(auth) = &spec.auth {
-        env.push(EnvVar {
-            name: JWT_SECRET_ENV.into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: auth.jwt_secret_ref.name.clone(),
-                    key: auth.jwt_secret_ref.key.clone(),
-                    optional: Some(false),
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        });
-    }
+    let mut env = vec![EnvVar {
+        name: ADMIN_PORT_ENV.into(),
+        value: Some(RUNTIME_ADMIN_PORT.to_string()),
+        ..EnvVar::default()
+    }];
     // User variables last: on a duplicate name Kubernetes keeps the last one.
     env.extend(spec.runtime.env.iter().cloned());
     env
@@ -296,23 +278,23 @@ pub fn runtime_container(
     revision: &str,
     config_map: &str,
 ) -> Container {
-    let tls = spec.tls.is_some();
     let mut mounts = vec![model_mount(spec, true), mount(TMP_VOLUME, "/tmp", false)];
-    if tls {
-        mounts.push(mount(TLS_VOLUME, TLS_DIR, true));
-    }
+    mounts.extend(security::auth_mount(spec));
     let env = runtime_env(spec);
     Container {
         name: RUNTIME_CONTAINER.into(),
         image: Some(image.into()),
         command: Some(vec![RUNTIME_BINARY.into()]),
         args: Some(serve_args(spec, cfg, revision)),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: i32::from(cfg.runtime_port),
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: i32::from(cfg.runtime_port),
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            security::admin_port(RUNTIME_ADMIN_PORT),
+        ]),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
                 name: config_map.into(),
@@ -323,9 +305,9 @@ pub fn runtime_container(
         env: (!env.is_empty()).then_some(env),
         resources: Some(runtime_resources(spec)),
         // Loading tens of GB can take many minutes: allow up to an hour before liveness applies.
-        startup_probe: Some(http_probe("/readyz", tls, 10, 5, 360)),
-        liveness_probe: Some(http_probe("/healthz", tls, 10, 5, 6)),
-        readiness_probe: Some(http_probe("/readyz", tls, 5, 3, 2)),
+        startup_probe: Some(http_probe("/readyz", 10, 5, 360)),
+        liveness_probe: Some(http_probe("/healthz", 10, 5, 6)),
+        readiness_probe: Some(http_probe("/readyz", 5, 3, 2)),
         // Keep serving while endpoints are removed, so no new request lands on a stopping pod.
         lifecycle: Some(Lifecycle {
             pre_stop: Some(LifecycleHandler {

@@ -17,8 +17,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::containers::{self, MODEL_DIR, RUNTIME_BINARY, TLS_VOLUME, TMP_VOLUME};
+use super::containers::{self, MODEL_DIR, RUNTIME_BINARY, TMP_VOLUME};
 use super::deployment;
+use super::security::AUTH_VOLUME;
 use super::{naming, BuildConfig, BuildError, ChildKind, DesiredChild, Owner};
 
 /// Where the destination PVC is mounted in the backup container.
@@ -111,12 +112,12 @@ fn backup_container(spec: &DeepSeekDeploymentSpec, backup: &BackupSpec, image: &
     }
 }
 
-/// The pod's volumes: the model volume and scratch of a runtime pod (not its TLS Secret), plus
+/// The pod's volumes: the model volume and scratch of a runtime pod (not its auth Secrets), plus
 /// the destination PVC.
 fn volumes(spec: &DeepSeekDeploymentSpec, backup: &BackupSpec) -> Vec<Volume> {
     let mut volumes: Vec<Volume> = deployment::volumes(spec)
         .into_iter()
-        .filter(|v| v.name != TLS_VOLUME)
+        .filter(|v| v.name != AUTH_VOLUME)
         .collect();
     if let Some(pvc) = &backup.destination.pvc {
         volumes.push(Volume {

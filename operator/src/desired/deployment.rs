@@ -11,13 +11,14 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Affinity, EmptyDirVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement,
     NodeSelectorTerm, PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity,
-    PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, SecretVolumeSource, Toleration,
+    PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, Toleration,
     TopologySpreadConstraint, Volume, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::containers::{self, MODEL_VOLUME, TLS_VOLUME, TMP_VOLUME};
+use super::containers::{self, MODEL_VOLUME, TMP_VOLUME};
+use super::security;
 use super::{naming, BuildConfig, BuildError, ChildKind, DesiredChild, Owner};
 
 /// Node label of the zone.
@@ -119,7 +120,7 @@ pub(crate) fn pod_security() -> PodSecurityContext {
 }
 
 /// The model volume (an emptyDir the init container fills, or the source PVC read-only), a
-/// scratch emptyDir, and the TLS Secret when set.
+/// scratch emptyDir, and the auth Secrets' keys when `spec.auth` is set.
 pub fn volumes(spec: &DeepSeekDeploymentSpec) -> Vec<Volume> {
     let model = match &spec.model.source.pvc {
         Some(pvc) => Volume {
@@ -144,16 +145,7 @@ pub fn volumes(spec: &DeepSeekDeploymentSpec) -> Vec<Volume> {
             ..Volume::default()
         },
     ];
-    if let Some(tls) = &spec.tls {
-        volumes.push(Volume {
-            name: TLS_VOLUME.into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(tls.secret_name.clone()),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        });
-    }
+    volumes.extend(security::auth_volume(spec));
     volumes
 }
 

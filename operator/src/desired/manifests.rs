@@ -78,6 +78,12 @@ pub const CLUSTER_RULES: &[Rule] = &[
         &["cronjobs"],
         &["list", "watch", "create", "patch", "delete"],
     ),
+    // Applied and pruned like the monitoring kinds, never watched.
+    (
+        "networking.k8s.io",
+        &["networkpolicies"],
+        &["list", "create", "patch", "delete"],
+    ),
     // Created only where discovery finds the Prometheus operator's CRDs.
     (
         "monitoring.coreos.com",

@@ -16,10 +16,12 @@ pub mod dashboard;
 pub mod deployment;
 pub mod manifests;
 pub mod naming;
+pub mod network_policy;
 pub mod pdb;
 pub mod pod_monitor;
 pub mod prometheus_rule;
 pub mod router;
+pub mod security;
 pub mod service;
 
 use deepseek_crds::{validate_resource, DeepSeekDeployment, SpecError, API_VERSION, KIND};
@@ -67,11 +69,14 @@ pub enum ChildKind {
     PrometheusRule,
     /// monitoring.coreos.com/v1 PodMonitor (only where the cluster serves it).
     PodMonitor,
+    /// networking.k8s.io/v1 NetworkPolicy (who may reach the runtime pods).
+    NetworkPolicy,
 }
 
 impl ChildKind {
     /// Every kind, in apply order (config before the pods that read it).
-    pub const ALL: [ChildKind; 7] = [
+    pub const ALL: [ChildKind; 8] = [
+        Self::NetworkPolicy,
         Self::ConfigMap,
         Self::Deployment,
         Self::Service,
@@ -97,6 +102,7 @@ impl ChildKind {
             Self::PodDisruptionBudget => "policy/v1",
             Self::CronJob => "batch/v1",
             Self::PrometheusRule | Self::PodMonitor => "monitoring.coreos.com/v1",
+            Self::NetworkPolicy => "networking.k8s.io/v1",
         }
     }
 
@@ -110,6 +116,7 @@ impl ChildKind {
             Self::CronJob => "CronJob",
             Self::PrometheusRule => "PrometheusRule",
             Self::PodMonitor => "PodMonitor",
+            Self::NetworkPolicy => "NetworkPolicy",
         }
     }
 
@@ -131,6 +138,7 @@ impl ChildKind {
             Self::CronJob => "cronjobs",
             Self::PrometheusRule => "prometheusrules",
             Self::PodMonitor => "podmonitors",
+            Self::NetworkPolicy => "networkpolicies",
         }
     }
 }
@@ -301,7 +309,8 @@ pub fn build(dsd: &DeepSeekDeployment, cfg: &BuildConfig) -> Result<Vec<DesiredC
 
 /// The children for a given rollout plan: the spec revision's ConfigMap and Deployment, one
 /// Service per routed revision, the router (routes ConfigMap, Deployment, budget), the chat
-/// Service (selecting the router pods) and the runtime PodDisruptionBudget.
+/// Service (selecting the router pods), the runtime PodDisruptionBudget and the NetworkPolicy
+/// admitting only routers and monitoring to the runtime pods.
 pub fn build_with(
     dsd: &DeepSeekDeployment,
     cfg: &BuildConfig,
@@ -315,9 +324,9 @@ pub fn build_with(
     deployment.object["spec"]["replicas"] = plan.replicas.into();
     let mut children = vec![
         configmap::build(&owner, spec, cfg, &revision)?,
-        router::routes_config_map(&owner, spec, cfg, &plan.routes)?,
+        router::routes_config_map(&owner, cfg, &plan.routes)?,
         deployment,
-        router::router_deployment(&owner, cfg)?,
+        router::router_deployment(&owner, spec, cfg)?,
     ];
     for (hash, _) in &plan.routes {
         children.push(router::revision_service(&owner, cfg, hash)?);
@@ -332,6 +341,7 @@ pub fn build_with(
         children.push(pdb);
     }
     children.push(router::router_pdb(&owner)?);
+    children.push(network_policy::build(&owner)?);
     children.extend(operations(&owner, spec, cfg)?);
     Ok(children)
 }
@@ -349,7 +359,7 @@ fn operations(
     }
     if spec.monitoring.enabled {
         children.push(prometheus_rule::build(owner, spec)?);
-        children.push(pod_monitor::build(owner, spec, spec.tls.is_some())?);
+        children.push(pod_monitor::build(owner, spec)?);
         children.push(dashboard::build(owner, spec)?);
     }
     Ok(children)

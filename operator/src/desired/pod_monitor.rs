@@ -11,6 +11,7 @@ use deepseek_crds::DeepSeekDeploymentSpec;
 use serde_json::json;
 
 use super::prometheus_rule::{monitoring_labels, DEPLOYMENT_LABEL};
+use super::security::ADMIN_PORT_NAME;
 use super::{naming, BuildError, ChildKind, DesiredChild, Owner};
 
 /// Seconds between scrapes.
@@ -28,28 +29,25 @@ pub fn meta_label(pod_label: &str) -> String {
 pub(crate) fn build(
     owner: &Owner,
     spec: &DeepSeekDeploymentSpec,
-    tls: bool,
 ) -> Result<DesiredChild, BuildError> {
     let name = naming::monitoring_name(&owner.name);
     let meta = owner.child_meta(
         name.clone(),
         monitoring_labels(&owner.name, &spec.monitoring),
     );
-    let mut endpoint = json!({
-        "port": "http",
+    let endpoint = json!({
+        // The runtime serves /metrics on its admin port only (plain HTTP, no auth: only the
+        // monitoring namespace reaches it).
+        "port": ADMIN_PORT_NAME,
         "path": "/metrics",
         "interval": SCRAPE_INTERVAL,
-        "scheme": if tls { "https" } else { "http" },
+        "scheme": "http",
         "relabelings": [{
             "action": "replace",
             "sourceLabels": [meta_label(naming::LABEL_DEPLOYMENT)],
             "targetLabel": DEPLOYMENT_LABEL,
         }],
     });
-    if tls {
-        // The runtime's certificate is issued for the Service name, not the pod IP.
-        endpoint["tlsConfig"] = json!({ "insecureSkipVerify": true });
-    }
     let monitor = json!({
         "apiVersion": ChildKind::PodMonitor.api_version(),
         "kind": ChildKind::PodMonitor.kind(),

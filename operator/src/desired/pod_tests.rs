@@ -94,38 +94,90 @@ fn pvc_source_mounts_the_claim_read_only_and_verifies_in_place() {
     }
 }
 
-#[test]
-fn tls_switches_probes_to_https_and_mounts_the_secret() {
-    let spec = with(base_spec(), "/tls", json!({"secretName": "chat-tls"}));
-    let out = children(&dsd(spec));
-    let pod = &child(&out, ChildKind::Deployment)["spec"]["template"]["spec"];
-    let container = &pod["containers"][0];
-    assert_eq!(
-        container["readinessProbe"]["httpGet"]["scheme"],
-        json!("HTTPS")
-    );
-    assert!(container["args"]
-        .as_array()
-        .expect("args")
-        .contains(&json!("--tls-cert")));
-    let volumes = pod["volumes"].as_array().expect("volumes");
-    assert!(volumes.contains(&json!({"name": "tls", "secret": {"secretName": "chat-tls"}})));
+/// The router Deployment's pod spec among `out`.
+fn router_pod(out: &[DesiredChild]) -> &serde_json::Value {
+    let router = out
+        .iter()
+        .find(|c| c.kind == ChildKind::Deployment && c.name.ends_with("-router"))
+        .expect("router deployment");
+    &router.object["spec"]["template"]["spec"]
 }
 
 #[test]
-fn auth_passes_the_jwt_secret_by_reference_never_by_value() {
+fn tls_terminates_at_the_routers_which_mount_the_secret() {
+    let spec = with(base_spec(), "/tls", json!({"secretName": "chat-tls"}));
+    let out = children(&dsd(spec));
+    let router = router_pod(&out);
+    let container = &router["containers"][0];
+    let args = container["args"].as_array().expect("args");
+    for arg in [
+        "--tls-cert",
+        "/etc/deepseek/tls/tls.crt",
+        "--tls-key",
+        "/etc/deepseek/tls/tls.key",
+    ] {
+        assert!(args.contains(&json!(arg)), "{arg} in {args:?}");
+    }
+    // Probes go to the plain-HTTP admin port, so they work whatever the certificate.
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["port"],
+        json!("admin")
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["scheme"],
+        json!("HTTP")
+    );
+    let volumes = router["volumes"].as_array().expect("volumes");
+    assert!(volumes.contains(&json!({"name": "tls", "secret": {"secretName": "chat-tls"}})));
+    // Behind the routers the runtime stays plain HTTP.
+    let runtime = runtime_container(child(&out, ChildKind::Deployment));
+    assert!(!runtime["args"]
+        .as_array()
+        .expect("args")
+        .contains(&json!("--tls-cert")));
+    assert_eq!(
+        runtime["readinessProbe"]["httpGet"]["scheme"],
+        json!("HTTP")
+    );
+}
+
+#[test]
+fn auth_mounts_the_secret_keys_as_files_and_never_passes_a_value() {
     let spec = with(
         base_spec(),
         "/auth",
-        json!({"jwtSecretRef": {"name": "jwt", "key": "hs256"}}),
+        json!({"jwtSecretRef": {"name": "jwt", "key": "hs256"},
+               "apiKeysRef": {"name": "keys", "key": "list"}, "rolesClaim": "groups"}),
     );
     let out = children(&dsd(spec));
-    let env = &runtime_container(child(&out, ChildKind::Deployment))["env"][0];
-    assert_eq!(
-        env,
-        &json!({"name": "DSR_JWT_SECRET",
-                "valueFrom": {"secretKeyRef": {"name": "jwt", "key": "hs256", "optional": false}}})
-    );
+    let runtime_pod = &child(&out, ChildKind::Deployment)["spec"]["template"]["spec"];
+    for pod in [runtime_pod, router_pod(&out)] {
+        let container = &pod["containers"][0];
+        let args = container["args"].as_array().expect("args");
+        for pair in [
+            ["--jwt-secret-file", "/etc/deepseek/auth/jwt-secret"],
+            ["--api-keys-file", "/etc/deepseek/auth/api-keys"],
+            ["--jwt-roles-claim", "groups"],
+        ] {
+            let at = args.iter().position(|a| a == pair[0]).expect(pair[0]);
+            assert_eq!(args[at + 1], json!(pair[1]));
+        }
+        let auth = pod["volumes"]
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .find(|v| v["name"] == "auth")
+            .expect("auth volume");
+        assert_eq!(
+            auth["projected"]["sources"],
+            json!([
+                {"secret": {"name": "jwt", "items": [{"key": "hs256", "path": "jwt-secret"}], "optional": false}},
+                {"secret": {"name": "keys", "items": [{"key": "list", "path": "api-keys"}], "optional": false}}
+            ])
+        );
+        // No environment variable carries a credential.
+        assert!(!container["env"].to_string().contains("secretKeyRef"));
+    }
 }
 
 #[test]
@@ -166,4 +218,33 @@ fn scaling_replicas_leaves_the_pod_template_untouched() {
     assert_eq!(template(1, json!({})), template(2, json!({})));
     let zones = json!({"zones": ["a", "b"]});
     assert_eq!(template(2, zones.clone()), template(5, zones));
+}
+
+#[test]
+fn runtime_pods_admit_only_the_routers_and_the_monitoring_namespace() {
+    let out = children(&dsd(base_spec()));
+    let policy = child(&out, ChildKind::NetworkPolicy);
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        json!(naming::runtime_selector("chat"))
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([
+            {"from": [{"podSelector": {"matchLabels": router::router_selector("chat")}}],
+             "ports": [{"port": "http", "protocol": "TCP"}]},
+            {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+             "ports": [{"port": "admin", "protocol": "TCP"}]}
+        ])
+    );
+    // The ports it names are the ones the runtime container declares.
+    let names: Vec<&serde_json::Value> = runtime_container(child(&out, ChildKind::Deployment))
+        ["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .map(|p| &p["name"])
+        .collect();
+    assert_eq!(names, [&json!("http"), &json!("admin")]);
 }

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 
 use super::containers::{container_security, RUNTIME_BINARY};
 use super::deployment::{pod_security, HOSTNAME_LABEL};
+use super::security::{self, ADMIN_PORT_NAME, ROUTER_ADMIN_PORT};
 use super::{naming, BuildConfig, BuildError, ChildKind, DesiredChild, Owner};
 
 /// Component label value of router pods.
@@ -105,16 +106,11 @@ pub struct RouteEntry {
     pub backends: Vec<String>,
 }
 
-/// Base URL of a revision's Service inside the cluster.
-pub(crate) fn backend_url(
-    owner: &Owner,
-    spec: &DeepSeekDeploymentSpec,
-    cfg: &BuildConfig,
-    revision: &str,
-) -> String {
-    let scheme = if spec.tls.is_some() { "https" } else { "http" };
+/// Base URL of a revision's Service inside the cluster. Plain HTTP: TLS terminates at the
+/// routers, and inside the cluster only routers and monitoring reach the runtime pods.
+pub(crate) fn backend_url(owner: &Owner, cfg: &BuildConfig, revision: &str) -> String {
     format!(
-        "{scheme}://{}.{}.svc:{}",
+        "http://{}.{}.svc:{}",
         revision_service_name(&owner.name, revision),
         owner.namespace,
         cfg.runtime_port
@@ -134,7 +130,6 @@ pub fn routes_generation(routes: &[(String, i32)]) -> String {
 
 pub(crate) fn routes_file(
     owner: &Owner,
-    spec: &DeepSeekDeploymentSpec,
     cfg: &BuildConfig,
     routes: &[(String, i32)],
 ) -> RoutesFile {
@@ -148,7 +143,7 @@ pub(crate) fn routes_file(
             .map(|(revision, weight)| RouteEntry {
                 name: revision.clone(),
                 weight: *weight,
-                backends: vec![backend_url(owner, spec, cfg, revision)],
+                backends: vec![backend_url(owner, cfg, revision)],
             })
             .collect(),
     }
@@ -156,12 +151,11 @@ pub(crate) fn routes_file(
 
 pub(crate) fn routes_config_map(
     owner: &Owner,
-    spec: &DeepSeekDeploymentSpec,
     cfg: &BuildConfig,
     routes: &[(String, i32)],
 ) -> Result<DesiredChild, BuildError> {
     let name = routes_name(&owner.name);
-    let yaml = serde_yaml::to_string(&routes_file(owner, spec, cfg, routes)).map_err(|source| {
+    let yaml = serde_yaml::to_string(&routes_file(owner, cfg, routes)).map_err(|source| {
         BuildError::Yaml {
             name: name.clone(),
             source,
@@ -202,11 +196,12 @@ pub(crate) fn revision_service(
     owner.child(ChildKind::Service, &name, &service)
 }
 
+/// Probes on the admin port: plain HTTP whatever `spec.tls` says, and never rate limited.
 fn probe(path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
-            port: IntOrString::String("http".into()),
+            port: IntOrString::String(ADMIN_PORT_NAME.into()),
             scheme: Some("HTTP".into()),
             ..HTTPGetAction::default()
         }),
@@ -217,25 +212,49 @@ fn probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-fn router_container(cfg: &BuildConfig) -> Container {
+/// Arguments of the router container: routes, ports, then auth, TLS and rate limits.
+pub fn route_args(spec: &DeepSeekDeploymentSpec) -> Vec<String> {
+    let mut args = vec![
+        "route".into(),
+        "--config".into(),
+        format!("{ROUTES_DIR}/{ROUTES_KEY}"),
+        "--listen".into(),
+        format!("0.0.0.0:{ROUTER_PORT}"),
+        "--admin-port".into(),
+        ROUTER_ADMIN_PORT.to_string(),
+    ];
+    args.extend(security::auth_args(spec));
+    args.extend(security::tls_args(spec));
+    args.extend(security::rate_limit_args(spec));
+    args
+}
+
+fn router_container(spec: &DeepSeekDeploymentSpec, cfg: &BuildConfig) -> Container {
     let quantity = |v: &str| Quantity(v.into());
+    let mut mounts = vec![VolumeMount {
+        name: "routes".into(),
+        mount_path: ROUTES_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    mounts.extend(security::auth_mount(spec));
+    mounts.extend(security::tls_mount(spec));
+    let env = security::rate_limit_env(spec);
     Container {
         name: COMPONENT_ROUTER.into(),
         image: Some(cfg.runtime_image.clone()),
         command: Some(vec![RUNTIME_BINARY.into()]),
-        args: Some(vec![
-            "route".into(),
-            "--config".into(),
-            format!("{ROUTES_DIR}/{ROUTES_KEY}"),
-            "--listen".into(),
-            format!("0.0.0.0:{ROUTER_PORT}"),
+        args: Some(route_args(spec)),
+        env: (!env.is_empty()).then_some(env),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: i32::from(ROUTER_PORT),
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            security::admin_port(ROUTER_ADMIN_PORT),
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: i32::from(ROUTER_PORT),
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".into(), quantity("250m")),
@@ -254,12 +273,7 @@ fn router_container(cfg: &BuildConfig) -> Container {
             }),
             ..Lifecycle::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "routes".into(),
-            mount_path: ROUTES_DIR.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(mounts),
         security_context: Some(container_security()),
         ..Container::default()
     }
@@ -267,6 +281,7 @@ fn router_container(cfg: &BuildConfig) -> Container {
 
 pub(crate) fn router_deployment(
     owner: &Owner,
+    spec: &DeepSeekDeploymentSpec,
     cfg: &BuildConfig,
 ) -> Result<DesiredChild, BuildError> {
     let name = router_name(&owner.name);
@@ -305,15 +320,8 @@ pub(crate) fn router_deployment(
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![router_container(cfg)],
-                    volumes: Some(vec![Volume {
-                        name: "routes".into(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: routes_name(&owner.name),
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    containers: vec![router_container(spec, cfg)],
+                    volumes: Some(router_volumes(owner, spec)),
                     affinity: Some(Affinity {
                         pod_anti_affinity: Some(anti_affinity),
                         ..Affinity::default()
@@ -349,4 +357,19 @@ pub(crate) fn router_pdb(owner: &Owner) -> Result<DesiredChild, BuildError> {
         ..PodDisruptionBudget::default()
     };
     owner.child(ChildKind::PodDisruptionBudget, &name, &pdb)
+}
+
+/// The routes ConfigMap, plus the auth and TLS Secrets when set.
+fn router_volumes(owner: &Owner, spec: &DeepSeekDeploymentSpec) -> Vec<Volume> {
+    let mut volumes = vec![Volume {
+        name: "routes".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: routes_name(&owner.name),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    volumes.extend(security::auth_volume(spec));
+    volumes.extend(security::tls_volume(spec));
+    volumes
 }

@@ -148,8 +148,9 @@ fn no_zones_means_no_topology_spread_and_no_pdb_for_one_replica() {
 fn every_child_has_a_controller_owner_reference_and_common_labels() {
     let out = children(&dsd(base_spec()));
     // Revision ConfigMap, routes ConfigMap, revision Deployment, router Deployment, revision
-    // Service, chat Service, router budget + PrometheusRule, PodMonitor, dashboard ConfigMap.
-    assert_eq!(out.len(), 10);
+    // Service, chat Service, router budget, runtime NetworkPolicy + PrometheusRule, PodMonitor,
+    // dashboard ConfigMap.
+    assert_eq!(out.len(), 11);
     for c in &out {
         let meta = &c.object["metadata"];
         assert_eq!(
@@ -287,7 +288,9 @@ fn the_chat_service_fronts_the_router_which_routes_to_the_stable_revision_from_s
             "--config",
             "/etc/deepseek-router/routes.yaml",
             "--listen",
-            "0.0.0.0:8080"
+            "0.0.0.0:8080",
+            "--admin-port",
+            "9091"
         ])
     );
     assert_eq!(

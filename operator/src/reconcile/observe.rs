@@ -78,11 +78,24 @@ pub fn pod_observation(pod: &Pod) -> PodObservation {
         None if ready || (!inits.is_empty() && inits.iter().all(succeeded)) => InitState::Succeeded,
         None => InitState::Running,
     };
+    let config_error = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(&inits)
+        .find_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            (waiting.reason.as_deref() == Some("CreateContainerConfigError")).then(|| {
+                let message = waiting.message.clone().unwrap_or_default();
+                format!("pod {}: {message}", pod.name_any())
+            })
+        });
     PodObservation {
         name: pod.name_any(),
         revision: pod.labels().get(labels::REVISION).cloned(),
         ready,
         init,
+        config_error,
     }
 }
 
@@ -148,9 +161,20 @@ pub fn secret_refs(dsd: &DeepSeekDeployment) -> Vec<(String, String)> {
         ));
     }
     if let Some(a) = &spec.auth {
+        for (_, flag, r) in a.files() {
+            let field = match flag {
+                "--jwt-secret-file" => "jwtSecretRef",
+                "--jwt-public-key-file" => "jwtPublicKeyRef",
+                "--jwks-file" => "jwksRef",
+                _ => "apiKeysRef",
+            };
+            out.push((format!("spec.auth.{field}.name"), r.name.clone()));
+        }
+    }
+    if let Some(r) = spec.rate_limit.as_ref().and_then(|r| r.redis.as_ref()) {
         out.push((
-            "spec.auth.jwtSecretRef.name".to_string(),
-            a.jwt_secret_ref.name.clone(),
+            "spec.rateLimit.redis.urlSecretRef.name".to_string(),
+            r.url_secret_ref.name.clone(),
         ));
     }
     if let Some(t) = &spec.tls {
@@ -199,6 +223,21 @@ mod tests {
             matches!(pod_observation(&p).init, InitState::Failed { reason, message, .. }
             if reason == "CrashLoopBackOff" && message.contains("404"))
         );
+    }
+
+    #[test]
+    fn a_container_waiting_on_a_missing_secret_is_a_config_error_naming_it() {
+        let p = pod(
+            json!({"containerStatuses": [{"name": "router", "image": "x", "imageID": "", "ready": false,
+            "restartCount": 0, "state": {"waiting": {"reason": "CreateContainerConfigError",
+            "message": "secret \"chat-redis\" not found"}}}]}),
+        );
+        assert_eq!(
+            pod_observation(&p).config_error.as_deref(),
+            Some("pod p: secret \"chat-redis\" not found")
+        );
+        let fine = pod(json!({"conditions": [{"type": "Ready", "status": "True"}]}));
+        assert_eq!(pod_observation(&fine).config_error, None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
 use crate::desired::router::{router_selector, ROUTER_PORT};
+use crate::desired::security::ADMIN_PORT_NAME;
 use crate::rollout::analysis::{self, Stats};
 
 /// Why the routers' figures could not be read (the analysis then waits).
@@ -177,7 +178,8 @@ impl StatsSource for RouterPods {
     }
 }
 
-/// `http://IP:PORT/admin/stats` of a ready, running router pod (its `http` container port).
+/// `http://IP:PORT/admin/stats` of a ready, running router pod: its `admin` container port
+/// (the public one has no stats), or `http` for a router from before the admin port.
 pub fn stats_url(pod: &Pod) -> Option<String> {
     let status = pod.status.as_ref()?;
     let ready = status
@@ -189,13 +191,16 @@ pub fn stats_url(pod: &Pod) -> Option<String> {
         return None;
     }
     let ip = status.pod_ip.as_ref()?;
-    let port = pod
-        .spec
-        .iter()
-        .flat_map(|s| &s.containers)
-        .flat_map(|c| c.ports.iter().flatten())
-        .find(|p| p.name.as_deref() == Some("http"))
-        .map(|p| p.container_port)
+    let port_named = |name: &str| {
+        pod.spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.container_port)
+    };
+    let port = port_named(ADMIN_PORT_NAME)
+        .or_else(|| port_named("http"))
         .unwrap_or(i32::from(ROUTER_PORT));
     let host = if ip.contains(':') {
         format!("[{ip}]")

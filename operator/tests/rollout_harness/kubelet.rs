@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deepseek_operator::desired::router::{router_selector, routes_name, ROUTER_PORT, ROUTES_KEY};
+use deepseek_operator::desired::security::ROUTER_ADMIN_PORT;
 use deepseek_operator::reconcile::labels;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -160,6 +161,9 @@ pub(super) async fn kubelet(
                         .args([
                             "--listen",
                             &addr.to_string(),
+                            // Where the operator reads /admin/stats, as in the rendered pod.
+                            "--admin-port",
+                            &ROUTER_ADMIN_PORT.to_string(),
                             "--threads",
                             "2",
                             "--reload-ms",

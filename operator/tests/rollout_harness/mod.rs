@@ -17,6 +17,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use deepseek_crds::{DeepSeekDeployment, DeepSeekDeploymentStatus};
+use deepseek_operator::desired::security::ROUTER_ADMIN_PORT;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
@@ -202,8 +203,9 @@ impl Cluster {
         let http = reqwest::Client::new();
         eventually(&format!("every router to leave {revision}"), || async {
             for addr in self.router_addrs() {
+                let admin = SocketAddr::new(addr.ip(), ROUTER_ADMIN_PORT);
                 let stats: Value = http
-                    .get(format!("http://{addr}/admin/stats"))
+                    .get(format!("http://{admin}/admin/stats"))
                     .send()
                     .await
                     .ok()?

@@ -32,7 +32,7 @@ enum Command {
     /// other, and print a side-by-side table (`make bench`).
     BenchCompare(Box<bench::compare::CompareArgs>),
     /// Split traffic between model revisions by weight (the canary router).
-    Route(RouteArgs),
+    Route(Box<RouteArgs>),
     /// Download (or verify in place) model files, checking every SHA256; writes a manifest.
     Fetch(Box<model_files::FetchArgs>),
     /// Copy verified model files into a new backup generation; keep the newest N.
@@ -66,7 +66,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", rt.block_on(bench::compare::run(*args))?);
             Ok(())
         }
-        Command::Route(args) => router::run(args),
+        Command::Route(args) => router::run(*args),
         Command::Fetch(args) => std::process::exit(model_files::fetch(*args)),
         Command::Backup(args) => std::process::exit(model_files::backup(args)),
         Command::Restore(args) => std::process::exit(model_files::restore(*args)),

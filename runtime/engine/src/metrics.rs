@@ -159,6 +159,11 @@ impl Metrics {
         })
     }
 
+    /// The registry `render` reads, for other layers' series (auth, rate limits) to join.
+    pub fn registry(&self) -> &prometheus::Registry {
+        &self.registry
+    }
+
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

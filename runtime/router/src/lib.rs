@@ -51,6 +51,10 @@ pub struct RouteArgs {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "DSR_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Auth, TLS, rate limits and the admin port (`/metrics`, `/admin/stats`) on the router,
+    /// the cluster's entry point.
+    #[command(flatten)]
+    pub security: deepseek_security::SecurityArgs,
 }
 
 /// Runs the router until SIGTERM; fails at once when the route file is missing or invalid.
@@ -71,6 +75,9 @@ async fn serve_routes(args: RouteArgs) -> anyhow::Result<()> {
         revisions = config.revisions.len(),
         "routes loaded"
     );
+    let security =
+        deepseek_security::Security::from_args(&args.security).context("security flags")?;
+    security.metrics.register(metrics.registry())?;
     let routes = Arc::new(Routes::new(Table::new(config)));
     tokio::spawn(reload::watch(
         args.config.clone(),
@@ -87,8 +94,26 @@ async fn serve_routes(args: RouteArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "router listening");
+    tracing::info!(addr = %listener.local_addr()?, tls = security.tls.is_some(), "router listening");
     let grace = Duration::from_secs(args.shutdown_grace_secs);
-    server::serve(listener, server::app(app), grace).await?;
+    let shutdown = deepseek_http::shutdown_signal;
+    match security.admin_port {
+        None => {
+            let public = security.protect(server::app(app));
+            security.serve(listener, public, shutdown(), grace).await?;
+        }
+        Some(port) => {
+            let admin_addr = SocketAddr::new(args.listen.ip(), port);
+            let admin = tokio::net::TcpListener::bind(admin_addr)
+                .await
+                .with_context(|| format!("binding the admin port {admin_addr}"))?;
+            tracing::info!(addr = %admin.local_addr()?, "admin port: /metrics, /admin/stats");
+            let public = security.protect(server::public_app(app.clone()));
+            tokio::try_join!(
+                security.serve(listener, public, shutdown(), grace),
+                server::serve(admin, server::admin_app(app), grace),
+            )?;
+        }
+    }
     Ok(())
 }

@@ -99,6 +99,11 @@ impl RouterMetrics {
         })
     }
 
+    /// The registry `render` reads, for other layers' series (auth, rate limits) to join.
+    pub fn registry(&self) -> &prometheus::Registry {
+        &self.registry
+    }
+
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -28,6 +28,7 @@ pub struct App {
     pub max_body_bytes: usize,
 }
 
+/// Every endpoint on one port (no `--admin-port`).
 pub fn app(state: Arc<App>) -> Router {
     Router::new()
         .route(HEALTHZ, get(|| async { "ok" }))
@@ -35,6 +36,25 @@ pub fn app(state: Arc<App>) -> Router {
         .route(METRICS, get(metrics))
         .route(ADMIN_STATS, get(admin_stats))
         .fallback(proxy)
+        .with_state(state)
+}
+
+/// The public port with `--admin-port`: probes and the proxy, nothing administrative.
+pub fn public_app(state: Arc<App>) -> Router {
+    Router::new()
+        .route(HEALTHZ, get(|| async { "ok" }))
+        .route(READYZ, get(readyz))
+        .fallback(proxy)
+        .with_state(state)
+}
+
+/// The admin port (`--admin-port`): metrics, stats and the probes; never proxies.
+pub fn admin_app(state: Arc<App>) -> Router {
+    Router::new()
+        .route(HEALTHZ, get(|| async { "ok" }))
+        .route(READYZ, get(readyz))
+        .route(METRICS, get(metrics))
+        .route(ADMIN_STATS, get(admin_stats))
         .with_state(state)
 }
 

@@ -45,19 +45,40 @@ pub struct AppState {
     pub degrade: degrade::Degradation,
 }
 
-/// The full route table.
+/// The full route table: the API plus `/metrics` (one port, as without `--admin-port`).
 pub fn router(state: Arc<AppState>) -> Router {
-    let max_body_bytes = state.max_body_bytes;
+    with_fallbacks(api_routes().route("/metrics", get(health::metrics)), state)
+}
+
+/// The public port's routes when `/metrics` is served on the admin port.
+pub fn api_router(state: Arc<AppState>) -> Router {
+    with_fallbacks(api_routes(), state)
+}
+
+fn api_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/models", get(models::list_models))
         .route("/ws/chat", get(ws::ws_chat))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+}
+
+fn with_fallbacks(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    let max_body_bytes = state.max_body_bytes;
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// The admin port's routes (`--admin-port`): metrics and the probes, never the API.
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .with_state(state)
 }
 

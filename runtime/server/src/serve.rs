@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use super::degrade::{Degradation, DegradeConfig};
 use super::reasoning::ReasoningParserKind;
-use super::{router, AppState};
+use super::{admin_router, api_router, router, AppState};
 use deepseek_engine::engine::{self, Detokenizer, EngineConfig, StreamDecoder};
 use deepseek_engine::loader::{self, ChatMessage, ChatTemplate, LoadOptions, TextTokenizer};
 use deepseek_engine::metrics::Metrics;
@@ -19,6 +19,7 @@ use deepseek_engine::model::quantize::QuantFormat;
 use deepseek_engine::scheduler::SchedulerConfig;
 use deepseek_http as server;
 use deepseek_protocol::validate::{Limits, PromptBuilder, PromptMessage, ReasoningFormat};
+use deepseek_security::{Security, SecurityArgs};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -78,6 +79,9 @@ pub struct ServeArgs {
     /// Model file verification before loading (`--verify`, `--no-verify`, `--manifest`).
     #[command(flatten)]
     pub model_files: deepseek_model_files::cli::VerifyArgs,
+    /// Auth, TLS, rate limits and the admin port (`deepseek-security`).
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// Flags of the overload policy (see `crate::degrade`).
@@ -147,18 +151,41 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = build_state(&args)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
-        let addr: SocketAddr = format!("{}:{}", args.host, args.port)
-            .parse()
-            .with_context(|| format!("bad --host/--port {}:{}", args.host, args.port))?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        tracing::info!(%addr, model = %state.limits.served_model_name, "serving");
+        let security = Security::from_args(&args.security).context("security flags")?;
+        security.metrics.register(state.metrics.registry())?;
+        let listener = bind(&args.host, args.port).await?;
+        tracing::info!(addr = %listener.local_addr()?, tls = security.tls.is_some(),
+            model = %state.limits.served_model_name, "serving");
         let grace = Duration::from_secs(args.shutdown_grace_secs);
-        server::serve(listener, router(state), server::shutdown_signal(), grace).await?;
+        match security.admin_port {
+            None => {
+                let app = security.protect(router(state));
+                security
+                    .serve(listener, app, server::shutdown_signal(), grace)
+                    .await?;
+            }
+            Some(port) => {
+                let admin = bind(&args.host, port).await?;
+                tracing::info!(addr = %admin.local_addr()?, "admin port: /metrics");
+                let app = security.protect(api_router(state.clone()));
+                tokio::try_join!(
+                    security.serve(listener, app, server::shutdown_signal(), grace),
+                    server::serve(admin, admin_router(state), server::shutdown_signal(), grace),
+                )?;
+            }
+        }
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+async fn bind(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .with_context(|| format!("bad --host/port {host}:{port}"))?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
 }
 
 /// Checks the model's files against their manifest before anything loads them; a mismatch

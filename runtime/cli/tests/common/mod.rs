@@ -37,6 +37,16 @@ impl Default for FakeServerConfig {
 
 /// An in-process server over the deterministic fake model; lives as long as the test runtime.
 pub async fn fake_server(cfg: FakeServerConfig) -> String {
+    let state = fake_state(cfg).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
+    format!("http://{addr}")
+}
+
+/// The shared state of a fake-model server, its engine warmed up (for tests that serve it
+/// their own way, e.g. behind the security layers).
+pub async fn fake_state(cfg: FakeServerConfig) -> Arc<AppState> {
     let mut model = FakeModel::new(256);
     model.step_delay = cfg.step_delay;
     let metrics = Arc::new(Metrics::new(FAKE_MODEL_NAME, "r1").unwrap());
@@ -58,7 +68,7 @@ pub async fn fake_server(cfg: FakeServerConfig) -> String {
     while !engine.is_ready() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let state = Arc::new(AppState {
+    Arc::new(AppState {
         engine,
         prompt: Arc::new(FakeTokenizer),
         limits: Limits {
@@ -71,11 +81,7 @@ pub async fn fake_server(cfg: FakeServerConfig) -> String {
         metrics,
         max_body_bytes: cfg.max_body_bytes,
         degrade: Degradation::new(cfg.degrade),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
-    format!("http://{addr}")
+    })
 }
 
 pub fn client() -> reqwest::Client {
