@@ -159,6 +159,11 @@ impl Metrics {
         })
     }
 
+    /// The registry, for metrics other layers own (the connection limits of `deepseek-http`).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -60,12 +60,13 @@ impl Table {
         }
     }
 
-    /// The revision's backends in the order to try them: round robin over requests, each
-    /// backend at most once per request.
-    pub fn backends(&self, revision: usize) -> impl Iterator<Item = &Uri> {
-        let list = &self.config.revisions[revision].backends;
-        let start = self.cursors[revision].fetch_add(1, Ordering::Relaxed);
-        (0..list.len()).map(move |i| &list[(start + i) % list.len()])
+    /// Where this request starts its round robin over the revision's backends.
+    pub fn next_start(&self, revision: usize) -> usize {
+        self.cursors[revision].fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn backends(&self, revision: usize) -> &[Uri] {
+        &self.config.revisions[revision].backends
     }
 
     /// `(name, weight)` in route order, for the stats snapshot.

@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// Model file verification before loading (`--verify`, `--no-verify`, `--manifest`).
     #[command(flatten)]
     pub model_files: deepseek_model_files::cli::VerifyArgs,
+    /// Connection limits (`--header-read-timeout-seconds`, `--idle-timeout-seconds`,
+    /// `--max-connections`).
+    #[command(flatten)]
+    pub connections: server::ConnArgs,
 }
 
 /// Flags of the overload policy (see `crate::degrade`).
@@ -154,8 +158,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {addr}"))?;
         tracing::info!(%addr, model = %state.limits.served_model_name, "serving");
-        let grace = Duration::from_secs(args.shutdown_grace_secs);
-        server::serve(listener, router(state), server::shutdown_signal(), grace).await?;
+        let limits = args
+            .connections
+            .limits(Duration::from_secs(args.shutdown_grace_secs));
+        let conn_metrics = server::ConnMetrics::register(state.metrics.registry())?;
+        let app = router(state);
+        let drain = server::Drain::new();
+        server::serve(
+            listener,
+            app,
+            server::shutdown_signal(),
+            limits,
+            drain,
+            conn_metrics,
+        )
+        .await?;
         tracing::info!("stopped");
         Ok(())
     })

@@ -33,6 +33,7 @@ pub fn real_args() -> deepseek_server::serve::ServeArgs {
         reasoning_parser: Default::default(),
         quantize: None,
         device: Default::default(),
+        connections: Default::default(),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,12 +28,15 @@ pub struct Backend {
     pub name: String,
     pub url: String,
     pub hits: Arc<AtomicUsize>,
+    /// What its `/readyz` answers: 200 while true, 503 while false.
+    pub ready: Arc<AtomicBool>,
 }
 
 #[derive(Clone)]
 struct BackendState {
     name: String,
     hits: Arc<AtomicUsize>,
+    ready: Arc<AtomicBool>,
 }
 
 /// A backend answering `/who` and `/v1/chat/completions` with its name, `/status/{code}` with
@@ -41,17 +44,21 @@ struct BackendState {
 /// as a WebSocket echo prefixed with its name.
 pub async fn backend(name: &str) -> Backend {
     let hits = Arc::new(AtomicUsize::new(0));
+    let ready = Arc::new(AtomicBool::new(true));
     let state = BackendState {
         name: name.to_string(),
         hits: hits.clone(),
+        ready: ready.clone(),
     };
     let app = Router::new()
         .route("/who", get(who))
-        .route("/v1/chat/completions", post(who))
+        .route("/v1/chat/completions", post(chat))
         .route("/status/{code}", get(status))
         .route("/stream", get(stream))
         .route("/stall", get(stall))
         .route("/ws/chat", get(ws))
+        .route("/endless", get(endless))
+        .route("/readyz", get(readiness))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -60,12 +67,136 @@ pub async fn backend(name: &str) -> Backend {
         name: name.to_string(),
         url: format!("http://{addr}"),
         hits,
+        ready,
+    }
+}
+
+async fn readiness(State(s): State<BackendState>) -> StatusCode {
+    if s.ready.load(Ordering::SeqCst) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// SSE chunks `STREAM_GAP` apart, forever.
+async fn endless(State(s): State<BackendState>) -> Response {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let chunks = futures::stream::unfold(0usize, |i| async move {
+        if i > 0 {
+            tokio::time::sleep(STREAM_GAP).await;
+        }
+        let chunk = Bytes::from(format!("data: {{\"token\":{i}}}\n\n"));
+        Some((Ok::<_, std::io::Error>(chunk), i + 1))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(chunks))
+        .unwrap()
+}
+
+/// How a [`faulty_backend`] fails every request.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Answers 500 with an OpenAI-shaped error.
+    Status500,
+    /// Starts a 200 SSE stream, sends one event, then drops the connection.
+    DiesMidStream,
+    /// Starts a 200 SSE stream, then reports an error in-band as the runtime does.
+    InBandError,
+}
+
+/// A backend failing every request the way `fault` says; counts requests in `hits`.
+pub async fn faulty_backend(fault: Fault) -> Backend {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                // One request per connection: read its head (bodies here are empty).
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let sse = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+                let event = |s: &str| format!("{:x}\r\n{s}\r\n", s.len());
+                let reply = match fault {
+                    Fault::Status500 => {
+                        let body = r#"{"error":{"message":"boom","type":"server_error","param":null,"code":"internal"}}"#;
+                        format!("HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+                    }
+                    Fault::DiesMidStream => format!("{sse}{}", event("data: {\"token\":0}\n\n")),
+                    Fault::InBandError => format!(
+                        "{sse}{}{}{}0\r\n\r\n",
+                        event("data: {\"token\":0}\n\n"),
+                        event("data: {\"error\":{\"message\":\"engine stopped\",\"type\":\"server_error\",\"param\":null,\"code\":\"engine_stopped\"}}\n\n"),
+                        event("data: [DONE]\n\n"),
+                    ),
+                };
+                let _ = tcp.write_all(reply.as_bytes()).await;
+                if matches!(fault, Fault::DiesMidStream) {
+                    // Let the first event travel, then reset: the stream is cut, not finished.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let _ = tcp.set_zero_linger();
+                }
+            });
+        }
+    });
+    Backend {
+        name: format!("{fault:?}"),
+        url: format!("http://{addr}"),
+        hits,
+        ready: Arc::new(AtomicBool::new(true)),
+    }
+}
+
+/// An address that never completes a connection: its listener's accept queue is full, so
+/// the kernel drops new SYNs and a connect hangs until its timeout (a black-holed pod).
+pub struct BlackHole {
+    pub url: String,
+    _listener: tokio::net::TcpListener,
+    _filler: Vec<std::net::TcpStream>,
+}
+
+pub fn black_hole() -> BlackHole {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let listener = socket.listen(0).unwrap();
+    let mut filler = Vec::new();
+    for _ in 0..3 {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            filler.push(s);
+        }
+    }
+    BlackHole {
+        url: format!("http://{addr}"),
+        _listener: listener,
+        _filler: filler,
     }
 }
 
 async fn who(State(s): State<BackendState>) -> String {
     s.hits.fetch_add(1, Ordering::SeqCst);
     s.name.clone()
+}
+
+/// Reads the whole body (as a real backend does), then answers with the name.
+async fn chat(State(s): State<BackendState>, body: Body) -> String {
+    let _ = axum::body::to_bytes(body, usize::MAX).await;
+    who(State(s)).await
 }
 
 async fn status(State(s): State<BackendState>, Path(code): Path<u16>) -> Response {
@@ -141,12 +272,20 @@ pub struct RouterProc {
 
 impl RouterProc {
     pub async fn start(yaml: &str) -> Self {
+        Self::start_with(Some(yaml), &[]).await
+    }
+
+    /// The router with extra flags; `yaml: None` starts it before its route file exists.
+    pub async fn start_with(yaml: Option<&str>, flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("routes.yaml");
-        std::fs::write(&config, yaml).unwrap();
+        if let Some(yaml) = yaml {
+            std::fs::write(&config, yaml).unwrap();
+        }
         let addr = free_addr();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_deepseek-runtime"))
             .args(["route", "--reload-ms", "200", "--listen", &addr.to_string()])
+            .args(flags)
             .env("DSR_ROUTE_CONFIG", &config)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -216,6 +355,38 @@ impl RouterProc {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Sends SIGTERM, as Kubernetes does.
+    pub fn terminate(&self) {
+        let pid = self.pid().unwrap().to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub async fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("the router exits")
+            .unwrap()
+            .code()
+    }
+
+    /// The entry of `url` in `/admin/stats`'s backends.
+    pub async fn backend_health(&self, url: &str) -> Value {
+        let stats = self.stats().await;
+        let want = format!("{}/", url.trim_end_matches('/'));
+        stats["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["url"] == want.as_str())
+            .cloned()
+            .unwrap_or(Value::Null)
     }
 }
 
