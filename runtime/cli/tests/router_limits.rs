@@ -250,19 +250,14 @@ async fn requests_beyond_the_concurrency_cap_get_429_and_bodies_beyond_the_budge
         again.is_some(),
         "the budget came back when the held bodies' clients left"
     );
+    // At least the one above (a retry may have raced the held clients' departure).
     let page = router.metrics().await;
-    assert_eq!(
+    let refused = |reason: &str| {
         sample(
             &page,
-            r#"dsr_router_refused_requests_total{reason="body_budget"}"#
-        ),
-        1.0
-    );
-    assert_eq!(
-        sample(
-            &page,
-            r#"dsr_router_refused_requests_total{reason="concurrency"}"#
-        ),
-        1.0
-    );
+            &format!("dsr_router_refused_requests_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert!(refused("body_budget") >= 1.0, "{page}");
+    assert_eq!(refused("concurrency"), 1.0, "{page}");
 }

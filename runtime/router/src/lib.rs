@@ -15,6 +15,7 @@ pub mod admission;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod headers;
 pub mod health;
 pub mod metrics;
 pub mod probe;
