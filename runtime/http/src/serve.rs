@@ -118,3 +118,101 @@ async fn refuse(mut tcp: TcpStream) {
     };
     let _ = tokio::time::timeout(REFUSAL_TIME, answer).await;
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use axum::Extension;
+    use std::time::Instant;
+
+    async fn start(limits: ConnLimits) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Every request finds the drain in its extensions.
+        let app = Router::new().route(
+            "/",
+            get(|Extension(drain): Extension<Drain>| async move {
+                format!("stopping={}", drain.is_stopping())
+            }),
+        );
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        tokio::spawn(serve(
+            listener,
+            app,
+            shutdown,
+            limits,
+            Drain::new(),
+            ConnMetrics::detached(),
+        ));
+        (addr, tx)
+    }
+
+    async fn request(addr: std::net::SocketAddr) -> String {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// Waits until the server closes `tcp`; how long that took.
+    async fn closed_after(mut tcp: TcpStream) -> Duration {
+        let started = Instant::now();
+        let mut buf = [0u8; 256];
+        while !matches!(tcp.read(&mut buf).await, Ok(0) | Err(_)) {}
+        started.elapsed()
+    }
+
+    fn limits() -> ConnLimits {
+        ConnLimits {
+            header_read_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_secs(1),
+            max_connections: 2,
+            drain: Duration::from_secs(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_trickled_head_is_cut_at_the_header_limit_and_an_idle_one_at_the_idle_limit() {
+        let (addr, _stop) = start(limits()).await;
+        assert!(request(addr).await.ends_with("stopping=false"));
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let idle = TcpStream::connect(addr).await.unwrap();
+        let (slow_lived, idle_lived) = tokio::join!(closed_after(slow), closed_after(idle));
+        assert!(slow_lived < Duration::from_millis(800), "{slow_lived:?}");
+        assert!(
+            idle_lived >= Duration::from_millis(900) && idle_lived < Duration::from_secs(3),
+            "{idle_lived:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_beyond_the_cap_gets_a_503_and_shutdown_stops_accepting() {
+        let (addr, stop) = start(limits()).await;
+        let held: Vec<TcpStream> = vec![
+            TcpStream::connect(addr).await.unwrap(),
+            TcpStream::connect(addr).await.unwrap(),
+        ];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let refused = request(addr).await;
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        assert!(refused.contains("too_many_connections"), "{refused}");
+        drop(held);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(request(addr).await.ends_with("stopping=false"));
+        stop.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "no longer accepting"
+        );
+    }
+}
