@@ -159,7 +159,8 @@ impl Metrics {
         })
     }
 
-    /// The registry `render` reads, for other layers' series (auth, rate limits) to join.
+    /// The registry `render` reads, for other layers' series (auth, rate limits, connection
+    /// limits) to join.
     pub fn registry(&self) -> &prometheus::Registry {
         &self.registry
     }

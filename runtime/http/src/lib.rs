@@ -1,53 +1,25 @@
-//! deepseek-http: the graceful HTTP serve loop and the shutdown signal, shared by the API
-//! server and the router. Is NOT: routes, handlers or error shapes (each server owns those).
+//! deepseek-http: the bounded, graceful HTTP serve loop and the shutdown signal, shared by the
+//! API server and the router. Is NOT: routes, handlers or error shapes (each server owns those).
 //!
-//! Serving with graceful shutdown: on the shutdown signal, stop accepting connections, let
-//! in-flight requests (including open streams) finish for up to `grace`, then return.
+//! Every connection is bounded ([`ConnLimits`]): a cap on open connections (excess ones get a
+//! 503 and are closed), an idle limit while a connection waits for a request, and a
+//! header-read limit once a request head has started (slowloris). On the shutdown signal the
+//! server stops accepting, lets in-flight requests, open streams and upgraded (WebSocket)
+//! connections finish until the drain deadline, tells whoever still holds one to say goodbye
+//! ([`Drain::closing`]), then returns. Handlers find the [`Drain`] in every request's
+//! extensions.
 
-use std::future::{Future, IntoFuture};
-use std::time::Duration;
+mod conn;
+mod drain;
+mod limits;
+mod metrics;
+mod serve;
 
-use axum::serve::Listener;
-use axum::Router;
-use tokio::sync::watch;
-
-/// Serves `app` until `shutdown` resolves and in-flight requests finish (or `grace` passes).
-/// Any axum listener: a `TcpListener`, or one wrapped to tune each connection (the router
-/// sets `TCP_NODELAY`).
-pub async fn serve<L>(
-    listener: L,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) -> std::io::Result<()>
-where
-    L: Listener,
-    L::Addr: std::fmt::Debug,
-{
-    let (stopping_tx, mut stopping_rx) = watch::channel(false);
-    let signal = async move {
-        shutdown.await;
-        tracing::info!(
-            grace_secs = grace.as_secs_f64(),
-            "shutting down: no new connections"
-        );
-        let _ = stopping_tx.send(true);
-    };
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .into_future();
-    let deadline = async move {
-        let _ = stopping_rx.wait_for(|s| *s).await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        r = server => r,
-        _ = deadline => {
-            tracing::warn!("grace period over: closing the remaining connections");
-            Ok(())
-        }
-    }
-}
+pub use conn::{BoxedIo, Handshake, Io};
+pub use drain::{Drain, DrainGuard};
+pub use limits::{ConnArgs, ConnLimits};
+pub use metrics::ConnMetrics;
+pub use serve::{serve, serve_with_handshake};
 
 /// Resolves on SIGTERM (Kubernetes) or Ctrl-C.
 pub async fn shutdown_signal() {

@@ -25,6 +25,14 @@ pub enum RouterError {
     BodyTooLarge { limit: usize },
     #[error("Could not read the request body: {0}")]
     BadBody(String),
+    #[error("The router has too many requests in flight; retry shortly")]
+    TooManyRequests,
+    #[error(
+        "The router's {budget}-byte budget for buffered request bodies is in use; retry shortly"
+    )]
+    BodyBudget { budget: usize },
+    #[error("The router has no routes yet (its route file is missing)")]
+    NoRoutes,
 }
 
 impl RouterError {
@@ -34,6 +42,10 @@ impl RouterError {
             RouterError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             RouterError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RouterError::BadBody(_) => StatusCode::BAD_REQUEST,
+            RouterError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            RouterError::BodyBudget { .. } | RouterError::NoRoutes => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -45,23 +57,41 @@ impl RouterError {
             RouterError::Timeout { .. } => "upstream_timeout",
             RouterError::BodyTooLarge { .. } => "body_too_large",
             RouterError::BadBody(_) => "bad_request_body",
+            RouterError::TooManyRequests => "router_overloaded",
+            RouterError::BodyBudget { .. } => "body_budget_exhausted",
+            RouterError::NoRoutes => "no_routes",
         }
     }
 
-    /// The stats class this failure counts under.
-    pub fn class(&self) -> ErrorClass {
+    /// The stats class this failure counts under in its revision's stats; `None` for the
+    /// router's own refusals, which happen before a revision is chosen.
+    pub fn class(&self) -> Option<ErrorClass> {
         match self {
-            RouterError::NoBackend { .. } => ErrorClass::Connect,
-            RouterError::Upstream { .. } => ErrorClass::Upstream5xx,
-            RouterError::Timeout { .. } => ErrorClass::Timeout,
-            RouterError::BodyTooLarge { .. } | RouterError::BadBody(_) => ErrorClass::Client4xx,
+            RouterError::NoBackend { .. } => Some(ErrorClass::Connect),
+            RouterError::Upstream { .. } => Some(ErrorClass::Upstream5xx),
+            RouterError::Timeout { .. } => Some(ErrorClass::Timeout),
+            RouterError::BodyTooLarge { .. } | RouterError::BadBody(_) => {
+                Some(ErrorClass::Client4xx)
+            }
+            RouterError::TooManyRequests
+            | RouterError::BodyBudget { .. }
+            | RouterError::NoRoutes => None,
         }
+    }
+
+    /// Refusals that clear up by themselves get a `Retry-After`.
+    fn retry_after(&self) -> bool {
+        matches!(
+            self,
+            RouterError::TooManyRequests | RouterError::BodyBudget { .. } | RouterError::NoRoutes
+        )
     }
 }
 
 impl IntoResponse for RouterError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = self.retry_after();
         let kind = if status.is_server_error() {
             "server_error"
         } else {
@@ -75,6 +105,13 @@ impl IntoResponse for RouterError {
                 code: Some(self.code().to_string()),
             },
         };
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if retry_after {
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+        }
+        resp
     }
 }

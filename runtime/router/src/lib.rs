@@ -5,19 +5,28 @@
 //! `deepseek-runtime route`: an L7 router in front of a model's revisions. It splits requests
 //! between revisions by exact weight (sticky per session header), forwards HTTP, SSE and
 //! WebSocket traffic unbuffered, retries connection failures on the revision's other backends,
-//! records per-revision outcomes for canary analysis, and reloads its route file live.
+//! records per-revision outcomes for canary analysis, and reloads its route file live. It
+//! ejects failing backends (`health`), bounds what it buffers and how much it runs at once
+//! (`admission`), counts streams that fail after their 200 (`body`, `sse_watch`), and drains
+//! streams and tunnels on SIGTERM (`deepseek-http`, `tunnel`).
 //! The wire contract with the operator is the README's Router section.
 
+pub mod admission;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod headers;
+pub mod health;
 pub mod metrics;
+pub mod probe;
 pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod split;
+pub mod sse_watch;
 pub mod stats;
 pub mod table;
+pub mod tunnel;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +35,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use admission::Admission;
+use health::{Health, HealthArgs};
 use metrics::RouterMetrics;
 use reload::Routes;
 use stats::Stats;
@@ -51,13 +62,31 @@ pub struct RouteArgs {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "DSR_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Most proxied requests in flight at once; more get a 429.
+    #[arg(long, env = "DSR_ROUTER_MAX_CONCURRENT_REQUESTS", default_value_t = admission::DEFAULT_MAX_CONCURRENT_REQUESTS)]
+    pub max_concurrent_requests: usize,
+    /// Bytes of request bodies buffered at once across all requests; a body that does not fit
+    /// gets a 503.
+    #[arg(long, env = "DSR_ROUTER_BODY_BUFFER_BUDGET_BYTES", default_value_t = admission::DEFAULT_BODY_BUFFER_BUDGET_BYTES)]
+    pub body_buffer_budget_bytes: usize,
+    /// Retry a 500/502/503/504 answer on the revision's next backend (the body is buffered).
+    #[arg(long, env = "DSR_ROUTER_RETRY_5XX", default_value_t = true, action = clap::ArgAction::Set)]
+    pub retry_5xx: bool,
+    /// Passive ejection and active probes (`--eject-*`, `--probe-*`).
+    #[command(flatten)]
+    pub health: HealthArgs,
+    /// Connection limits (`--header-read-timeout-seconds`, `--idle-timeout-seconds`,
+    /// `--max-connections`).
+    #[command(flatten)]
+    pub connections: deepseek_http::ConnArgs,
     /// Auth, TLS, rate limits and the admin port (`/metrics`, `/admin/stats`) on the router,
     /// the cluster's entry point.
     #[command(flatten)]
     pub security: deepseek_security::SecurityArgs,
 }
 
-/// Runs the router until SIGTERM; fails at once when the route file is missing or invalid.
+/// Runs the router until SIGTERM; fails at once when the route file is invalid (a missing one
+/// leaves the router unready until it appears).
 pub fn run(args: RouteArgs) -> anyhow::Result<()> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
@@ -67,18 +96,26 @@ pub fn run(args: RouteArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_routes(args: RouteArgs) -> anyhow::Result<()> {
-    let (config, bytes) = reload::load(&args.config)?;
     let metrics = RouterMetrics::new().context("registering router metrics")?;
-    reload::publish_weights(&metrics, None, &config);
-    tracing::info!(
-        config = %args.config.display(),
-        revisions = config.revisions.len(),
-        "routes loaded"
-    );
+    let (table, bytes) = match reload::load(&args.config)? {
+        Some((config, bytes)) => {
+            reload::publish_weights(&metrics, None, &config);
+            tracing::info!(
+                config = %args.config.display(),
+                revisions = config.revisions.len(),
+                "routes loaded"
+            );
+            (Some(Table::new(config)), bytes)
+        }
+        None => {
+            tracing::warn!(config = %args.config.display(), "no route file yet: unready until it appears");
+            (None, Vec::new())
+        }
+    };
+    let routes = Arc::new(Routes::new(table));
     let security =
         deepseek_security::Security::from_args(&args.security).context("security flags")?;
     security.metrics.register(metrics.registry())?;
-    let routes = Arc::new(Routes::new(Table::new(config)));
     tokio::spawn(reload::watch(
         args.config.clone(),
         routes.clone(),
@@ -86,21 +123,44 @@ async fn serve_routes(args: RouteArgs) -> anyhow::Result<()> {
         Duration::from_millis(args.reload_ms.max(10)),
         bytes,
     ));
+    let health = Arc::new(Health::new(&args.health, metrics.clone()));
+    if args.health.probe_interval_ms > 0 {
+        tokio::spawn(probe::run(
+            routes.clone(),
+            health.clone(),
+            args.health.probe_path.clone(),
+            Duration::from_millis(args.health.probe_interval_ms),
+        ));
+    }
+    let conn_metrics = deepseek_http::ConnMetrics::register(metrics.registry())
+        .context("registering connection metrics")?;
     let app = Arc::new(server::App {
         routes,
-        stats: Arc::new(Stats::new(metrics)),
+        stats: Arc::new(Stats::new(metrics.clone())),
+        health,
+        admission: Admission::new(
+            args.max_concurrent_requests,
+            args.body_buffer_budget_bytes,
+            metrics,
+        ),
         max_body_bytes: args.max_body_bytes,
+        retry_5xx: args.retry_5xx,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, tls = security.tls.is_some(), "router listening");
-    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    let limits = args
+        .connections
+        .limits(Duration::from_secs(args.shutdown_grace_secs));
     let shutdown = deepseek_http::shutdown_signal;
+    let drain = deepseek_http::Drain::new;
     match security.admin_port {
         None => {
             let public = security.protect(server::app(app));
-            security.serve(listener, public, shutdown(), grace).await?;
+            security
+                .serve(listener, public, shutdown(), limits, drain(), conn_metrics)
+                .await?;
         }
         Some(port) => {
             let admin_addr = SocketAddr::new(args.listen.ip(), port);
@@ -109,11 +169,20 @@ async fn serve_routes(args: RouteArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("binding the admin port {admin_addr}"))?;
             tracing::info!(addr = %admin.local_addr()?, "admin port: /metrics, /admin/stats");
             let public = security.protect(server::public_app(app.clone()));
+            // The admin port's connections are not counted on the public gauges.
             tokio::try_join!(
-                security.serve(listener, public, shutdown(), grace),
-                server::serve(admin, server::admin_app(app), grace),
+                security.serve(listener, public, shutdown(), limits, drain(), conn_metrics),
+                deepseek_http::serve(
+                    admin,
+                    server::admin_app(app),
+                    shutdown(),
+                    limits,
+                    drain(),
+                    deepseek_http::ConnMetrics::detached(),
+                ),
             )?;
         }
     }
+    tracing::info!("router stopped");
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! analysis reads them.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub const LABEL_REVISION: &str = "revision";
@@ -16,6 +17,15 @@ pub const ERRORS: &str = "dsr_router_errors_total";
 pub const REQUEST_DURATION: &str = "dsr_router_request_duration_seconds";
 pub const ROUTE_WEIGHT: &str = "dsr_router_route_weight";
 pub const CONFIG_RELOADS: &str = "dsr_router_config_reloads_total";
+/// Streams that failed after their 200 went out (the backend broke off, or sent an in-band
+/// error frame); each is also counted in `dsr_router_errors_total{class="upstream_5xx"}`.
+pub const MIDSTREAM_FAILURES: &str = "dsr_router_midstream_failures_total";
+pub const EJECTIONS: &str = "dsr_router_backend_ejections_total";
+pub const IN_FLIGHT: &str = "dsr_router_in_flight_requests";
+pub const BODY_BUFFER_BYTES: &str = "dsr_router_body_buffer_bytes";
+pub const REFUSED: &str = "dsr_router_refused_requests_total";
+pub const LABEL_BACKEND: &str = "backend";
+pub const LABEL_REASON: &str = "reason";
 
 /// Seconds, whole request (a streamed generation ends when its last chunk is forwarded).
 pub const LATENCY_BOUNDS: [f64; 12] = [
@@ -31,6 +41,13 @@ pub struct RouterMetrics {
     pub duration: HistogramVec,
     pub weight: IntGaugeVec,
     pub reloads: IntCounterVec,
+    pub midstream: IntCounterVec,
+    pub ejections: IntCounterVec,
+    pub in_flight: IntGauge,
+    pub body_buffer: IntGauge,
+    /// Requests the router itself turned away, by `reason` (`concurrency`, `body_budget`,
+    /// `no_routes`).
+    pub refused: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
@@ -89,7 +106,56 @@ impl RouterMetrics {
                 &[LABEL_RESULT],
             )?,
         )?;
+        let midstream = register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    MIDSTREAM_FAILURES,
+                    "Streams that failed after the response started, by revision",
+                ),
+                &[LABEL_REVISION],
+            )?,
+        )?;
+        let ejections = register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    EJECTIONS,
+                    "Backends taken out of rotation after consecutive failures",
+                ),
+                &[LABEL_REVISION, LABEL_BACKEND],
+            )?,
+        )?;
+        let in_flight = register(
+            &r,
+            IntGauge::new(
+                IN_FLIGHT,
+                "Proxied requests in flight (admitted, not finished)",
+            )?,
+        )?;
+        let body_buffer = register(
+            &r,
+            IntGauge::new(
+                BODY_BUFFER_BYTES,
+                "Bytes of request bodies buffered for retries right now",
+            )?,
+        )?;
+        let refused = register(
+            &r,
+            IntCounterVec::new(
+                Opts::new(
+                    REFUSED,
+                    "Requests the router refused before proxying, by reason",
+                ),
+                &[LABEL_REASON],
+            )?,
+        )?;
         Ok(Self {
+            midstream,
+            ejections,
+            in_flight,
+            body_buffer,
+            refused,
             registry: r,
             requests,
             errors,
@@ -99,7 +165,8 @@ impl RouterMetrics {
         })
     }
 
-    /// The registry `render` reads, for other layers' series (auth, rate limits) to join.
+    /// The registry `render` reads, for other layers' series (auth, rate limits, connection
+    /// limits) to join.
     pub fn registry(&self) -> &prometheus::Registry {
         &self.registry
     }

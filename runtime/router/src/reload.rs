@@ -24,19 +24,20 @@ pub enum LoadError {
     Invalid { path: PathBuf, source: ConfigError },
 }
 
-/// The current table behind a lock held only for an `Arc` clone or a swap.
+/// The current table behind a lock held only for an `Arc` clone or a swap; none until a
+/// route file has been read (the router starts before its ConfigMap is mounted, unready).
 pub struct Routes {
-    current: RwLock<Arc<Table>>,
+    current: RwLock<Option<Arc<Table>>>,
 }
 
 impl Routes {
-    pub fn new(table: Table) -> Self {
+    pub fn new(table: Option<Table>) -> Self {
         Self {
-            current: RwLock::new(Arc::new(table)),
+            current: RwLock::new(table.map(Arc::new)),
         }
     }
 
-    pub fn current(&self) -> Arc<Table> {
+    pub fn current(&self) -> Option<Arc<Table>> {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -44,7 +45,7 @@ impl Routes {
     }
 
     pub fn swap(&self, table: Table) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(table));
     }
 }
 
@@ -55,13 +56,19 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<RouteConfig, LoadError> {
     })
 }
 
-/// Reads and validates the route file once (startup).
-pub fn load(path: &Path) -> Result<(RouteConfig, Vec<u8>), LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok((parse_file(path, &bytes)?, bytes))
+/// Reads and validates the route file once (startup); `None` when it does not exist yet.
+pub fn load(path: &Path) -> Result<Option<(RouteConfig, Vec<u8>)>, LoadError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(LoadError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    Ok(Some((parse_file(path, &bytes)?, bytes)))
 }
 
 /// Publishes the weights of `config` as gauges; revisions that left are set to 0.
@@ -102,7 +109,7 @@ pub async fn watch(
         match parse_file(&path, &bytes) {
             Ok(config) => {
                 let old = routes.current();
-                publish_weights(&metrics, Some(&old.config), &config);
+                publish_weights(&metrics, old.as_ref().map(|t| &t.config), &config);
                 let summary: Vec<String> = config
                     .revisions
                     .iter()

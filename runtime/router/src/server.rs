@@ -2,16 +2,15 @@
 //! and the proxy as the fallback for every other path and method.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
-use tokio::net::TcpListener;
 
+use super::admission::Admission;
+use super::health::Health;
 use super::proxy::proxy;
 use super::reload::Routes;
 use super::stats::Stats;
@@ -24,8 +23,12 @@ pub const ADMIN_STATS: &str = "/admin/stats";
 pub struct App {
     pub routes: Arc<Routes>,
     pub stats: Arc<Stats>,
+    pub health: Arc<Health>,
+    pub admission: Admission,
     /// Largest request body buffered for retries (413 beyond it).
     pub max_body_bytes: usize,
+    /// A 5xx answer is retried once per remaining backend of the revision.
+    pub retry_5xx: bool,
 }
 
 /// Every endpoint on one port (no `--admin-port`).
@@ -58,10 +61,29 @@ pub fn admin_app(state: Arc<App>) -> Router {
         .with_state(state)
 }
 
-/// Ready once routes are loaded, which `route` requires before it listens; the body names the
-/// live weights so a probe's log shows what the pod routes.
+/// Ready when routes are loaded and every revision with weight has a healthy backend (not
+/// ejected, not failing its probe, not failing request after request). The body names the
+/// live weights, or what is missing, so a probe's log shows why.
 async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let table = app.routes.current();
+    let Some(table) = app.routes.current() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no route file loaded".to_string(),
+        );
+    };
+    let unhealthy: Vec<&str> = table
+        .config
+        .revisions
+        .iter()
+        .filter(|r| r.weight > 0 && !app.health.any_healthy(&r.backends))
+        .map(|r| r.name.as_str())
+        .collect();
+    if !unhealthy.is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no healthy backend for revision(s) {}", unhealthy.join(",")),
+        );
+    }
     let weights: Vec<String> = table
         .weights()
         .iter()
@@ -78,20 +100,16 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
 }
 
 async fn admin_stats(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let table = app.routes.current();
+    let Some(table) = app.routes.current() else {
+        return Json(app.stats.snapshot(&[]));
+    };
     let mut snapshot = app.stats.snapshot(&table.weights());
     snapshot.routes_generation = table.config.generation.clone();
+    snapshot.backends = table
+        .config
+        .revisions
+        .iter()
+        .flat_map(|r| app.health.view(&r.name, &r.backends))
+        .collect();
     Json(snapshot)
-}
-
-/// Serves until SIGTERM, then lets in-flight requests (open streams too) finish for up to
-/// `grace` (`deepseek_http::serve`), with TCP_NODELAY on every accepted socket: a forwarded SSE
-/// token is one small write, and Nagle would hold it until the client acknowledges the last.
-pub async fn serve(listener: TcpListener, app: Router, grace: Duration) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    deepseek_http::serve(listener, app, deepseek_http::shutdown_signal(), grace).await
 }

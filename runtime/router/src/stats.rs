@@ -93,6 +93,10 @@ pub struct RevisionStats {
     pub weight: u32,
     pub requests: u64,
     pub errors: ErrorCounts,
+    /// Of `errors.upstream_5xx`, the streams that failed after their 200 went out (the backend
+    /// broke off or sent an in-band error frame).
+    #[serde(default)]
+    pub midstream_failures: u64,
     pub latency_seconds: LatencyHistogram,
 }
 
@@ -109,6 +113,9 @@ pub struct StatsSnapshot {
     )]
     pub routes_generation: Option<String>,
     pub revisions: Vec<RevisionStats>,
+    /// Every backend of the current routes and its health (ejections, probes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<super::health::BackendView>,
 }
 
 pub struct Stats {
@@ -166,6 +173,18 @@ impl Stats {
         h.sum += secs;
     }
 
+    /// Counts a stream that failed after it started; `record` counts it as an error too.
+    pub fn record_midstream(&self, revision: &str) {
+        self.metrics.midstream.with_label_values(&[revision]).inc();
+        let mut map = self.by_revision.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(revision.to_string())
+            .or_insert_with(|| RevisionStats {
+                name: revision.to_string(),
+                ..Default::default()
+            })
+            .midstream_failures += 1;
+    }
+
     /// Revisions in route order (with their weights), then those that left the routes.
     pub fn snapshot(&self, routes: &[(&str, u32)]) -> StatsSnapshot {
         let map = self.by_revision.lock().unwrap_or_else(|e| e.into_inner());
@@ -190,6 +209,7 @@ impl Stats {
         StatsSnapshot {
             routes_generation: None,
             revisions,
+            backends: Vec::new(),
         }
     }
 }

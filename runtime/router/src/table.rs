@@ -11,10 +11,12 @@ use http::{HeaderMap, Uri};
 use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::config::RouteConfig;
 use super::split::Splitter;
+
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -34,7 +36,12 @@ impl Table {
         connector.set_connect_timeout(Some(config.connect_timeout));
         // Small SSE chunks must leave at once, not wait for Nagle.
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        // Idle pooled connections are dropped before a backend's own idle limit (`serve`'s
+        // `--idle-timeout-seconds`, 60 s by default) closes them under a request.
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .build(connector);
         Self {
             names: config
                 .revisions
@@ -60,12 +67,13 @@ impl Table {
         }
     }
 
-    /// The revision's backends in the order to try them: round robin over requests, each
-    /// backend at most once per request.
-    pub fn backends(&self, revision: usize) -> impl Iterator<Item = &Uri> {
-        let list = &self.config.revisions[revision].backends;
-        let start = self.cursors[revision].fetch_add(1, Ordering::Relaxed);
-        (0..list.len()).map(move |i| &list[(start + i) % list.len()])
+    /// Where this request starts its round robin over the revision's backends.
+    pub fn next_start(&self, revision: usize) -> usize {
+        self.cursors[revision].fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn backends(&self, revision: usize) -> &[Uri] {
+        &self.config.revisions[revision].backends
     }
 
     /// `(name, weight)` in route order, for the stats snapshot.

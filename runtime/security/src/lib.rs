@@ -21,10 +21,8 @@ pub mod watch;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -154,29 +152,28 @@ impl Security {
         app
     }
 
-    /// Serves `app` on `listener`, over TLS when configured, until `shutdown` and the grace
-    /// period (`deepseek_http::serve`). TCP_NODELAY on every connection: a streamed token is
-    /// one small write, and Nagle would hold it back.
+    /// Serves `app` on `listener` within the connection limits (`deepseek_http::serve`), over
+    /// TLS when configured: the handshake runs in each connection's task, inside the
+    /// connection cap and the header-read limit.
     pub async fn serve(
         &self,
         listener: TcpListener,
         app: Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
-        grace: Duration,
+        limits: deepseek_http::ConnLimits,
+        drain: deepseek_http::Drain,
+        conn_metrics: deepseek_http::ConnMetrics,
     ) -> std::io::Result<()> {
-        match &self.tls {
-            Some(acceptor) => {
-                let tls = tls::TlsListener::new(listener, acceptor.clone())?;
-                deepseek_http::serve(tls, app, shutdown, grace).await
-            }
-            None => {
-                let plain = listener.tap_io(|tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                    }
-                });
-                deepseek_http::serve(plain, app, shutdown, grace).await
-            }
-        }
+        let handshake = self.tls.clone().map(tls::handshake);
+        deepseek_http::serve_with_handshake(
+            listener,
+            handshake,
+            app,
+            shutdown,
+            limits,
+            drain,
+            conn_metrics,
+        )
+        .await
     }
 }

@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// Auth, TLS, rate limits and the admin port (`deepseek-security`).
     #[command(flatten)]
     pub security: SecurityArgs,
+    /// Connection limits (`--header-read-timeout-seconds`, `--idle-timeout-seconds`,
+    /// `--max-connections`).
+    #[command(flatten)]
+    pub connections: server::ConnArgs,
 }
 
 /// Flags of the overload policy (see `crate::degrade`).
@@ -156,21 +160,33 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let listener = bind(&args.host, args.port).await?;
         tracing::info!(addr = %listener.local_addr()?, tls = security.tls.is_some(),
             model = %state.limits.served_model_name, "serving");
-        let grace = Duration::from_secs(args.shutdown_grace_secs);
+        let limits = args
+            .connections
+            .limits(Duration::from_secs(args.shutdown_grace_secs));
+        let conn_metrics = server::ConnMetrics::register(state.metrics.registry())?;
+        let public = server::shutdown_signal();
         match security.admin_port {
             None => {
                 let app = security.protect(router(state));
                 security
-                    .serve(listener, app, server::shutdown_signal(), grace)
+                    .serve(listener, app, public, limits, server::Drain::new(), conn_metrics)
                     .await?;
             }
             Some(port) => {
                 let admin = bind(&args.host, port).await?;
                 tracing::info!(addr = %admin.local_addr()?, "admin port: /metrics");
                 let app = security.protect(api_router(state.clone()));
+                // The admin port's connections are not counted on the public gauges.
                 tokio::try_join!(
-                    security.serve(listener, app, server::shutdown_signal(), grace),
-                    server::serve(admin, admin_router(state), server::shutdown_signal(), grace),
+                    security.serve(listener, app, public, limits, server::Drain::new(), conn_metrics),
+                    server::serve(
+                        admin,
+                        admin_router(state),
+                        server::shutdown_signal(),
+                        limits,
+                        server::Drain::new(),
+                        server::ConnMetrics::detached(),
+                    ),
                 )?;
             }
         }

@@ -34,6 +34,7 @@ pub fn real_args() -> deepseek_server::serve::ServeArgs {
         quantize: None,
         device: Default::default(),
         security: Default::default(),
+        connections: Default::default(),
     }
 }
 

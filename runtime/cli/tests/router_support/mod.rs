@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,10 @@ use bytes::Bytes;
 use deepseek_test_support::free_addr;
 use serde_json::Value;
 
+mod faults;
+#[allow(unused_imports)] // each test file uses some of them
+pub use faults::{black_hole, faulty_backend, BlackHole, Fault};
+
 /// Gap between the chunks of `/stream`.
 pub const STREAM_GAP: Duration = Duration::from_millis(300);
 pub const STREAM_CHUNKS: usize = 5;
@@ -28,12 +32,15 @@ pub struct Backend {
     pub name: String,
     pub url: String,
     pub hits: Arc<AtomicUsize>,
+    /// What its `/readyz` answers: 200 while true, 503 while false.
+    pub ready: Arc<AtomicBool>,
 }
 
 #[derive(Clone)]
 struct BackendState {
     name: String,
     hits: Arc<AtomicUsize>,
+    ready: Arc<AtomicBool>,
 }
 
 /// A backend answering `/who` and `/v1/chat/completions` with its name, `/status/{code}` with
@@ -41,17 +48,21 @@ struct BackendState {
 /// as a WebSocket echo prefixed with its name.
 pub async fn backend(name: &str) -> Backend {
     let hits = Arc::new(AtomicUsize::new(0));
+    let ready = Arc::new(AtomicBool::new(true));
     let state = BackendState {
         name: name.to_string(),
         hits: hits.clone(),
+        ready: ready.clone(),
     };
     let app = Router::new()
         .route("/who", get(who))
-        .route("/v1/chat/completions", post(who))
+        .route("/v1/chat/completions", post(chat))
         .route("/status/{code}", get(status))
         .route("/stream", get(stream))
         .route("/stall", get(stall))
         .route("/ws/chat", get(ws))
+        .route("/endless", get(endless))
+        .route("/readyz", get(readiness))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -60,12 +71,43 @@ pub async fn backend(name: &str) -> Backend {
         name: name.to_string(),
         url: format!("http://{addr}"),
         hits,
+        ready,
     }
+}
+
+async fn readiness(State(s): State<BackendState>) -> StatusCode {
+    if s.ready.load(Ordering::SeqCst) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// SSE chunks `STREAM_GAP` apart, forever.
+async fn endless(State(s): State<BackendState>) -> Response {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let chunks = futures::stream::unfold(0usize, |i| async move {
+        if i > 0 {
+            tokio::time::sleep(STREAM_GAP).await;
+        }
+        let chunk = Bytes::from(format!("data: {{\"token\":{i}}}\n\n"));
+        Some((Ok::<_, std::io::Error>(chunk), i + 1))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(chunks))
+        .unwrap()
 }
 
 async fn who(State(s): State<BackendState>) -> String {
     s.hits.fetch_add(1, Ordering::SeqCst);
     s.name.clone()
+}
+
+/// Reads the whole body (as a real backend does), then answers with the name.
+async fn chat(State(s): State<BackendState>, body: Body) -> String {
+    let _ = axum::body::to_bytes(body, usize::MAX).await;
+    who(State(s)).await
 }
 
 async fn status(State(s): State<BackendState>, Path(code): Path<u16>) -> Response {
@@ -112,7 +154,6 @@ async fn echo(mut socket: WebSocket, name: String) {
         }
     }
 }
-
 /// A port nothing listens on (bound, then released).
 pub fn dead_url() -> String {
     format!("http://{}", free_addr())
@@ -141,12 +182,20 @@ pub struct RouterProc {
 
 impl RouterProc {
     pub async fn start(yaml: &str) -> Self {
+        Self::start_with(Some(yaml), &[]).await
+    }
+
+    /// The router with extra flags; `yaml: None` starts it before its route file exists.
+    pub async fn start_with(yaml: Option<&str>, flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("routes.yaml");
-        std::fs::write(&config, yaml).unwrap();
+        if let Some(yaml) = yaml {
+            std::fs::write(&config, yaml).unwrap();
+        }
         let addr = free_addr();
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_deepseek-runtime"))
             .args(["route", "--reload-ms", "200", "--listen", &addr.to_string()])
+            .args(flags)
             .env("DSR_ROUTE_CONFIG", &config)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -216,6 +265,38 @@ impl RouterProc {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Sends SIGTERM, as Kubernetes does.
+    pub fn terminate(&self) {
+        let pid = self.pid().unwrap().to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub async fn exit_code(&mut self, within: Duration) -> Option<i32> {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("the router exits")
+            .unwrap()
+            .code()
+    }
+
+    /// The entry of `url` in `/admin/stats`'s backends.
+    pub async fn backend_health(&self, url: &str) -> Value {
+        let stats = self.stats().await;
+        let want = format!("{}/", url.trim_end_matches('/'));
+        stats["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["url"] == want.as_str())
+            .cloned()
+            .unwrap_or(Value::Null)
     }
 }
 

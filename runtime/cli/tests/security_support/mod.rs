@@ -237,7 +237,17 @@ pub async fn secure_server(state: Arc<AppState>, args: &SecurityArgs) -> String 
     };
     tokio::spawn(async move {
         security
-            .serve(listener, app, pending(), Duration::from_secs(1))
+            .serve(
+                listener,
+                app,
+                pending(),
+                deepseek_http::ConnLimits {
+                    drain: Duration::from_secs(1),
+                    ..Default::default()
+                },
+                deepseek_http::Drain::new(),
+                deepseek_http::ConnMetrics::detached(),
+            )
             .await
     });
     format!("{scheme}://{addr}")
