@@ -1,8 +1,13 @@
-//! deepseek-http: the graceful HTTP serve loop and the shutdown signal, shared by the API
-//! server and the router. Is NOT: routes, handlers or error shapes (each server owns those).
+//! deepseek-http: the graceful HTTP serve loop, the shutdown signal and the request checks
+//! (`origin`: Origin allow-list, JSON content type) shared by the API server and the router.
+//! Is NOT: routes, handlers or error shapes (each server owns those).
 //!
 //! Serving with graceful shutdown: on the shutdown signal, stop accepting connections, let
 //! in-flight requests (including open streams) finish for up to `grace`, then return.
+
+pub mod origin;
+
+pub use origin::{is_json, OriginPolicy};
 
 use std::future::{Future, IntoFuture};
 use std::time::Duration;

@@ -25,6 +25,10 @@ pub enum RouterError {
     BodyTooLarge { limit: usize },
     #[error("Could not read the request body: {0}")]
     BadBody(String),
+    #[error("Origin '{0}' is not allowed (see --allowed-origins)")]
+    OriginNotAllowed(String),
+    #[error("Content-Type must be application/json, not '{0}'")]
+    UnsupportedMediaType(String),
 }
 
 impl RouterError {
@@ -34,6 +38,8 @@ impl RouterError {
             RouterError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             RouterError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RouterError::BadBody(_) => StatusCode::BAD_REQUEST,
+            RouterError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            RouterError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 
@@ -45,6 +51,8 @@ impl RouterError {
             RouterError::Timeout { .. } => "upstream_timeout",
             RouterError::BodyTooLarge { .. } => "body_too_large",
             RouterError::BadBody(_) => "bad_request_body",
+            RouterError::OriginNotAllowed(_) => "origin_not_allowed",
+            RouterError::UnsupportedMediaType(_) => "unsupported_media_type",
         }
     }
 
@@ -54,7 +62,10 @@ impl RouterError {
             RouterError::NoBackend { .. } => ErrorClass::Connect,
             RouterError::Upstream { .. } => ErrorClass::Upstream5xx,
             RouterError::Timeout { .. } => ErrorClass::Timeout,
-            RouterError::BodyTooLarge { .. } | RouterError::BadBody(_) => ErrorClass::Client4xx,
+            RouterError::BodyTooLarge { .. }
+            | RouterError::BadBody(_)
+            | RouterError::OriginNotAllowed(_)
+            | RouterError::UnsupportedMediaType(_) => ErrorClass::Client4xx,
         }
     }
 }

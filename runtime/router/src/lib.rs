@@ -11,6 +11,7 @@
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
@@ -51,6 +52,10 @@ pub struct RouteArgs {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, env = "DSR_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// Browser origins (`https://host[:port]`, comma-separated, `*` for any) allowed to open
+    /// WebSockets through the router; upgrades without `Origin` always pass.
+    #[arg(long, env = "DSR_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Runs the router until SIGTERM; fails at once when the route file is missing or invalid.
@@ -83,6 +88,7 @@ async fn serve_routes(args: RouteArgs) -> anyhow::Result<()> {
         routes,
         stats: Arc::new(Stats::new(metrics)),
         max_body_bytes: args.max_body_bytes,
+        origins: deepseek_http::OriginPolicy::new(&args.allowed_origins),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

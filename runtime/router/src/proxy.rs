@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 
 use super::body::{Finish, StatsBody};
 use super::error::RouterError;
+use super::guard;
 use super::server::App;
 use super::table::Table;
 
@@ -39,6 +40,9 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// The fallback handler: everything that is not the router's own endpoint.
 pub async fn proxy(State(app): State<Arc<App>>, req: Request) -> Response {
     let started = Instant::now();
+    if let Err(e) = guard::check(&app.origins, req.method(), req.uri().path(), req.headers()) {
+        return e.into_response();
+    }
     let table = app.routes.current();
     let revision = table.pick(req.headers());
     let deadline = tokio::time::Instant::now() + table.config.timeout;

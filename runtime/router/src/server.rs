@@ -26,6 +26,8 @@ pub struct App {
     pub stats: Arc<Stats>,
     /// Largest request body buffered for retries (413 beyond it).
     pub max_body_bytes: usize,
+    /// Browser origins allowed to open WebSockets through the router (`--allowed-origins`).
+    pub origins: deepseek_http::OriginPolicy,
 }
 
 pub fn app(state: Arc<App>) -> Router {

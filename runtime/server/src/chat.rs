@@ -89,21 +89,20 @@ pub fn error_response(st: &AppState, e: ApiError) -> Response {
     e.into_response()
 }
 
-/// JSON only: a missing content type is accepted (curl -d), any other type is a 415.
+/// JSON only: a missing or any other content type is a 415 (an HTML form can post
+/// `text/plain` cross-site without a preflight; see `deepseek_http::is_json`).
 pub fn parse_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<ChatCompletionRequest, ApiError> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        if !ct
-            .trim_start()
-            .to_ascii_lowercase()
-            .starts_with("application/json")
-        {
-            return Err(ApiError::UnsupportedMediaType(ct.to_string()));
-        }
+    if !deepseek_http::is_json(headers) {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .map_or("(none)".into(), |v| {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            });
+        return Err(ApiError::UnsupportedMediaType(ct));
     }
     let bytes = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge { limit },

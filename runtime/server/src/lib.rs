@@ -43,6 +43,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Overload policy and the answer cache it serves from.
     pub degrade: degrade::Degradation,
+    /// Browser origins allowed to open `/ws/chat` (`--allowed-origins`).
+    pub origins: deepseek_http::OriginPolicy,
 }
 
 /// The full route table.

@@ -72,12 +72,25 @@ pub struct ServeArgs {
     /// Where the linear layers run: `cpu`, `cuda` or `cuda:N` (needs a `--features cuda` build).
     #[arg(long, env = "DSR_DEVICE", default_value = "cpu")]
     pub device: DeviceSpec,
+    /// Request integrity (`--allowed-origins`).
+    #[command(flatten)]
+    pub integrity: IntegrityArgs,
     /// Overload policy (`--degrade-*`).
     #[command(flatten)]
     pub degrade: DegradeArgs,
     /// Model file verification before loading (`--verify`, `--no-verify`, `--manifest`).
     #[command(flatten)]
     pub model_files: deepseek_model_files::cli::VerifyArgs,
+}
+
+/// Flags of the request checks that keep other sites' pages out.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct IntegrityArgs {
+    /// Browser origins (`https://host[:port]`, comma-separated, `*` for any) allowed to open
+    /// the WebSocket. Requests without an `Origin` header (non-browser clients) are always
+    /// allowed; a browser origin not listed gets 403.
+    #[arg(long, env = "DSR_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Flags of the overload policy (see `crate::degrade`).
@@ -232,10 +245,11 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
         metrics,
         max_body_bytes: args.max_body_bytes,
         degrade: Degradation::new(args.degrade_config()),
+        origins: server::OriginPolicy::new(&args.integrity.allowed_origins),
     }))
 }
 
-/// The model's chat template rendered with minijinja, then tokenized.
+/// The model's chat template rendered with minijinja, then tokenized (`loader::encode_chat`).
 pub struct TemplatePrompt {
     pub tokenizer: TextTokenizer,
     pub template: ChatTemplate,
@@ -249,14 +263,8 @@ impl PromptBuilder for TemplatePrompt {
             .iter()
             .map(|m| ChatMessage::new(m.role.as_str(), m.content.clone()))
             .collect();
-        let text = self
-            .template
-            .render(&msgs, true)
-            .map_err(|e| e.to_string())?;
-        // `encode` adds BOS when the model asks for it, unless the template already wrote it.
-        self.tokenizer
-            .encode(&text, true)
-            .map_err(|e| e.to_string())
+        // Only the template may write control tokens: markers inside content stay text.
+        loader::encode_chat(&self.template, &self.tokenizer, &msgs, true).map_err(|e| e.to_string())
     }
 
     fn reasoning(&self) -> Option<ReasoningFormat> {

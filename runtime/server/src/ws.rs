@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
@@ -20,7 +21,15 @@ use deepseek_engine::engine::Event;
 use deepseek_protocol::ws::{ClientFrame, ServerFrame};
 use deepseek_protocol::ErrorDetail;
 
-pub async fn ws_chat(State(st): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Response {
+pub async fn ws_chat(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // Browsers send no preflight for WebSockets: a cross-site page is stopped here or not at all.
+    if let Err(origin) = st.origins.check(&headers) {
+        return super::chat::error_response(&st, ApiError::OriginNotAllowed(origin));
+    }
     upgrade
         .max_message_size(st.max_body_bytes)
         .on_upgrade(move |socket| connection(st, socket))

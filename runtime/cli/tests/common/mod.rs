@@ -21,6 +21,7 @@ pub struct FakeServerConfig {
     pub max_body_bytes: usize,
     pub step_delay: Duration,
     pub degrade: DegradeConfig,
+    pub origins: deepseek_http::OriginPolicy,
 }
 
 impl Default for FakeServerConfig {
@@ -31,6 +32,7 @@ impl Default for FakeServerConfig {
             max_body_bytes: 64 * 1024,
             step_delay: Duration::ZERO,
             degrade: DegradeConfig::default(),
+            origins: Default::default(),
         }
     }
 }
@@ -71,6 +73,7 @@ pub async fn fake_server(cfg: FakeServerConfig) -> String {
         metrics,
         max_body_bytes: cfg.max_body_bytes,
         degrade: Degradation::new(cfg.degrade),
+        origins: cfg.origins,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -296,6 +299,26 @@ pub fn bad_inputs(model: &str, body_limit: usize, context: usize) -> Vec<BadInpu
             None,
         ),
         BadInput {
+            content_type: "",
+            ..bad(
+                "no content type",
+                with(r#""seed":1"#),
+                415,
+                "unsupported_media_type",
+                None,
+            )
+        },
+        BadInput {
+            content_type: "application/x-www-form-urlencoded",
+            ..bad(
+                "a cross-site form post",
+                with(r#""seed":1"#),
+                415,
+                "unsupported_media_type",
+                None,
+            )
+        },
+        BadInput {
             content_type: "text/plain",
             ..bad(
                 "wrong content type",
@@ -312,13 +335,11 @@ pub fn bad_inputs(model: &str, body_limit: usize, context: usize) -> Vec<BadInpu
 pub async fn check_bad_inputs(base: &str, cases: Vec<BadInput>) -> Vec<String> {
     let mut failures = Vec::new();
     for case in cases {
-        let resp = client()
-            .post(format!("{base}/v1/chat/completions"))
-            .header("content-type", case.content_type)
-            .body(case.body)
-            .send()
-            .await
-            .unwrap();
+        let mut post = client().post(format!("{base}/v1/chat/completions"));
+        if !case.content_type.is_empty() {
+            post = post.header("content-type", case.content_type);
+        }
+        let resp = post.body(case.body).send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);

@@ -141,6 +141,11 @@ pub struct RouterProc {
 
 impl RouterProc {
     pub async fn start(yaml: &str) -> Self {
+        Self::start_with_env(yaml, &[]).await
+    }
+
+    /// As `start`, with extra environment variables (`DSR_*` twins of route flags).
+    pub async fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("routes.yaml");
         std::fs::write(&config, yaml).unwrap();
@@ -149,6 +154,7 @@ impl RouterProc {
             .args(["route", "--reload-ms", "200", "--listen", &addr.to_string()])
             .env("DSR_ROUTE_CONFIG", &config)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
