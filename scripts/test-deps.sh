@@ -27,6 +27,19 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
     exit 1
   fi
 fi
+# PostgreSQL (initdb + postgres) for the conversation-store tests (runtime/cli/tests/privacy_store.rs),
+# which start their own server: Debian's `postgresql` package, binaries in /usr/lib/postgresql/*/bin.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  else
+    echo "test-deps: initdb/postgres missing and apt-get unavailable; install PostgreSQL" >&2
+    exit 1
+  fi
+fi
 # The real Helm v4 SDK (no helm binary needed) for the chart tests in e2e/tests/chart.rs.
 if ! .venv/bin/python -c 'import helm_python' 2>/dev/null; then
   .venv/bin/pip install --quiet 'helm-python-sdk==0.2.2'

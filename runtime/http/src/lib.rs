@@ -1,13 +1,15 @@
 //! deepseek-http: the graceful HTTP serve loop, the shutdown signal and the request checks
-//! (`origin`: Origin allow-list, JSON content type) shared by the API server and the router.
+//! (`origin`: Origin allow-list, JSON content type), and the caller's `Principal`, shared by the API server and the router.
 //! Is NOT: routes, handlers or error shapes (each server owns those).
 //!
 //! Serving with graceful shutdown: on the shutdown signal, stop accepting connections, let
 //! in-flight requests (including open streams) finish for up to `grace`, then return.
 
 pub mod origin;
+pub mod principal;
 
 pub use origin::{is_json, OriginPolicy};
+pub use principal::Principal;
 
 use std::future::{Future, IntoFuture};
 use std::time::Duration;

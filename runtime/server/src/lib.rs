@@ -12,6 +12,7 @@ pub mod degrade;
 pub mod error;
 pub mod health;
 pub mod models;
+pub mod privacy;
 pub mod reasoning;
 pub mod serve;
 pub mod sse;
@@ -45,12 +46,20 @@ pub struct AppState {
     pub degrade: degrade::Degradation,
     /// Browser origins allowed to open `/ws/chat` (`--allowed-origins`).
     pub origins: deepseek_http::OriginPolicy,
+    /// Redaction, the conversation store and the privacy endpoints' settings.
+    pub privacy: Arc<privacy::Privacy>,
 }
 
 /// The full route table.
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body_bytes = state.max_body_bytes;
+    let privacy_routes = if state.privacy.config.privacy_endpoints {
+        privacy::endpoints::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(privacy_routes)
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/models", get(models::list_models))
         .route("/ws/chat", get(ws::ws_chat))

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::degrade::{Degradation, DegradeConfig};
+use super::privacy::{Privacy, PrivacyArgs};
 use super::reasoning::ReasoningParserKind;
 use super::{router, AppState};
 use deepseek_engine::engine::{self, Detokenizer, EngineConfig, StreamDecoder};
@@ -78,6 +79,10 @@ pub struct ServeArgs {
     /// Overload policy (`--degrade-*`).
     #[command(flatten)]
     pub degrade: DegradeArgs,
+    /// Redaction, conversation store, data-subject endpoints (`--redact`, `--conversation-*`,
+    /// `--privacy-*`).
+    #[command(flatten)]
+    pub privacy: PrivacyArgs,
     /// Model file verification before loading (`--verify`, `--no-verify`, `--manifest`).
     #[command(flatten)]
     pub model_files: deepseek_model_files::cli::VerifyArgs,
@@ -160,6 +165,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = build_state(&args)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
+        state
+            .privacy
+            .open_store()
+            .await
+            .context("opening --conversation-store")?;
         let addr: SocketAddr = format!("{}:{}", args.host, args.port)
             .parse()
             .with_context(|| format!("bad --host/--port {}:{}", args.host, args.port))?;
@@ -246,6 +256,7 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
         max_body_bytes: args.max_body_bytes,
         degrade: Degradation::new(args.degrade_config()),
         origins: server::OriginPolicy::new(&args.integrity.allowed_origins),
+        privacy: Arc::new(Privacy::from_args(&args.privacy)?),
     }))
 }
 

@@ -22,6 +22,7 @@ pub struct FakeServerConfig {
     pub step_delay: Duration,
     pub degrade: DegradeConfig,
     pub origins: deepseek_http::OriginPolicy,
+    pub privacy: std::sync::Arc<deepseek_server::privacy::Privacy>,
 }
 
 impl Default for FakeServerConfig {
@@ -33,6 +34,7 @@ impl Default for FakeServerConfig {
             step_delay: Duration::ZERO,
             degrade: DegradeConfig::default(),
             origins: Default::default(),
+            privacy: Default::default(),
         }
     }
 }
@@ -74,6 +76,7 @@ pub async fn fake_server(cfg: FakeServerConfig) -> String {
         max_body_bytes: cfg.max_body_bytes,
         degrade: Degradation::new(cfg.degrade),
         origins: cfg.origins,
+        privacy: cfg.privacy,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -30,6 +30,7 @@ pub fn real_args() -> deepseek_server::serve::ServeArgs {
         shutdown_grace_secs: 30,
         degrade: Default::default(),
         integrity: Default::default(),
+        privacy: Default::default(),
         model_files: Default::default(),
         reasoning_parser: Default::default(),
         quantize: None,
