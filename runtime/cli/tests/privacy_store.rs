@@ -3,7 +3,7 @@
 //! redacted per subject; an export returns only that subject's; an erase removes them (checked
 //! through a second connection to the same database) and returns a receipt; a second export is
 //! empty; every action lands in the audit table; callers without the `admin` role are refused.
-//! Identity comes from the trusted test headers (`--trust-identity-headers`), standing in for
+//! Plain, streamed and WebSocket chats are all recorded. Identity comes from the trusted test headers (`--trust-identity-headers`), standing in for
 //! the auth layer's `Principal`.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
@@ -52,6 +52,34 @@ async fn chat_as(base: &str, subject: &str, content: &str, stream: bool) {
         .unwrap();
     assert_eq!(resp.status(), 200);
     resp.text().await.unwrap();
+}
+
+/// One chat request over the WebSocket, as `subject`; waits for its `done` frame.
+async fn chat_ws_as(base: &str, subject: &str, content: &str) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut req = format!("{}/ws/chat", base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("x-dsr-subject", subject.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let frame = json!({"id": "1", "model": FAKE_MODEL_NAME, "max_tokens": 3,
+                       "messages": [{"role": "user", "content": content}]});
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .unwrap();
+    while let Some(Ok(msg)) = ws.next().await {
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            assert_ne!(v["type"], "error", "{v}");
+            if v["type"] == "done" {
+                return;
+            }
+        }
+    }
+    panic!("the WebSocket closed before the answer was done");
 }
 
 /// `method path` as `actor` with `roles`; no identity headers when `actor` is empty.
@@ -106,10 +134,11 @@ async fn export_erase_and_audit(url: &str) {
     )
     .await;
     chat_as(&base, "alice", "Second question, streamed", true).await;
+    chat_ws_as(&base, "alice", "Third, over the WebSocket from 10.1.2.3").await;
     chat_as(&base, "bob", "Card 4111 1111 1111 1111 is mine", false).await;
 
-    let alice = exported(&base, "alice", 2).await;
-    assert_eq!(alice.len(), 2);
+    let alice = exported(&base, "alice", 3).await;
+    assert_eq!(alice.len(), 3);
     let text = serde_json::to_string(&alice).unwrap();
     assert!(alice.iter().all(|c| c["subject"] == "alice"), "{text}");
     assert!(
@@ -120,8 +149,9 @@ async fn export_erase_and_audit(url: &str) {
         !text.contains(ALICE_PHONE) && !text.contains(ALICE_MAIL),
         "stored redacted: {text}"
     );
+    assert!(!text.contains("10.1.2.3"), "stored redacted: {text}");
     assert!(
-        text.contains("[PHONE]") && text.contains("[EMAIL]"),
+        text.contains("[PHONE]") && text.contains("[EMAIL]") && text.contains("[IP]"),
         "{text}"
     );
     assert!(alice
@@ -144,7 +174,7 @@ async fn export_erase_and_audit(url: &str) {
     let (status, receipt) = call(&base, reqwest::Method::DELETE, path, "dpo", "admin").await;
     assert_eq!(status, 200, "{receipt}");
     assert_eq!(receipt["object"], "privacy.erasure_receipt");
-    assert_eq!(receipt["erased_conversations"], 2);
+    assert_eq!(receipt["erased_conversations"], 3);
     assert!(receipt["receipt_id"]
         .as_str()
         .unwrap()

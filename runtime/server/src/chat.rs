@@ -78,7 +78,7 @@ pub async fn chat_completions(
 
 /// The data subject whose conversation this is: the authenticated principal's, or the
 /// trusted identity header's where `--trust-identity-headers` allows it.
-fn subject_of(
+pub fn subject_of(
     st: &AppState,
     principal: Option<Extension<Principal>>,
     headers: &HeaderMap,
