@@ -125,6 +125,7 @@ pub fn serve_args(spec: &DeepSeekDeploymentSpec, cfg: &BuildConfig, revision: &s
             format!("{TLS_DIR}/tls.key"),
         ]);
     }
+    args.extend(super::privacy::privacy_args(spec));
     args.extend(spec.runtime.extra_args.iter().cloned());
     args
 }
@@ -283,6 +284,7 @@ fn runtime_env(spec: &DeepSeekDeploymentSpec) -> Vec<EnvVar> {
             ..EnvVar::default()
         });
     }
+    env.extend(super::privacy::privacy_env(spec));
     // User variables last: on a duplicate name Kubernetes keeps the last one.
     env.extend(spec.runtime.env.iter().cloned());
     env

@@ -18,6 +18,7 @@ pub mod manifests;
 pub mod naming;
 pub mod pdb;
 pub mod pod_monitor;
+pub mod privacy;
 pub mod prometheus_rule;
 pub mod router;
 pub mod service;

@@ -161,6 +161,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         size_compute_pools(n)?;
     }
+    // A bad --redact list is refused before minutes of model loading.
+    args.privacy.redactor().context("--redact")?;
     verify_model_files(&args)?;
     let state = build_state(&args)?;
     let rt = tokio::runtime::Runtime::new()?;
