@@ -318,7 +318,7 @@ pub fn build_with(
         configmap::build(&owner, spec, cfg, &revision)?,
         router::routes_config_map(&owner, spec, cfg, &plan.routes)?,
         deployment,
-        router::router_deployment(&owner, cfg)?,
+        router::router_deployment(&owner, spec, cfg)?,
     ];
     for (hash, _) in &plan.routes {
         children.push(router::revision_service(&owner, cfg, hash)?);

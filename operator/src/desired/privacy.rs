@@ -35,6 +35,15 @@ pub fn privacy_args(spec: &DeepSeekDeploymentSpec) -> Vec<String> {
     args
 }
 
+/// `route` flags for `spec.privacy`: the router checks `Origin` on WebSocket upgrades too.
+pub fn router_args(spec: &DeepSeekDeploymentSpec) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(p) = &spec.privacy {
+        push_list(&mut args, "--allowed-origins", &p.allowed_origins);
+    }
+    args
+}
+
 fn push_list(args: &mut Vec<String>, flag: &str, values: &[String]) {
     if !values.is_empty() {
         args.extend([flag.to_string(), values.join(",")]);
@@ -106,6 +115,30 @@ mod tests {
             "support team",
         ];
         assert!(args.windows(want.len()).any(|w| w == want), "{args:?}");
+        let all = children(&dsd(with(
+            base_spec(),
+            "/privacy",
+            json!({"allowedOrigins": ["https://a.example"]}),
+        )));
+        let router = all
+            .iter()
+            .find(|c| {
+                c.kind == ChildKind::Deployment && c.object["metadata"]["name"] == "chat-router"
+            })
+            .unwrap();
+        let router_args = &router.object["spec"]["template"]["spec"]["containers"][0]["args"];
+        let tail: Vec<&Value> = router_args
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .take(2)
+            .collect();
+        assert_eq!(
+            tail,
+            [&json!("https://a.example"), &json!("--allowed-origins")],
+            "{router_args}"
+        );
         let env = c["env"].as_array().unwrap();
         assert!(
             env.contains(&json!({"name": CONVERSATION_STORE_ENV,

@@ -217,19 +217,22 @@ fn probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-fn router_container(cfg: &BuildConfig) -> Container {
+fn router_container(spec: &DeepSeekDeploymentSpec, cfg: &BuildConfig) -> Container {
     let quantity = |v: &str| Quantity(v.into());
+    let mut args = vec![
+        "route".into(),
+        "--config".into(),
+        format!("{ROUTES_DIR}/{ROUTES_KEY}"),
+        "--listen".into(),
+        format!("0.0.0.0:{ROUTER_PORT}"),
+    ];
+    // Browsers reach the runtime's WebSocket through the router: it checks Origin first.
+    args.extend(super::privacy::router_args(spec));
     Container {
         name: COMPONENT_ROUTER.into(),
         image: Some(cfg.runtime_image.clone()),
         command: Some(vec![RUNTIME_BINARY.into()]),
-        args: Some(vec![
-            "route".into(),
-            "--config".into(),
-            format!("{ROUTES_DIR}/{ROUTES_KEY}"),
-            "--listen".into(),
-            format!("0.0.0.0:{ROUTER_PORT}"),
-        ]),
+        args: Some(args),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
             container_port: i32::from(ROUTER_PORT),
@@ -267,6 +270,7 @@ fn router_container(cfg: &BuildConfig) -> Container {
 
 pub(crate) fn router_deployment(
     owner: &Owner,
+    spec: &DeepSeekDeploymentSpec,
     cfg: &BuildConfig,
 ) -> Result<DesiredChild, BuildError> {
     let name = router_name(&owner.name);
@@ -305,7 +309,7 @@ pub(crate) fn router_deployment(
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![router_container(cfg)],
+                    containers: vec![router_container(spec, cfg)],
                     volumes: Some(vec![Volume {
                         name: "routes".into(),
                         config_map: Some(ConfigMapVolumeSource {
