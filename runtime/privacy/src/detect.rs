@@ -38,8 +38,9 @@ fn patterns() -> &'static Patterns {
         Patterns {
             email: re(r"[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}"),
             cn_id: re(r"[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx]"),
-            // Contiguous, or in groups of four split by one space or dash (the last may be short).
-            card: re(r"[0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{4}){2,3}(?:[ \-][0-9]{1,3})?"),
+            // Contiguous, in groups of four split by one space or dash (the last may be short),
+            // or American Express's 4-6-5.
+            card: re(r"[0-9]{13,19}|[0-9]{4}(?:[ \-][0-9]{4}){2,3}(?:[ \-][0-9]{1,3})?|3[47][0-9]{2}[ \-][0-9]{6}[ \-][0-9]{5}"),
             phone: vec![
                 // Mainland-China mobile: optional +86/0086, then 1[3-9] and 9 digits (3-4-4 groups allowed).
                 re(r"(?:(?:\+|00)86[ \-]?)?1[3-9][0-9](?:[ \-]?[0-9]{4}){2}"),
