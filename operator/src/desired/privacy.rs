@@ -6,7 +6,7 @@ use deepseek_crds::{DeepSeekDeploymentSpec, PrivacySpec};
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 
 /// Environment variable the runtime reads the conversation store URL from.
-pub const CONVERSATION_STORE_ENV: &str = "DSR_CONVERSATION_STORE";
+pub use deepseek_crds::validate::CONVERSATION_STORE_ENV;
 
 /// `serve` flags for `spec.privacy` (none without it: the runtime's defaults apply).
 pub fn privacy_args(spec: &DeepSeekDeploymentSpec) -> Vec<String> {
