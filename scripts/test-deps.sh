@@ -27,15 +27,22 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
     exit 1
   fi
 fi
-# redis-server for the shared rate-limit tests (security_ratelimit.rs starts its own).
-if ! command -v redis-server >/dev/null 2>&1; then
+# redis-server for the shared rate-limit tests (security_ratelimit.rs starts its own), and
+# PostgreSQL (initdb + postgres) for the conversation-store tests (privacy_store.rs starts its
+# own server; Debian's `postgresql` package puts them in /usr/lib/postgresql/*/bin).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "test-deps: redis-server missing and apt-get unavailable; install Redis" >&2
+    echo "test-deps: ${missing[*]} missing and apt-get unavailable; install them" >&2
     exit 1
   fi
 fi

@@ -7,6 +7,7 @@
 pub mod crd;
 pub mod duration;
 pub mod ops;
+pub mod privacy;
 pub mod rollout;
 pub mod spec;
 pub mod status;
@@ -18,6 +19,7 @@ pub use ops::{
     AuthSpec, BackupDestination, BackupSpec, FailurePolicy, MonitoringSpec, RateLimitSpec,
     RedisSpec, SecretKeyRef, ServiceSpec, ServiceType, TlsSpec,
 };
+pub use privacy::{PiiCategory, PrivacySpec};
 pub use rollout::{AnalysisSpec, PlacementSpec, RolloutSpec, RolloutStep};
 pub use spec::{
     DeepSeekDeployment, DeepSeekDeploymentSpec, HuggingFaceSource, ModelFile, ModelFormat,

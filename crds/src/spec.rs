@@ -132,6 +132,9 @@ pub struct DeepSeekDeploymentSpec {
     /// Cold backups of the verified model files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
+    /// PII redaction, Origin allow-list, conversation store and data-subject endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<crate::privacy::PrivacySpec>,
 }
 
 fn default_replicas() -> i32 {

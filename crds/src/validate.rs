@@ -32,10 +32,12 @@ pub const RESERVED_SERVE_ARGS: &[&str] = &[
 /// Environment variables the operator sets on the runtime container itself. The container's
 /// `env` is a list keyed by name under server-side apply: a user entry repeating one of these
 /// (or itself) is rejected by the API server as "duplicate entries for key".
-pub const RESERVED_ENV: &[&str] = &[ADMIN_PORT_ENV];
+pub const RESERVED_ENV: &[&str] = &[ADMIN_PORT_ENV, CONVERSATION_STORE_ENV];
 /// The variable that moves the runtime's `/metrics` to its admin port (`--admin-port`), which
 /// the chat path never exposes.
 pub const ADMIN_PORT_ENV: &str = "DSR_ADMIN_PORT";
+/// The variable carrying the conversation store's URL when `spec.privacy.conversationStore` is set.
+pub const CONVERSATION_STORE_ENV: &str = "DSR_CONVERSATION_STORE";
 
 /// One reason a spec is rejected; `field` is the path, e.g. `spec.model.files[1].path`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -115,6 +115,7 @@ pub fn serve_args(spec: &DeepSeekDeploymentSpec, cfg: &BuildConfig, revision: &s
         cfg.runtime_port.to_string(),
     ];
     args.extend(security::auth_args(spec));
+    args.extend(super::privacy::privacy_args(spec));
     args.extend(spec.runtime.extra_args.iter().cloned());
     args
 }
@@ -265,6 +266,7 @@ fn runtime_env(spec: &DeepSeekDeploymentSpec) -> Vec<EnvVar> {
         value: Some(RUNTIME_ADMIN_PORT.to_string()),
         ..EnvVar::default()
     }];
+    env.extend(super::privacy::privacy_env(spec));
     // User variables last: on a duplicate name Kubernetes keeps the last one.
     env.extend(spec.runtime.env.iter().cloned());
     env

@@ -19,6 +19,7 @@ pub mod naming;
 pub mod network_policy;
 pub mod pdb;
 pub mod pod_monitor;
+pub mod privacy;
 pub mod prometheus_rule;
 pub mod router;
 pub mod security;

@@ -226,6 +226,8 @@ pub fn route_args(spec: &DeepSeekDeploymentSpec) -> Vec<String> {
     args.extend(security::auth_args(spec));
     args.extend(security::tls_args(spec));
     args.extend(security::rate_limit_args(spec));
+    // Browsers reach the runtime's WebSocket through the router: it checks Origin first.
+    args.extend(super::privacy::router_args(spec));
     args
 }
 

@@ -133,6 +133,8 @@ async fn server(reasoning: Option<ReasoningFormat>) -> String {
         metrics,
         max_body_bytes: 64 * 1024,
         degrade: deepseek_server::degrade::Degradation::new(Default::default()),
+        origins: Default::default(),
+        privacy: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

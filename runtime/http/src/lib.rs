@@ -1,5 +1,7 @@
-//! deepseek-http: the bounded, graceful HTTP serve loop and the shutdown signal, shared by the
-//! API server and the router. Is NOT: routes, handlers or error shapes (each server owns those).
+//! deepseek-http: the bounded, graceful HTTP serve loop, the shutdown signal, the request
+//! checks (`origin`: Origin allow-list, JSON content type) and the caller's `Principal`, shared
+//! by the API server and the router. Is NOT: routes, handlers or error shapes (each server owns
+//! those).
 //!
 //! Every connection is bounded ([`ConnLimits`]): a cap on open connections (excess ones get a
 //! 503 and are closed), an idle limit while a connection waits for a request, and a
@@ -14,6 +16,11 @@ mod drain;
 mod limits;
 mod metrics;
 mod serve;
+pub mod origin;
+pub mod principal;
+
+pub use origin::{is_json, OriginPolicy};
+pub use principal::Principal;
 
 pub use conn::{BoxedIo, Handshake, Io};
 pub use drain::{Drain, DrainGuard};

@@ -33,6 +33,10 @@ pub enum RouterError {
     BodyBudget { budget: usize },
     #[error("The router has no routes yet (its route file is missing)")]
     NoRoutes,
+    #[error("Origin '{0}' is not allowed (see --allowed-origins)")]
+    OriginNotAllowed(String),
+    #[error("Content-Type must be application/json, not '{0}'")]
+    UnsupportedMediaType(String),
 }
 
 impl RouterError {
@@ -46,6 +50,8 @@ impl RouterError {
             RouterError::BodyBudget { .. } | RouterError::NoRoutes => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            RouterError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            RouterError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 
@@ -60,6 +66,8 @@ impl RouterError {
             RouterError::TooManyRequests => "router_overloaded",
             RouterError::BodyBudget { .. } => "body_budget_exhausted",
             RouterError::NoRoutes => "no_routes",
+            RouterError::OriginNotAllowed(_) => "origin_not_allowed",
+            RouterError::UnsupportedMediaType(_) => "unsupported_media_type",
         }
     }
 
@@ -73,9 +81,12 @@ impl RouterError {
             RouterError::BodyTooLarge { .. } | RouterError::BadBody(_) => {
                 Some(ErrorClass::Client4xx)
             }
+            // The router's own refusals, before a revision is chosen.
             RouterError::TooManyRequests
             | RouterError::BodyBudget { .. }
-            | RouterError::NoRoutes => None,
+            | RouterError::NoRoutes
+            | RouterError::OriginNotAllowed(_)
+            | RouterError::UnsupportedMediaType(_) => None,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod admission;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod headers;
 pub mod health;
 pub mod metrics;
@@ -83,6 +84,10 @@ pub struct RouteArgs {
     /// the cluster's entry point.
     #[command(flatten)]
     pub security: deepseek_security::SecurityArgs,
+    /// Browser origins (`https://host[:port]`, comma-separated, `*` for any) allowed to open
+    /// WebSockets through the router; upgrades without `Origin` always pass.
+    #[arg(long, env = "DSR_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Runs the router until SIGTERM; fails at once when the route file is invalid (a missing one
@@ -145,6 +150,7 @@ async fn serve_routes(args: RouteArgs) -> anyhow::Result<()> {
         ),
         max_body_bytes: args.max_body_bytes,
         retry_5xx: args.retry_5xx,
+        origins: deepseek_http::OriginPolicy::new(&args.allowed_origins),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -19,6 +19,7 @@ use hyper::upgrade::OnUpgrade;
 use super::admission;
 use super::body::{Finish, Served, StatsBody};
 use super::error::RouterError;
+use super::guard;
 use super::headers::{request_headers, strip_hop_by_hop, upgrade_of};
 use super::server::App;
 use super::table::Table;
@@ -31,6 +32,9 @@ pub const REVISION_HEADER: &str = "x-dsr-revision";
 /// The fallback handler: everything that is not the router's own endpoint.
 pub async fn proxy(State(app): State<Arc<App>>, req: Request) -> Response {
     let started = Instant::now();
+    if let Err(e) = guard::check(&app.origins, req.method(), req.uri().path(), req.headers()) {
+        return e.into_response();
+    }
     let Some(table) = app.routes.current() else {
         app.stats
             .metrics

@@ -29,6 +29,8 @@ pub struct App {
     pub max_body_bytes: usize,
     /// A 5xx answer is retried once per remaining backend of the revision.
     pub retry_5xx: bool,
+    /// Browser origins allowed to open WebSockets through the router (`--allowed-origins`).
+    pub origins: deepseek_http::OriginPolicy,
 }
 
 /// Every endpoint on one port (no `--admin-port`).

@@ -9,23 +9,27 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use tokio::sync::mpsc;
 
 use super::degrade::{prompt_key, Admission, CachedAnswer, PromptKey};
 use super::degrade::{DEGRADED_CACHED, DEGRADED_HEADER};
+use super::privacy::identity;
 use super::reasoning::{ReplySplitter, Split};
 use super::{sse, ApiError, AppState};
 use deepseek_engine::engine::{Event, GenerationRequest, TokenUsage};
+use deepseek_http::Principal;
 use deepseek_protocol::validate::{validate, ValidRequest};
 use deepseek_protocol::{AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, Usage};
 
 pub async fn chat_completions(
     State(st): State<Arc<AppState>>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
+    let subject = subject_of(&st, principal, &headers);
     let result = async {
         let req = parse_body(&headers, body, st.max_body_bytes)?;
         let valid = validate_blocking(&st, req).await?;
@@ -52,10 +56,16 @@ pub async fn chat_completions(
         Err(e) => return error_response(&st, e),
     };
     let mut resp = if valid.stream {
-        sse::stream_reply(st, valid, rx, started, key).into_response()
+        sse::stream_reply(st, valid, rx, started, key, subject).into_response()
     } else {
         match collect_reply(&st, rx, started, key).await {
-            Ok(reply) => Json(reply).into_response(),
+            Ok(reply) => {
+                let answer = &reply.choices[0].message.content;
+                let model = &st.limits.served_model_name;
+                st.privacy
+                    .record(subject.as_deref(), model, &valid.messages, answer);
+                Json(reply).into_response()
+            }
             Err(e) => error_response(&st, e),
         }
     };
@@ -64,6 +74,21 @@ pub async fn chat_completions(
             .insert(DEGRADED_HEADER, HeaderValue::from_static(DEGRADED_CACHED));
     }
     resp
+}
+
+/// The data subject whose conversation this is: the authenticated principal's, or the
+/// trusted identity header's where `--trust-identity-headers` allows it.
+pub fn subject_of(
+    st: &AppState,
+    principal: Option<Extension<Principal>>,
+    headers: &HeaderMap,
+) -> Option<String> {
+    let mut extensions = axum::http::Extensions::new();
+    if let Some(Extension(p)) = principal {
+        extensions.insert(p);
+    }
+    let trust = st.privacy.config.trust_identity_headers;
+    identity::caller(&extensions, headers, trust).map(|p| p.subject)
 }
 
 /// A cached answer as the engine events that would have produced it, so it leaves through the
@@ -89,21 +114,20 @@ pub fn error_response(st: &AppState, e: ApiError) -> Response {
     e.into_response()
 }
 
-/// JSON only: a missing content type is accepted (curl -d), any other type is a 415.
+/// JSON only: a missing or any other content type is a 415 (an HTML form can post
+/// `text/plain` cross-site without a preflight; see `deepseek_http::is_json`).
 pub fn parse_body(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<ChatCompletionRequest, ApiError> {
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("");
-        if !ct
-            .trim_start()
-            .to_ascii_lowercase()
-            .starts_with("application/json")
-        {
-            return Err(ApiError::UnsupportedMediaType(ct.to_string()));
-        }
+    if !deepseek_http::is_json(headers) {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .map_or("(none)".into(), |v| {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            });
+        return Err(ApiError::UnsupportedMediaType(ct));
     }
     let bytes = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge { limit },
@@ -175,7 +199,8 @@ async fn collect_reply(
                     st.degrade.remember(
                         key,
                         CachedAnswer {
-                            content: std::mem::take(&mut raw),
+                            // Kept for minutes and replayed to others: no personal data in it.
+                            content: st.privacy.redact(&raw),
                             finish_reason: reason,
                             completion_tokens: usage.completion_tokens,
                         },

@@ -35,6 +35,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("Method not allowed")]
     MethodNotAllowed,
+    #[error("Origin '{0}' is not allowed (see --allowed-origins)")]
+    OriginNotAllowed(String),
 }
 
 impl From<SubmitError> for ApiError {
@@ -61,6 +63,7 @@ impl ApiError {
             ApiError::Generation(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -90,6 +93,7 @@ impl ApiError {
             ApiError::Generation(_) => "generation_failed",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::OriginNotAllowed(_) => "origin_not_allowed",
         }
     }
 

@@ -12,6 +12,7 @@ pub mod degrade;
 pub mod error;
 pub mod health;
 pub mod models;
+pub mod privacy;
 pub mod reasoning;
 pub mod serve;
 pub mod sse;
@@ -43,20 +44,35 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Overload policy and the answer cache it serves from.
     pub degrade: degrade::Degradation,
+    /// Browser origins allowed to open `/ws/chat` (`--allowed-origins`).
+    pub origins: deepseek_http::OriginPolicy,
+    /// Redaction, the conversation store and the privacy endpoints' settings.
+    pub privacy: Arc<privacy::Privacy>,
 }
 
 /// The full route table: the API plus `/metrics` (one port, as without `--admin-port`).
 pub fn router(state: Arc<AppState>) -> Router {
-    with_fallbacks(api_routes().route("/metrics", get(health::metrics)), state)
+    with_fallbacks(
+        api_routes(&state).route("/metrics", get(health::metrics)),
+        state,
+    )
 }
 
 /// The public port's routes when `/metrics` is served on the admin port.
 pub fn api_router(state: Arc<AppState>) -> Router {
-    with_fallbacks(api_routes(), state)
+    with_fallbacks(api_routes(&state), state)
 }
 
-fn api_routes() -> Router<Arc<AppState>> {
+/// The API; the privacy endpoints only with `--privacy-endpoints` (auth then asks for the
+/// `admin` role on them).
+fn api_routes(state: &AppState) -> Router<Arc<AppState>> {
+    let privacy_routes = if state.privacy.config.privacy_endpoints {
+        privacy::endpoints::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(privacy_routes)
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/models", get(models::list_models))
         .route("/ws/chat", get(ws::ws_chat))

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::degrade::{Degradation, DegradeConfig};
+use super::privacy::{Privacy, PrivacyArgs};
 use super::reasoning::ReasoningParserKind;
 use super::{admin_router, api_router, router, AppState};
 use deepseek_engine::engine::{self, Detokenizer, EngineConfig, StreamDecoder};
@@ -73,9 +74,16 @@ pub struct ServeArgs {
     /// Where the linear layers run: `cpu`, `cuda` or `cuda:N` (needs a `--features cuda` build).
     #[arg(long, env = "DSR_DEVICE", default_value = "cpu")]
     pub device: DeviceSpec,
+    /// Request integrity (`--allowed-origins`).
+    #[command(flatten)]
+    pub integrity: IntegrityArgs,
     /// Overload policy (`--degrade-*`).
     #[command(flatten)]
     pub degrade: DegradeArgs,
+    /// Redaction, conversation store, data-subject endpoints (`--redact`, `--conversation-*`,
+    /// `--privacy-*`).
+    #[command(flatten)]
+    pub privacy: PrivacyArgs,
     /// Model file verification before loading (`--verify`, `--no-verify`, `--manifest`).
     #[command(flatten)]
     pub model_files: deepseek_model_files::cli::VerifyArgs,
@@ -86,6 +94,16 @@ pub struct ServeArgs {
     /// `--max-connections`).
     #[command(flatten)]
     pub connections: server::ConnArgs,
+}
+
+/// Flags of the request checks that keep other sites' pages out.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct IntegrityArgs {
+    /// Browser origins (`https://host[:port]`, comma-separated, `*` for any) allowed to open
+    /// the WebSocket. Requests without an `Origin` header (non-browser clients) are always
+    /// allowed; a browser origin not listed gets 403.
+    #[arg(long, env = "DSR_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 }
 
 /// Flags of the overload policy (see `crate::degrade`).
@@ -151,10 +169,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(n) = args.threads {
         size_compute_pools(n)?;
     }
+    // A bad --redact list is refused before minutes of model loading.
+    args.privacy.redactor().context("--redact")?;
     verify_model_files(&args)?;
     let state = build_state(&args)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
+        state
+            .privacy
+            .open_store()
+            .await
+            .context("opening --conversation-store")?;
         let security = Security::from_args(&args.security).context("security flags")?;
         security.metrics.register(state.metrics.registry())?;
         let listener = bind(&args.host, args.port).await?;
@@ -275,10 +300,12 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
         metrics,
         max_body_bytes: args.max_body_bytes,
         degrade: Degradation::new(args.degrade_config()),
+        origins: server::OriginPolicy::new(&args.integrity.allowed_origins),
+        privacy: Arc::new(Privacy::from_args(&args.privacy)?),
     }))
 }
 
-/// The model's chat template rendered with minijinja, then tokenized.
+/// The model's chat template rendered with minijinja, then tokenized (`loader::encode_chat`).
 pub struct TemplatePrompt {
     pub tokenizer: TextTokenizer,
     pub template: ChatTemplate,
@@ -292,14 +319,8 @@ impl PromptBuilder for TemplatePrompt {
             .iter()
             .map(|m| ChatMessage::new(m.role.as_str(), m.content.clone()))
             .collect();
-        let text = self
-            .template
-            .render(&msgs, true)
-            .map_err(|e| e.to_string())?;
-        // `encode` adds BOS when the model asks for it, unless the template already wrote it.
-        self.tokenizer
-            .encode(&text, true)
-            .map_err(|e| e.to_string())
+        // Only the template may write control tokens: markers inside content stay text.
+        loader::encode_chat(&self.template, &self.tokenizer, &msgs, true).map_err(|e| e.to_string())
     }
 
     fn reasoning(&self) -> Option<ReasoningFormat> {

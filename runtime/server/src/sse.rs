@@ -18,7 +18,7 @@ use super::degrade::{CachedAnswer, PromptKey};
 use super::reasoning::{ReplySplitter, Split};
 use super::{ApiError, AppState};
 use deepseek_engine::engine::Event;
-use deepseek_protocol::validate::ValidRequest;
+use deepseek_protocol::validate::{PromptMessage, ValidRequest};
 use deepseek_protocol::{ChatCompletionChunk, ChunkChoice, Delta, ErrorBody, Usage};
 
 struct ChunkMaker {
@@ -68,6 +68,8 @@ struct StreamState {
     started: Instant,
     /// Where the finished answer is remembered for the overload policy (None for replays).
     remember: Option<PromptKey>,
+    /// The conversation to record once answered, and whose it is (`privacy::Privacy::record`).
+    record: Option<(Option<String>, Vec<PromptMessage>)>,
     text: String,
 }
 
@@ -76,7 +78,7 @@ impl StreamState {
     fn on_event(&mut self, ev: Option<Event>) {
         match ev {
             Some(Event::Text(t)) => {
-                if self.remember.is_some() {
+                if self.remember.is_some() || self.record.is_some() {
                     self.text.push_str(&t);
                 }
                 let split = self.splitter.push(t);
@@ -97,9 +99,15 @@ impl StreamState {
                     .metrics
                     .request_duration
                     .observe(self.started.elapsed().as_secs_f64());
+                if let Some((subject, messages)) = self.record.take() {
+                    let model = &self.st.limits.served_model_name;
+                    let privacy = &self.st.privacy;
+                    privacy.record(subject.as_deref(), model, &messages, &self.text);
+                }
                 if let Some(key) = self.remember.take() {
                     let answer = CachedAnswer {
-                        content: std::mem::take(&mut self.text),
+                        // Kept for minutes and replayed to others: no personal data in it.
+                        content: self.st.privacy.redact(&std::mem::take(&mut self.text)),
                         finish_reason: reason,
                         completion_tokens: usage.completion_tokens,
                     };
@@ -146,7 +154,9 @@ pub fn stream_reply(
     rx: mpsc::UnboundedReceiver<Event>,
     started: Instant,
     remember: Option<PromptKey>,
+    subject: Option<String>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let record = Some((subject, valid.messages.clone()));
     let maker = ChunkMaker {
         id: completion_id(),
         created: now_secs(),
@@ -169,6 +179,7 @@ pub fn stream_reply(
         done: false,
         started,
         remember,
+        record,
         text: String::new(),
     };
     Sse::new(futures::stream::unfold(state, |mut s| async move {

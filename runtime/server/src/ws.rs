@@ -8,27 +8,44 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::Extension;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::chat::{submit, usage_of, validate_blocking};
+use super::chat::{subject_of, submit, usage_of, validate_blocking};
 use super::reasoning::{ReplySplitter, Split};
 use super::{ApiError, AppState};
 use deepseek_engine::engine::Event;
+use deepseek_http::Principal;
+use deepseek_protocol::validate::PromptMessage;
 use deepseek_protocol::ws::{ClientFrame, ServerFrame};
 use deepseek_protocol::ErrorDetail;
 
-pub async fn ws_chat(State(st): State<Arc<AppState>>, upgrade: WebSocketUpgrade) -> Response {
+pub async fn ws_chat(
+    State(st): State<Arc<AppState>>,
+    principal: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // Browsers send no preflight for WebSockets: a cross-site page is stopped here or not at all.
+    if let Err(origin) = st.origins.check(&headers) {
+        return super::chat::error_response(&st, ApiError::OriginNotAllowed(origin));
+    }
     upgrade
         .max_message_size(st.max_body_bytes)
-        .on_upgrade(move |socket| connection(st, socket))
+        .on_upgrade(move |socket| {
+            // Whose conversations these are, for the conversation store.
+            let subject = subject_of(&st, principal, &headers);
+            connection(st, socket, subject)
+        })
 }
 
 type Out = mpsc::UnboundedSender<ServerFrame>;
 
-async fn connection(st: Arc<AppState>, socket: WebSocket) {
+async fn connection(st: Arc<AppState>, socket: WebSocket, subject: Option<String>) {
     let (mut sink, mut incoming) = socket.split();
     let (out, mut out_rx) = mpsc::unbounded_channel::<ServerFrame>();
     let writer = tokio::spawn(async move {
@@ -44,7 +61,7 @@ async fn connection(st: Arc<AppState>, socket: WebSocket) {
     while let Some(Ok(msg)) = incoming.next().await {
         tasks.retain(|_, t| !t.is_finished());
         match msg {
-            Message::Text(text) => on_frame(&st, &out, &mut tasks, text.as_str()).await,
+            Message::Text(text) => on_frame(&st, &out, &mut tasks, text.as_str(), &subject).await,
             Message::Binary(_) => send_error(
                 &st,
                 &out,
@@ -68,6 +85,7 @@ async fn on_frame(
     out: &Out,
     tasks: &mut HashMap<String, JoinHandle<()>>,
     text: &str,
+    subject: &Option<String>,
 ) {
     let frame: ClientFrame = match serde_json::from_str(text) {
         Ok(f) => f,
@@ -94,9 +112,15 @@ async fn on_frame(
                 return send_error(st, out, Some(id), e);
             }
             match start(st, frame).await {
-                Ok(rx) => {
-                    let task =
-                        tokio::spawn(forward_events(st.clone(), out.clone(), id.clone(), rx));
+                Ok((rx, messages)) => {
+                    let record = (subject.clone(), messages);
+                    let task = tokio::spawn(forward_events(
+                        st.clone(),
+                        out.clone(),
+                        id.clone(),
+                        rx,
+                        record,
+                    ));
                     tasks.insert(id, task);
                 }
                 Err(e) => send_error(st, out, Some(id), e),
@@ -109,12 +133,13 @@ async fn on_frame(
     }
 }
 
+/// The engine's event stream for the request, and its messages (to record once answered).
 async fn start(
     st: &Arc<AppState>,
     frame: ClientFrame,
-) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
+) -> Result<(mpsc::UnboundedReceiver<Event>, Vec<PromptMessage>), ApiError> {
     let valid = validate_blocking(st, frame.request).await?;
-    submit(st, &valid)
+    Ok((submit(st, &valid)?, valid.messages))
 }
 
 async fn forward_events(
@@ -122,16 +147,24 @@ async fn forward_events(
     out: Out,
     id: String,
     mut rx: mpsc::UnboundedReceiver<Event>,
+    (subject, messages): (Option<String>, Vec<PromptMessage>),
 ) {
     let started = std::time::Instant::now();
     let mut splitter = ReplySplitter::new(st.prompt.reasoning());
+    let mut answer = String::new();
     while let Some(ev) = rx.recv().await {
         let frame = match ev {
-            Event::Text(text) => match delta_frame(&id, splitter.push(text)) {
-                Some(frame) => frame,
-                None => continue,
-            },
+            Event::Text(text) => {
+                answer.push_str(&text);
+                match delta_frame(&id, splitter.push(text)) {
+                    Some(frame) => frame,
+                    None => continue,
+                }
+            }
             Event::Finished { reason, usage } => {
+                let model = &st.limits.served_model_name;
+                st.privacy
+                    .record(subject.as_deref(), model, &messages, &answer);
                 if let Some(frame) = delta_frame(&id, splitter.finish()) {
                     let _ = out.send(frame);
                 }

@@ -21,6 +21,8 @@ pub struct FakeServerConfig {
     pub max_body_bytes: usize,
     pub step_delay: Duration,
     pub degrade: DegradeConfig,
+    pub origins: deepseek_http::OriginPolicy,
+    pub privacy: std::sync::Arc<deepseek_server::privacy::Privacy>,
 }
 
 impl Default for FakeServerConfig {
@@ -31,6 +33,8 @@ impl Default for FakeServerConfig {
             max_body_bytes: 64 * 1024,
             step_delay: Duration::ZERO,
             degrade: DegradeConfig::default(),
+            origins: Default::default(),
+            privacy: Default::default(),
         }
     }
 }
@@ -81,6 +85,8 @@ pub async fn fake_state(cfg: FakeServerConfig) -> Arc<AppState> {
         metrics,
         max_body_bytes: cfg.max_body_bytes,
         degrade: Degradation::new(cfg.degrade),
+        origins: cfg.origins,
+        privacy: cfg.privacy,
     })
 }
 
@@ -302,6 +308,26 @@ pub fn bad_inputs(model: &str, body_limit: usize, context: usize) -> Vec<BadInpu
             None,
         ),
         BadInput {
+            content_type: "",
+            ..bad(
+                "no content type",
+                with(r#""seed":1"#),
+                415,
+                "unsupported_media_type",
+                None,
+            )
+        },
+        BadInput {
+            content_type: "application/x-www-form-urlencoded",
+            ..bad(
+                "a cross-site form post",
+                with(r#""seed":1"#),
+                415,
+                "unsupported_media_type",
+                None,
+            )
+        },
+        BadInput {
             content_type: "text/plain",
             ..bad(
                 "wrong content type",
@@ -318,13 +344,11 @@ pub fn bad_inputs(model: &str, body_limit: usize, context: usize) -> Vec<BadInpu
 pub async fn check_bad_inputs(base: &str, cases: Vec<BadInput>) -> Vec<String> {
     let mut failures = Vec::new();
     for case in cases {
-        let resp = client()
-            .post(format!("{base}/v1/chat/completions"))
-            .header("content-type", case.content_type)
-            .body(case.body)
-            .send()
-            .await
-            .unwrap();
+        let mut post = client().post(format!("{base}/v1/chat/completions"));
+        if !case.content_type.is_empty() {
+            post = post.header("content-type", case.content_type);
+        }
+        let resp = post.body(case.body).send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);

@@ -182,11 +182,20 @@ pub struct RouterProc {
 
 impl RouterProc {
     pub async fn start(yaml: &str) -> Self {
-        Self::start_with(Some(yaml), &[]).await
+        Self::start_full(Some(yaml), &[], &[]).await
     }
 
     /// The router with extra flags; `yaml: None` starts it before its route file exists.
     pub async fn start_with(yaml: Option<&str>, flags: &[&str]) -> Self {
+        Self::start_full(yaml, flags, &[]).await
+    }
+
+    /// As `start`, with extra environment variables (`DSR_*` twins of route flags).
+    pub async fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_full(Some(yaml), &[], env).await
+    }
+
+    async fn start_full(yaml: Option<&str>, flags: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("routes.yaml");
         if let Some(yaml) = yaml {
@@ -198,6 +207,7 @@ impl RouterProc {
             .args(flags)
             .env("DSR_ROUTE_CONFIG", &config)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()

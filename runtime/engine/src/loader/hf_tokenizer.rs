@@ -207,9 +207,10 @@ pub fn tokenizer_from_json(
     extra_eos: &[u32],
 ) -> Result<TextTokenizer, LoadError> {
     let build = |e: String| LoadError::Tokenizer(TokenizerError::Build(e));
-    let tokenizer = Tokenizer::from_str(json_text).map_err(|e| build(e.to_string()))?;
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_str(json_text).map_err(|e| build(e.to_string()))?;
+    promote_marker_tokens(&mut value);
+    let tokenizer = Tokenizer::from_str(&value.to_string()).map_err(|e| build(e.to_string()))?;
     let style = piece_style(&value);
     let added = tokenizer.get_added_tokens_decoder();
     let n = tokenizer.get_vocab_size(true);
@@ -252,6 +253,30 @@ pub fn tokenizer_from_json(
     Ok(TextTokenizer::from_parts(
         tokenizer, pieces, tokens, bos, eos_ids, false,
     ))
+}
+
+/// Marks added tokens that look like chat markers (`<|...|>`, `<｜...｜>`) as special, as
+/// llama.cpp's GGUF converter makes them control tokens. DeepSeek's tokenizer.json lists
+/// `<｜User｜>` and `<｜Assistant｜>` with `"special": false`; as special tokens they can be
+/// kept out of user text (`TextTokenizer::encode_plain`), and they print nothing.
+fn promote_marker_tokens(value: &mut serde_json::Value) {
+    let Some(added) = value.get_mut("added_tokens").and_then(|a| a.as_array_mut()) else {
+        return;
+    };
+    for token in added {
+        let looks_special = token["content"]
+            .as_str()
+            .is_some_and(looks_like_chat_marker);
+        if looks_special {
+            token["special"] = serde_json::Value::Bool(true);
+        }
+    }
+}
+
+fn looks_like_chat_marker(t: &str) -> bool {
+    let ascii = t.starts_with("<|") && t.ends_with("|>");
+    let fullwidth = t.starts_with("<\u{ff5c}") && t.ends_with("\u{ff5c}>");
+    t.len() > 4 && (ascii || fullwidth)
 }
 
 fn is_byte_token(t: &str) -> bool {

@@ -11,6 +11,7 @@ pub mod gguf_deepseek2_weights;
 pub mod hf_config;
 pub mod hf_tokenizer;
 pub mod pretokenize;
+pub mod prompt;
 pub mod qtensor_slice;
 pub mod safetensors;
 pub mod safetensors_deepseek2;
@@ -23,7 +24,8 @@ pub use chat_template::{ChatMessage, ChatTemplate, ChatTemplateError};
 pub use checkpoint::{load_checkpoint, load_checkpoint_model};
 pub use gguf::GgufFile;
 pub use hf_config::HfConfig;
-pub use hf_tokenizer::{load_hf_text, HfText, TokenizerConfig};
+pub use hf_tokenizer::{load_hf_text, tokenizer_from_json, HfText, TokenizerConfig};
+pub use prompt::{encode_chat, PromptError};
 pub use safetensors::{is_checkpoint_dir, SafetensorsDir};
 pub use tokenizer::{GgufVocab, IncrementalDecoder, TextTokenizer, TokenizerError};
 

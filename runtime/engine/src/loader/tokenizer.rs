@@ -51,6 +51,10 @@ pub struct GgufVocab {
 
 struct Inner {
     tokenizer: Tokenizer,
+    /// The same tokenizer with special-token matching off: marker text in it is plain text.
+    plain: Tokenizer,
+    /// Every special token's text and id, longest text first (see `special_markers`).
+    markers: Vec<(String, u32)>,
     /// Bytes each token stands for in output text; empty for control tokens.
     pieces: Vec<Vec<u8>>,
     tokens: Vec<String>,
@@ -104,16 +108,14 @@ impl TextTokenizer {
                 "special token id {bad} >= {n}"
             )));
         }
-        Ok(Self {
-            inner: Arc::new(Inner {
-                tokenizer,
-                pieces,
-                tokens: v.tokens.clone(),
-                bos: v.bos,
-                eos_ids,
-                add_bos: v.add_bos,
-            }),
-        })
+        Ok(Self::from_parts(
+            tokenizer,
+            pieces,
+            v.tokens.clone(),
+            v.bos,
+            eos_ids,
+            v.add_bos,
+        ))
     }
 
     /// A tokenizer built elsewhere (a Hugging Face `tokenizer.json`, see `hf_tokenizer`):
@@ -127,9 +129,20 @@ impl TextTokenizer {
         eos_ids: Vec<u32>,
         add_bos: bool,
     ) -> Self {
+        let mut plain = tokenizer.clone();
+        plain.set_encode_special_tokens(true);
+        let mut markers: Vec<(String, u32)> = tokenizer
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, t)| t.special && !t.content.is_empty())
+            .map(|(id, t)| (t.content, id))
+            .collect();
+        markers.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
         Self {
             inner: Arc::new(Inner {
                 tokenizer,
+                plain,
+                markers,
                 pieces,
                 tokens,
                 bos,
@@ -148,15 +161,40 @@ impl TextTokenizer {
             .tokenizer
             .encode_fast(text, false)
             .map_err(|e| TokenizerError::Encode(e.to_string()))?;
-        let mut ids = Vec::with_capacity(enc.len() + 1);
-        // Chat templates often start with `{{ bos_token }}` already: never send BOS twice.
-        let starts_with_bos =
-            self.inner.bos.is_some() && enc.get_ids().first() == self.inner.bos.as_ref();
-        if add_special && self.inner.add_bos && !starts_with_bos {
-            ids.extend(self.inner.bos);
+        let ids = enc.get_ids().to_vec();
+        Ok(if add_special { self.with_bos(ids) } else { ids })
+    }
+
+    /// Token ids of `text` read as ordinary text: special-token markers in it (a forged
+    /// `<|im_start|>`) tokenize like any other characters, never to their special id. No BOS.
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        if text.is_empty() {
+            return Ok(Vec::new());
         }
-        ids.extend_from_slice(enc.get_ids());
-        Ok(ids)
+        let enc = self
+            .inner
+            .plain
+            .encode_fast(text, false)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// `ids` with BOS in front when the model asks for it. Chat templates often start with
+    /// `{{ bos_token }}` already: never send BOS twice.
+    pub fn with_bos(&self, ids: Vec<u32>) -> Vec<u32> {
+        let starts_with_bos = self.inner.bos.is_some() && ids.first() == self.inner.bos.as_ref();
+        match self.inner.bos {
+            Some(bos) if self.inner.add_bos && !starts_with_bos => {
+                std::iter::once(bos).chain(ids).collect()
+            }
+            _ => ids,
+        }
+    }
+
+    /// The special tokens' texts (chat markers, BOS, EOS) with their ids, longest text first,
+    /// so a scan that takes the first match takes the longest.
+    pub fn special_markers(&self) -> &[(String, u32)] {
+        &self.inner.markers
     }
 
     /// Text of `ids`, control tokens left out; invalid UTF-8 becomes U+FFFD. Equal to the

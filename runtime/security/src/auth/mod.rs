@@ -110,6 +110,12 @@ pub async fn require_role(
     match auth.authenticate(req.headers()) {
         Ok(p) if p.roles.contains(&role) => {
             auth.metrics.auth_outcome("ok");
+            // The handlers' view of the caller (the data subject of stored conversations, the
+            // admin of the privacy endpoints): a JWT's `sub`, or the API key's id.
+            req.extensions_mut().insert(deepseek_http::Principal {
+                subject: p.id.strip_prefix("sub:").unwrap_or(&p.id).to_string(),
+                roles: p.roles.iter().map(|r| r.as_str().to_string()).collect(),
+            });
             req.extensions_mut().insert(p);
             next.run(req).await
         }
