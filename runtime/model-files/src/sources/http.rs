@@ -59,7 +59,8 @@ impl HttpSource {
         if !status.is_success() {
             return Ok(None);
         }
-        let manifest = Manifest::parse(&String::from_utf8_lossy(&body), &url)?;
+        // Named in errors: redacted (the query may be a presigned signature).
+        let manifest = Manifest::parse(&String::from_utf8_lossy(&body), &crate::redact::url(&url))?;
         Ok(Some(manifest.files.iter().map(RemoteFile::from).collect()))
     }
 
