@@ -30,7 +30,7 @@ install() {
     return 0
   fi
   local pip=.venv/bin/pip
-  [ -x "$pip" ] || { python3 -m venv .venv; }
+  [ -x "$pip" ] || python3 -m venv .venv >&2
   mkdir -p "$CACHE"
   # Into a scratch directory first, so an interrupted install is never taken for a finished one.
   rm -rf "$CACHE.partial"
@@ -38,7 +38,7 @@ install() {
     "nvidia-cuda-nvcc==$NVCC_VERSION" "nvidia-cuda-crt==$NVCC_VERSION" \
     "nvidia-nvvm==$NVCC_VERSION" "nvidia-cuda-runtime==$NVCC_VERSION" \
     "nvidia-cuda-nvrtc==$NVCC_VERSION" "nvidia-cuda-cccl==$CCCL_VERSION" \
-    "nvidia-cublas==$CUBLAS_VERSION" "nvidia-curand==$CURAND_VERSION"
+    "nvidia-cublas==$CUBLAS_VERSION" "nvidia-curand==$CURAND_VERSION" >&2
   rm -rf "$CACHE"
   mv "$CACHE.partial" "$CACHE"
   mkdir -p "$LINK"
