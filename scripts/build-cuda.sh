@@ -8,6 +8,13 @@
 # cargo no-op of a few seconds. DSR_CUDA_TARGET overrides where.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Run from a test (runtime/cli/tests/cuda_build.rs), this inherits the variables cargo sets for
+# the test's package (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, ...). Build scripts such as ring's
+# rerun when those change, so a warm build would recompile a dozen crates each time it is
+# called from a test and again from a shell: drop them.
+for var in $(compgen -e | grep -E '^(CARGO_(PKG_|MANIFEST_|CRATE_NAME|BIN_|TARGET_TMPDIR|PRIMARY_PACKAGE|CFG_|FEATURE_)|OUT_DIR$)' || true); do
+  unset "$var"
+done
 ./scripts/cuda-env.sh install
 eval "$(./scripts/cuda-env.sh env)"
 TARGET="${DSR_CUDA_TARGET:-$HOME/.cache/deepseek-k8s/cuda-target/$(basename "$(dirname "$(dirname "$CUDA_ROOT")")")}"
