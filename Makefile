@@ -6,13 +6,24 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 THREADS ?= $(shell nproc)
 
-.PHONY: model run test test-deps build bench bench-kernels crds fmt lint images
+.PHONY: model run test test-deps build cuda gpu-check bench bench-kernels crds fmt lint images
 
 model:
 	./scripts/fetch-model.sh
 
 build:
 	cargo build --release -p deepseek-runtime
+
+# The CUDA-enabled binary, built without a GPU from NVIDIA's CUDA 13 pip wheels (cached under
+# ~/.cache/deepseek-k8s/; scripts/build-cuda.sh prints where the binary is). Runs without the
+# NVIDIA driver too (`--device cpu`, `fetch`); `--device cuda` needs it.
+cuda:
+	./scripts/build-cuda.sh
+
+# On a machine with an NVIDIA GPU: correctness against the CPU and the references, decode tok/s
+# at batch 1/8/32/64 as a fraction of memory bandwidth, TTFT; gpu-check-out/gpu-check.{json,txt}.
+gpu-check: model
+	./scripts/gpu-check.sh $(GPU_CHECK_ARGS)
 
 run: model build
 	./target/release/deepseek-runtime serve --model $(MODEL) --host $(HOST) --port $(PORT) \

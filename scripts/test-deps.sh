@@ -54,3 +54,7 @@ fi
 # kube-scheduler, kwok, kubectl), built from the Go modules pinned in tools/control-plane/ into
 # ~/.cache/deepseek-k8s/control-plane/ (20-30 minutes the first time on 2 cores, then reused).
 ./scripts/control-plane.sh build
+# The CUDA-enabled runtime (issue 21): NVIDIA's CUDA 13 wheels into ~/.cache/deepseek-k8s/cuda-*/
+# and `cargo build --release --features cuda` into its own cached target directory (the first
+# time many minutes on 2 cores; then a cargo no-op). runtime/cli/tests/cuda_build.rs runs it.
+./scripts/build-cuda.sh >/dev/null

@@ -24,6 +24,21 @@ fn workspace_members() -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// Paths of `[patch.crates-io]` entries (vendored crates): cargo resolves them for every build
+/// of the workspace, so an image that does not copy them cannot build at all.
+fn patch_paths() -> anyhow::Result<Vec<String>> {
+    let text = repo::read("Cargo.toml")?;
+    let Some((_, patches)) = text.split_once("[patch.crates-io]") else {
+        return Ok(Vec::new());
+    };
+    Ok(patches
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .filter_map(|l| l.split_once("path = \"").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split('"').next().map(str::to_string))
+        .collect())
+}
+
 /// `members = [...]` of the workspace manifest (a one-line array, as cargo writes it).
 fn toml_members(text: &str) -> Value {
     let line = text
@@ -46,8 +61,13 @@ fn ignored_by_dockerignore(path: &str) -> anyhow::Result<bool> {
 
 #[test]
 fn every_copied_path_exists_and_every_workspace_member_is_copied() -> TestResult {
-    let members = workspace_members()?;
+    let mut members = workspace_members()?;
     assert!(members.len() >= 4, "members: {members:?}");
+    members.extend(patch_paths()?);
+    assert!(
+        members.iter().any(|m| m == "vendor/candle-core"),
+        "{members:?}"
+    );
     for name in FILES {
         let d = load(name)?;
         let mut sources = Vec::new();
@@ -87,7 +107,7 @@ fn every_copied_path_exists_and_every_workspace_member_is_copied() -> TestResult
             };
             assert!(
                 sources.iter().any(copied),
-                "{name} does not copy workspace member {m}: `cargo build --locked` fails without it"
+                "{name} does not copy workspace member or patched crate {m}: `cargo build --locked` fails without it"
             );
         }
     }

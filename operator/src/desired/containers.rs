@@ -67,10 +67,27 @@ pub fn fetch_args(spec: &DeepSeekDeploymentSpec) -> Vec<String> {
             args.extend(["--s3-region".into(), region.clone()]);
         }
     }
+    // `fetch` refuses plain http:// unless told otherwise; a spec that names an http:// URL or
+    // S3 endpoint (an in-cluster mirror or MinIO) has said so.
+    if fetch_endpoints(source).iter().any(|u| is_plain_http(u)) {
+        args.push("--allow-insecure-http".into());
+    }
     for file in &spec.model.files {
         args.extend(["--sha256".into(), format!("{}={}", file.path, file.sha256)]);
     }
     args
+}
+
+/// The URLs `fetch` will talk to, as far as the spec names them.
+fn fetch_endpoints(source: &ModelSource) -> Vec<&str> {
+    let url = source.url.as_ref().map(|u| u.url.as_str());
+    let s3 = source.s3.as_ref().and_then(|s| s.endpoint.as_deref());
+    url.into_iter().chain(s3).collect()
+}
+
+fn is_plain_http(url: &str) -> bool {
+    url.get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
 }
 
 /// What `serve --model` points at: the GGUF file (the first, for split GGUF), or the directory

@@ -18,10 +18,37 @@ fn init_container_fetches_and_verifies_every_file() {
             "http://models.local/smollm2",
             "--dest",
             "/models",
+            "--allow-insecure-http",
             "--sha256",
             format!("SmolLM2-135M-Instruct.Q4_1.gguf={SHA}")
         ])
     );
+}
+
+#[test]
+fn init_container_allows_plain_http_only_where_the_spec_names_it() {
+    let args = |spec: serde_json::Value| {
+        let out = children(&dsd(spec));
+        let pod = &child(&out, ChildKind::Deployment)["spec"]["template"]["spec"];
+        pod["initContainers"][0]["args"].clone()
+    };
+    let allows = |a: &serde_json::Value| {
+        a.as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "--allow-insecure-http"))
+    };
+    let https = with(
+        base_spec(),
+        "/model/source/url/url",
+        json!("https://models.example/smollm2"),
+    );
+    assert!(!allows(&args(https)));
+    let minio = with(
+        base_spec(),
+        "/model/source",
+        json!({"s3": {"bucket": "m", "prefix": "p", "endpoint": "http://minio:9000"}}),
+    );
+    assert!(allows(&args(minio)), "an http:// S3 endpoint");
+    assert!(allows(&args(base_spec())), "the base spec's URL is http://");
 }
 
 #[test]

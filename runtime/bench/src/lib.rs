@@ -8,6 +8,7 @@
 
 mod client;
 pub mod compare;
+pub mod gpu_check;
 mod report;
 mod server;
 mod table;

@@ -39,6 +39,9 @@ enum Command {
     Backup(model_files::BackupArgs),
     /// Bring a backup generation back, verifying every file.
     Restore(Box<model_files::RestoreArgs>),
+    /// On a GPU machine (`make gpu-check`): the device against the CPU and the references,
+    /// decode speed as a fraction of memory bandwidth, TTFT; writes a JSON and a table.
+    GpuCheck(Box<bench::gpu_check::GpuCheckArgs>),
 }
 
 fn init_tracing() {
@@ -70,5 +73,17 @@ fn main() -> anyhow::Result<()> {
         Command::Fetch(args) => std::process::exit(model_files::fetch(*args)),
         Command::Backup(args) => std::process::exit(model_files::backup(args)),
         Command::Restore(args) => std::process::exit(model_files::restore(*args)),
+        Command::GpuCheck(args) => {
+            let report = bench::gpu_check::run(&args)?;
+            print!("{}", report.table());
+            println!(
+                "wrote {}/gpu-check.json and gpu-check.txt",
+                args.out.display()
+            );
+            if !report.passed() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }

@@ -38,7 +38,8 @@ pub async fn backup(opts: &BackupOptions) -> Result<String> {
         });
     }
     let manifest = Manifest::read(&manifest_path)?;
-    let store = Store::parse(&opts.dest, &opts.s3, http_client()?)?;
+    // Backups live at an endpoint the operator configured itself (often in-cluster http).
+    let store = Store::parse(&opts.dest, &opts.s3, http_client(true)?)?;
     let id = fresh_id(&store).await?;
     tracing::info!(src = %opts.src.display(), dest = %store.location(), generation = %id, files = manifest.files.len(), "backup started");
     store.begin(&id)?;

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::backup::BackupOptions;
-use super::download::RetryPolicy;
+use super::download::{RetryPolicy, DEFAULT_MAX_FILE_BYTES};
 use super::fetch::FetchOptions;
 use super::restore::RestoreOptions;
+use super::small::{SmallLimits, DEFAULT_MAX_LISTING_BYTES};
 use super::sources::S3Flags;
 use super::{ModelFilesError, EXIT_INTEGRITY, EXIT_OTHER};
 
@@ -44,6 +45,14 @@ pub struct RetryArgs {
     /// First retry delay in milliseconds; doubles each retry, up to 60 s.
     #[arg(long, env = "DSR_FETCH_BACKOFF_MS", default_value_t = 1000)]
     pub backoff_ms: u64,
+    /// Largest listing or manifest accepted (bytes); a listing must also be complete within
+    /// --timeout-secs.
+    #[arg(long, env = "DSR_FETCH_MAX_LISTING_BYTES", default_value_t = DEFAULT_MAX_LISTING_BYTES)]
+    pub max_listing_bytes: u64,
+    /// Largest file accepted when nobody states its size (not pinned with a size, not listed);
+    /// a file of known size is capped at that size.
+    #[arg(long, env = "DSR_FETCH_MAX_FILE_BYTES", default_value_t = DEFAULT_MAX_FILE_BYTES)]
+    pub max_file_bytes: u64,
 }
 
 impl RetryArgs {
@@ -54,6 +63,11 @@ impl RetryArgs {
             attempts: self.attempts.max(1),
             backoff: Duration::from_millis(self.backoff_ms),
             max_backoff: Duration::from_secs(60),
+            listing: SmallLimits {
+                timeout: Duration::from_secs(self.timeout_secs.max(1)),
+                max_bytes: self.max_listing_bytes,
+            },
+            max_file_bytes: self.max_file_bytes,
         }
     }
 }
@@ -77,6 +91,11 @@ pub struct FetchArgs {
     pub s3: S3Args,
     #[command(flatten)]
     pub retry: RetryArgs,
+    /// Allow plain http:// for the source and its endpoints (HF_ENDPOINT, the S3 endpoint) and
+    /// redirects to http://; without it only https:// is used. The operator sets it when the
+    /// spec's URL is http://.
+    #[arg(long, env = "DSR_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -163,6 +182,7 @@ pub fn fetch(args: FetchArgs) -> i32 {
         sha256: args.sha256,
         s3: args.s3.flags(),
         policy: args.retry.policy(),
+        allow_insecure_http: args.allow_insecure_http,
     };
     match block_on(super::fetch::fetch(&opts)).and_then(|r| r) {
         Ok(m) => {

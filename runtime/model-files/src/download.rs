@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::hash::{hash_prefix, sha256_file};
 use super::manifest::FileEntry;
 use super::progress::Progress;
+use super::small::{self, SmallLimits};
 use super::{ModelFilesError, Result};
 
 /// How hard a download tries.
@@ -27,7 +28,16 @@ pub struct RetryPolicy {
     /// Wait before the second attempt; doubles each time up to `max_backoff`.
     pub backoff: Duration,
     pub max_backoff: Duration,
+    /// Bounds on listings and manifests (read whole into memory).
+    pub listing: SmallLimits,
+    /// Cap on a file whose size nobody states (not pinned, not listed); a file of known size
+    /// is capped at that size.
+    pub max_file_bytes: u64,
 }
+
+/// Default cap on a file of unknown size: larger than any single file of DeepSeek-V3's
+/// published checkpoints (a 671B model in one GGUF at 8 bits is about 715 GB).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 2 << 40;
 
 impl Default for RetryPolicy {
     fn default() -> Self {
@@ -37,6 +47,8 @@ impl Default for RetryPolicy {
             attempts: 6,
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
+            listing: SmallLimits::default(),
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         }
     }
 }
@@ -222,7 +234,7 @@ async fn attempt_once(
                 format!("no response within {:?}", policy.request_timeout),
             )
         })?
-        .map_err(|e| transport(url, e))?;
+        .map_err(|e| transport(url, small::describe(e)))?;
     let status = resp.status();
     let restart = match status {
         StatusCode::PARTIAL_CONTENT if content_range_start(&resp) == Some(offset) => false,
@@ -238,11 +250,14 @@ async fn attempt_once(
             return Err(transport(url, format!("unexpected {s} to a Range request")))
         }
         s => {
-            let body = resp.text().await.unwrap_or_default();
+            // Bounded: an error page is read for its first words, not to its (endless) end.
+            let body =
+                tokio::time::timeout(policy.request_timeout, small::read_body(resp, 64 << 10));
+            let body = body.await.ok().and_then(|b| b.ok()).unwrap_or_default();
             return Err(ModelFilesError::HttpStatus {
                 url: url.to_string(),
                 status: s.as_u16(),
-                body: body.chars().take(200).collect(),
+                body: small::snippet(&body, 200),
             });
         }
     };
@@ -255,15 +270,73 @@ async fn attempt_once(
     if offset > 0 {
         tracing::info!(file = %partial.display(), offset, "resuming with Range");
     }
+    let cap = Cap::for_file(expect, policy);
+    // Overflow-safe: a Content-Length near u64::MAX plus the resume offset must be a refusal,
+    // not a wrapped (or, with overflow checks, panicking) total.
+    let announced = match resp.content_length() {
+        Some(n) => Some(
+            n.checked_add(offset)
+                .filter(|&total| total <= cap.limit)
+                .ok_or_else(|| {
+                    cap.exceeded(url, format!("Content-Length says {n} more after {offset}"))
+                })?,
+        ),
+        None => None,
+    };
     progress.restart_at(offset);
-    progress.set_total(resp.content_length().map(|n| n + offset));
-    let received =
-        stream_body(url, resp, &mut file, &mut hasher, policy, progress, partial).await?;
+    progress.set_total(announced);
+    let received = stream_body(
+        url,
+        resp,
+        &mut file,
+        &mut hasher,
+        policy,
+        progress,
+        partial,
+        offset,
+        &cap,
+    )
+    .await?;
     file.sync_all().map_err(io)?;
-    Ok((offset + received, hex::encode(hasher.finalize())))
+    Ok((
+        offset.saturating_add(received),
+        hex::encode(hasher.finalize()),
+    ))
 }
 
-/// Copies the body into `file` and `hasher`; a short body is an error (resumed next attempt).
+/// The most bytes a file may have: its expected size when known, else the policy's cap.
+struct Cap {
+    limit: u64,
+    why: &'static str,
+}
+
+impl Cap {
+    fn for_file(expect: &Expect, policy: &RetryPolicy) -> Self {
+        match expect.size {
+            Some(size) => Self {
+                limit: size,
+                why: "its pinned or listed size",
+            },
+            None => Self {
+                limit: policy.max_file_bytes,
+                why: "--max-file-bytes, for a file of unknown size",
+            },
+        }
+    }
+
+    fn exceeded(&self, url: &str, detail: String) -> ModelFilesError {
+        ModelFilesError::TooLarge {
+            url: url.to_string(),
+            what: "file",
+            limit: self.limit,
+            why: format!("{}; {detail}", self.why),
+        }
+    }
+}
+
+/// Copies the body into `file` and `hasher`; a short body is an error (resumed next attempt),
+/// a body that would take the file past `cap` too (final: the server sends what it should not).
+#[allow(clippy::too_many_arguments)]
 async fn stream_body(
     url: &str,
     mut resp: reqwest::Response,
@@ -272,6 +345,8 @@ async fn stream_body(
     policy: &RetryPolicy,
     progress: &mut Progress,
     partial: &Path,
+    offset: u64,
+    cap: &Cap,
 ) -> Result<u64> {
     let expected = resp.content_length();
     let mut out = std::io::BufWriter::with_capacity(super::hash::CHUNK, file);
@@ -285,10 +360,16 @@ async fn stream_body(
                     secs: policy.stall_timeout.as_secs(),
                 })
             }
-            Ok(Err(e)) => break Err(transport(url, e)),
+            Ok(Err(e)) => break Err(transport(url, small::describe(e))),
             Ok(Ok(None)) => break Ok(()),
             Ok(Ok(Some(chunk))) => chunk,
         };
+        let total = offset
+            .saturating_add(received)
+            .saturating_add(chunk.len() as u64);
+        if total > cap.limit {
+            break Err(cap.exceeded(url, format!("more than {} bytes arrived", cap.limit)));
+        }
         if let Err(e) = out.write_all(&chunk) {
             break Err(ModelFilesError::io(partial, e));
         }

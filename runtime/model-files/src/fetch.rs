@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::download::{Expect, RetryPolicy};
 use super::manifest::{validate_rel_path, FileEntry, Manifest};
+use super::redact;
 use super::sources::{RemoteFile, S3Flags, Source};
 use super::{ModelFilesError, Result};
 
@@ -18,6 +19,8 @@ pub struct FetchOptions {
     pub sha256: Vec<String>,
     pub s3: S3Flags,
     pub policy: RetryPolicy,
+    /// Allow plain `http://` sources and endpoints (else `https://` only).
+    pub allow_insecure_http: bool,
 }
 
 /// Parses `PATH=HEX`.
@@ -58,11 +61,17 @@ pub fn pins(opts: &FetchOptions) -> Result<Vec<FileEntry>> {
 
 /// What to bring: the pins (sizes filled in from the source's list where it has them), or the
 /// source's list when nothing is pinned.
-async fn plan(source: &Source, pinned: Vec<FileEntry>, uri: &str) -> Result<Vec<RemoteFile>> {
+async fn plan(
+    source: &Source,
+    pinned: Vec<FileEntry>,
+    uri: &str,
+    policy: &RetryPolicy,
+) -> Result<Vec<RemoteFile>> {
     if !pinned.is_empty() {
         return Ok(pinned.iter().map(RemoteFile::from).collect());
     }
-    let listed = source.listing().await?.ok_or_else(|| {
+    let uri = &redact::url(uri);
+    let listed = source.listing(policy).await?.ok_or_else(|| {
         ModelFilesError::NoFiles(format!(
             "{uri} publishes no file list: pin the files with --sha256 PATH=SHA256 or --manifest FILE"
         ))
@@ -84,10 +93,16 @@ async fn plan(source: &Source, pinned: Vec<FileEntry>, uri: &str) -> Result<Vec<
 
 /// Brings every file into `opts.dest` (or verifies it in place) and writes the manifest.
 pub async fn fetch(opts: &FetchOptions) -> Result<Manifest> {
-    let http = http_client()?;
-    let source = Source::parse(&opts.source, &opts.dest, &opts.s3, http)?;
-    let files = plan(&source, pins(opts)?, &opts.source).await?;
-    tracing::info!(source = %opts.source, dest = %opts.dest.display(), files = files.len(), "fetching");
+    let http = http_client(opts.allow_insecure_http)?;
+    let source = Source::parse(
+        &opts.source,
+        &opts.dest,
+        &opts.s3,
+        http,
+        opts.allow_insecure_http,
+    )?;
+    let files = plan(&source, pins(opts)?, &opts.source, &opts.policy).await?;
+    tracing::info!(source = %redact::url(&opts.source), dest = %opts.dest.display(), files = files.len(), "fetching");
     if !source.in_place() {
         std::fs::create_dir_all(&opts.dest).map_err(|e| ModelFilesError::io(&opts.dest, e))?;
     }
@@ -124,9 +139,21 @@ fn write_manifest(source: &Source, dest: &Path, manifest: &Manifest) -> Result<(
 }
 
 /// The one HTTP client of a run: connect timeout here, request and stall timeouts per download.
-pub fn http_client() -> Result<reqwest::Client> {
+/// A redirect from `https://` to plain `http://` is refused unless insecure HTTP is allowed
+/// (the check on `--source` would mean little if a server could downgrade it).
+pub fn http_client(allow_insecure_http: bool) -> Result<reqwest::Client> {
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 10 {
+            attempt.error("more than 10 redirects")
+        } else if attempt.url().scheme() == "http" && !allow_insecure_http {
+            attempt.error("redirected to plain http:// (pass --allow-insecure-http to allow)")
+        } else {
+            attempt.follow()
+        }
+    });
     reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(30))
+        .redirect(redirects)
         .user_agent(concat!("deepseek-runtime/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ModelFilesError::Transport {

@@ -15,9 +15,11 @@ pub mod hash;
 pub mod manifest;
 pub mod multipart;
 pub mod progress;
+pub mod redact;
 pub mod restore;
 pub mod s3;
 pub mod sigv4;
+pub mod small;
 pub mod sources;
 pub mod store;
 pub mod verify;
@@ -50,15 +52,26 @@ pub enum ModelFilesError {
     },
     #[error("{path}: missing (listed in the manifest)")]
     Missing { path: String },
-    #[error("{url}: HTTP {status}{}", body_suffix(.body))]
+    // URLs and the HTTP client's reasons pass through `redact`: errors are logged and printed,
+    // and a source URL may carry credentials (user:pass@, a presigned query string).
+    #[error("{}: HTTP {status}{}", redact::url(.url), body_suffix(.body))]
     HttpStatus {
         url: String,
         status: u16,
         body: String,
     },
-    #[error("{url}: {reason}")]
+    #[error("{}: {}", redact::url(.url), redact::text(.reason))]
     Transport { url: String, reason: String },
-    #[error("{url}: no data for {secs}s (stalled)")]
+    /// More bytes than the file can have: its pinned or listed size, or the cap on a file of
+    /// unknown size (`--max-file-bytes`), or the cap on a listing (`--max-listing-bytes`).
+    #[error("{}: {what} larger than the {limit} bytes allowed ({why}); giving up", redact::url(.url))]
+    TooLarge {
+        url: String,
+        what: &'static str,
+        limit: u64,
+        why: String,
+    },
+    #[error("{}: no data for {secs}s (stalled)", redact::url(.url))]
     Stalled { url: String, secs: u64 },
     #[error("{path}: giving up after {attempts} attempts: {last}")]
     RetriesExhausted {
@@ -73,11 +86,13 @@ pub enum ModelFilesError {
     },
     #[error("bad manifest {path}: {reason}")]
     BadManifest { path: String, reason: String },
-    #[error("bad source {0:?}: expected https://, http://, hf://REPO@REVISION, s3://BUCKET/PREFIX, pvc://CLAIM/PATH or a local path")]
+    #[error("bad source {:?}: expected https://, http://, hf://REPO@REVISION, s3://BUCKET/PREFIX, pvc://CLAIM/PATH or a local path", redact::url(.0))]
     BadSource(String),
+    #[error("{}: plain http:// is refused (the bytes and any credentials travel unencrypted); use https:// or pass --allow-insecure-http", redact::url(.0))]
+    InsecureHttp(String),
     #[error("{0}")]
     NoFiles(String),
-    #[error("S3 {op} {key}: {reason}")]
+    #[error("S3 {op} {key}: {}", redact::text(.reason))]
     S3 {
         op: &'static str,
         key: String,
@@ -111,6 +126,7 @@ impl ModelFilesError {
             Self::HttpStatus { .. }
             | Self::Transport { .. }
             | Self::Stalled { .. }
+            | Self::TooLarge { .. }
             | Self::RetriesExhausted { .. }
             | Self::NoFiles(_)
             | Self::S3 { .. } => EXIT_SOURCE,

@@ -23,7 +23,8 @@ pub struct RestoreOptions {
 
 /// Restores; returns the generation restored and its manifest.
 pub async fn restore(opts: &RestoreOptions) -> Result<(String, Manifest)> {
-    let store = Store::parse(&opts.src, &opts.s3, http_client()?)?;
+    // Backups live at an endpoint the operator configured itself (often in-cluster http).
+    let store = Store::parse(&opts.src, &opts.s3, http_client(true)?)?;
     let gens = store.generations().await?;
     let id = match opts.generation.as_deref() {
         None | Some("latest") => gens.iter().rev().find(|g| g.complete).map(|g| g.id.clone()),

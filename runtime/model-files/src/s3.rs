@@ -5,10 +5,11 @@
 //! Credentials come from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`;
 //! without them requests go unsigned (public buckets).
 
-use reqwest::{Method, RequestBuilder};
+use reqwest::{Method, RequestBuilder, StatusCode};
 
 use super::hash::sha256_bytes;
 pub use super::sigv4::{authorization, canonical_query, uri_encode, SignInput, EMPTY_SHA256};
+use super::small::{self, SmallError, SmallLimits};
 use super::{ModelFilesError, Result};
 
 #[derive(Debug, Clone)]
@@ -68,11 +69,43 @@ pub struct Object {
 pub struct S3Client {
     pub http: reqwest::Client,
     pub config: S3Config,
+    /// Bounds on the calls whose answer is read whole (LIST, small GETs, HEAD, DELETE,
+    /// CreateBucket, error bodies); uploads and downloads have their own.
+    pub limits: SmallLimits,
 }
 
 impl S3Client {
     pub fn new(http: reqwest::Client, config: S3Config) -> Self {
-        Self { http, config }
+        Self {
+            http,
+            config,
+            limits: SmallLimits::default(),
+        }
+    }
+
+    pub fn with_limits(mut self, limits: SmallLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// A call whose whole answer is read: status and body, within `self.limits`.
+    async fn small(
+        &self,
+        op: &'static str,
+        key: &str,
+        req: RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>)> {
+        small::send(req, self.limits)
+            .await
+            .map_err(|e| s3_err(op, key, e))
+    }
+
+    /// `Ok` for a 2xx, else an error carrying S3's `<Code>` and `<Message>`.
+    fn ok(op: &'static str, key: &str, status: StatusCode, body: &[u8]) -> Result<()> {
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(status_err(op, key, status, &String::from_utf8_lossy(body)))
     }
 
     /// `ENDPOINT/BUCKET/KEY` with the key encoded, for display and errors.
@@ -144,13 +177,12 @@ impl S3Client {
 
     /// A small object whole (manifests and markers); `None` when it does not exist.
     pub async fn get_small(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        let resp = self.send("GET", key, self.get(bucket, key, 0)).await?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        let (status, body) = self.small("GET", key, self.get(bucket, key, 0)).await?;
+        if status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let resp = check("GET", key, resp).await?;
-        let body = resp.bytes().await.map_err(|e| s3_err("GET", key, e))?;
-        Ok(Some(body.to_vec()))
+        Self::ok("GET", key, status, &body)?;
+        Ok(Some(body))
     }
 
     pub async fn put_bytes(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<()> {
@@ -179,8 +211,10 @@ impl S3Client {
     /// Size of an object, `None` when it does not exist.
     pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<u64>> {
         let req = self.request(Method::HEAD, bucket, key, &[], &[], EMPTY_SHA256);
-        let resp = self.send("HEAD", key, req).await?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        let resp = tokio::time::timeout(self.limits.timeout, self.send("HEAD", key, req))
+            .await
+            .map_err(|_| s3_err("HEAD", key, SmallError::Timeout(self.limits.timeout)))??;
+        if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         let resp = check("HEAD", key, resp).await?;
@@ -193,14 +227,14 @@ impl S3Client {
 
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<()> {
         let req = self.request(Method::DELETE, bucket, key, &[], &[], EMPTY_SHA256);
-        let resp = self.send("DELETE", key, req).await?;
-        check("DELETE", key, resp).await.map(drop)
+        let (status, body) = self.small("DELETE", key, req).await?;
+        Self::ok("DELETE", key, status, &body)
     }
 
     pub async fn create_bucket(&self, bucket: &str) -> Result<()> {
         let req = self.request(Method::PUT, bucket, "", &[], &[], EMPTY_SHA256);
-        let resp = self.send("CreateBucket", bucket, req).await?;
-        check("CreateBucket", bucket, resp).await.map(drop)
+        let (status, body) = self.small("CreateBucket", bucket, req).await?;
+        Self::ok("CreateBucket", bucket, status, &body)
     }
 
     /// Every object under `prefix` (ListObjectsV2, following continuation tokens).
@@ -216,9 +250,17 @@ impl S3Client {
                 query.push(("continuation-token".into(), t.clone()));
             }
             let req = self.request(Method::GET, bucket, "", &query, &[], EMPTY_SHA256);
-            let resp = check("LIST", prefix, self.send("LIST", prefix, req).await?).await?;
-            let xml = resp.text().await.map_err(|e| s3_err("LIST", prefix, e))?;
+            let (status, body) = self.small("LIST", prefix, req).await?;
+            Self::ok("LIST", prefix, status, &body)?;
+            let xml = String::from_utf8_lossy(&body);
             out.extend(parse_list(&xml));
+            if out.len() > MAX_LISTED_OBJECTS {
+                return Err(s3_err(
+                    "LIST",
+                    prefix,
+                    format!("more than {MAX_LISTED_OBJECTS} objects under the prefix"),
+                ));
+            }
             token = tag(&xml, "NextContinuationToken").map(xml_unescape);
             if tag(&xml, "IsTruncated") != Some("true") || token.is_none() {
                 return Ok(out);
@@ -232,9 +274,15 @@ impl S3Client {
         key: &str,
         req: RequestBuilder,
     ) -> Result<reqwest::Response> {
-        req.send().await.map_err(|e| s3_err(op, key, e))
+        req.send()
+            .await
+            .map_err(|e| s3_err(op, key, small::describe(e)))
     }
 }
+
+/// Pages of a listing are each capped by `limits`; this caps how many pages' worth of objects
+/// a prefix may hold (a model is tens of files, not a bucket's worth).
+const MAX_LISTED_OBJECTS: usize = 100_000;
 
 fn s3_err(op: &'static str, key: &str, e: impl std::fmt::Display) -> ModelFilesError {
     ModelFilesError::S3 {
@@ -254,20 +302,41 @@ pub(crate) async fn check(
     if status.is_success() {
         return Ok(resp);
     }
-    let body = resp.text().await.unwrap_or_default();
-    let code = tag(&body, "Code").unwrap_or("");
-    let message = tag(&body, "Message").unwrap_or("");
-    Err(s3_err(
+    // Read for its Code and Message only: bounded in size and time.
+    let limits = SmallLimits::default();
+    let body = tokio::time::timeout(limits.timeout, small::read_body(resp, 64 << 10)).await;
+    let body = body.ok().and_then(|b| b.ok()).unwrap_or_default();
+    Err(status_err(op, key, status, &String::from_utf8_lossy(&body)))
+}
+
+fn status_err(op: &'static str, key: &str, status: StatusCode, body: &str) -> ModelFilesError {
+    let code = tag(body, "Code").unwrap_or("");
+    let message = tag(body, "Message").unwrap_or("");
+    s3_err(
         op,
         key,
         format!("HTTP {} {code} {message}", status.as_u16()).trim(),
-    ))
+    )
 }
 
-/// `host[:port]` of an endpoint URL, as the Host header carries it.
+/// `host[:port]` of an endpoint URL exactly as reqwest sends it in the Host header, which is
+/// what SigV4 must sign: the host lower-cased, the port kept when it is not the scheme's default
+/// (`https://h:9000` signs `h:9000`) and dropped when it is (`https://h:443` signs `h`, as
+/// hyper sends `Host: h`; signing `h:443` fails with SignatureDoesNotMatch).
 fn host_of(endpoint: &str) -> String {
-    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
-    rest.split('/').next().unwrap_or(rest).to_string()
+    match reqwest::Url::parse(endpoint) {
+        Ok(url) => {
+            let host = url.host_str().unwrap_or_default();
+            match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_string(),
+            }
+        }
+        Err(_) => {
+            let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+            rest.split('/').next().unwrap_or(rest).to_ascii_lowercase()
+        }
+    }
 }
 
 /// The text of the first `<name>...</name>` in `xml`.
@@ -322,6 +391,20 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn signs_the_host_as_reqwest_sends_it() {
         assert_eq!(host_of("http://127.0.0.1:5000/"), "127.0.0.1:5000");
+        assert_eq!(
+            host_of("https://minio.internal:9000"),
+            "minio.internal:9000"
+        );
+        assert_eq!(
+            host_of("https://s3.eu-west-1.amazonaws.com:443"),
+            "s3.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(host_of("http://Minio.Internal:80/"), "minio.internal");
+        assert_eq!(host_of("http://[::1]:9000"), "[::1]:9000");
     }
 }

@@ -186,6 +186,9 @@ pub async fn run_cli(args: &[&str], envs: &[(&str, &str)]) -> Output {
         cmd.env_remove(var);
     }
     cmd.env("RUST_LOG", "info");
+    // The fake servers here speak plain http on 127.0.0.1; `fetch` refuses that by default
+    // (fetch_faults.rs checks the refusal by passing DSR_ALLOW_INSECURE_HTTP=false).
+    cmd.env("DSR_ALLOW_INSECURE_HTTP", "true");
     for (k, v) in envs {
         cmd.env(k, v);
     }

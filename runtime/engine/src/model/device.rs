@@ -1,8 +1,10 @@
 //! Where the linear layers' weights live (`--device cpu|cuda[:N]`). The CPU kernels run only on
 //! CPU; on a CUDA device every `Linear` multiplies through candle's `QMatMul` on the GPU (the
 //! activations travel to the device and back per layer; norms, RoPE and attention stay on the
-//! CPU). Without the `cuda` cargo feature, candle answers `cuda` with a clear error at startup;
-//! nothing here is behind a `cfg`, so the crate compiles the same with and without the feature.
+//! CPU). Without the `cuda` cargo feature, candle answers `cuda` with a clear error at startup.
+//! With it, the driver and CUDA libraries are opened at run time (vendor/README.md), so the same
+//! binary runs `--device cpu` anywhere and `--device cuda` on a node without them is a startup
+//! error naming what is missing, not cudarc's panic on first use.
 
 use std::fmt;
 use std::str::FromStr;
@@ -55,14 +57,66 @@ impl DeviceSpec {
     pub fn open(self) -> candle_core::Result<Device> {
         match self {
             Self::Cpu => Ok(Device::Cpu),
-            Self::Cuda(n) => Device::new_cuda(n).map_err(|e| match e {
-                candle_core::Error::NotCompiledWithCudaSupport => candle_core::Error::Msg(format!(
-                    "--device {self}: this binary was built without CUDA support \
+            Self::Cuda(n) => {
+                cuda_libraries::check()
+                    .map_err(|e| candle_core::Error::Msg(format!("--device {self}: {e}")))?;
+                Device::new_cuda(n).map_err(|e| match e {
+                    candle_core::Error::NotCompiledWithCudaSupport => {
+                        candle_core::Error::Msg(format!(
+                            "--device {self}: this binary was built without CUDA support \
                      (build with `--features cuda`)"
-                )),
-                other => other,
-            }),
+                        ))
+                    }
+                    other => other,
+                })
+            }
         }
+    }
+}
+
+/// Whether the CUDA libraries the `cuda` build opens at run time can be opened here.
+pub mod cuda_libraries {
+    /// The libraries missing, in one sentence, or `Ok` when all load (always `Ok` in a build
+    /// without the `cuda` feature: candle then refuses the device itself).
+    pub fn check() -> Result<(), String> {
+        let missing = missing();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "cannot load {} (a CUDA device needs the NVIDIA driver, 580 series or newer for \
+             CUDA 13, and the CUDA 13 cuBLAS, cuRAND and NVRTC libraries on the library path; \
+             on Kubernetes, a pod that requests an nvidia.com/gpu gets the driver)",
+            missing.join(", ")
+        ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn missing() -> Vec<&'static str> {
+        // SAFETY: each only `dlopen`s the library's candidate names (and closes them again);
+        // loading these NVIDIA libraries runs no initialisation with preconditions of ours.
+        let present: [(&str, bool); 5] = unsafe {
+            [
+                (
+                    "libcuda.so.1 (the NVIDIA driver)",
+                    cudarc::driver::sys::is_culib_present(),
+                ),
+                ("libcublas", cudarc::cublas::sys::is_culib_present()),
+                ("libcublasLt", cudarc::cublaslt::sys::is_culib_present()),
+                ("libcurand", cudarc::curand::sys::is_culib_present()),
+                ("libnvrtc", cudarc::nvrtc::sys::is_culib_present()),
+            ]
+        };
+        present
+            .iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn missing() -> Vec<&'static str> {
+        Vec::new()
     }
 }
 

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::{join_url, ranged_get, RemoteFile};
 use crate::download::{download, Expect, RetryPolicy};
 use crate::manifest::{is_sha256_hex, FileEntry};
+use crate::small;
 use crate::{ModelFilesError, Result};
 
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -65,29 +66,32 @@ impl HfSource {
         }
     }
 
-    pub async fn listing(&self) -> Result<Vec<RemoteFile>> {
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub async fn listing(&self, policy: &RetryPolicy) -> Result<Vec<RemoteFile>> {
         let url = format!(
             "{}/api/models/{}/revision/{}?blobs=true",
             self.endpoint,
             self.repo,
             super::super::s3::uri_encode(&self.revision, false)
         );
-        let transport = |reason: String| ModelFilesError::Transport {
-            url: url.clone(),
-            reason,
-        };
-        let resp = self.authed(self.client.get(&url)).send().await;
-        let resp = resp.map_err(|e| transport(e.to_string()))?;
-        let status = resp.status();
+        let (status, body) = small::send(self.authed(self.client.get(&url)), policy.listing)
+            .await
+            .map_err(|e| e.into_error(&url, "file list"))?;
         if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
             return Err(ModelFilesError::HttpStatus {
                 url,
                 status: status.as_u16(),
-                body: body.chars().take(200).collect(),
+                body: small::snippet(&body, 200),
             });
         }
-        let info: ModelInfo = resp.json().await.map_err(|e| transport(e.to_string()))?;
+        let info: ModelInfo =
+            serde_json::from_slice(&body).map_err(|e| ModelFilesError::Transport {
+                url: url.clone(),
+                reason: format!("file list is not the expected JSON: {e}"),
+            })?;
         Ok(info
             .siblings
             .into_iter()

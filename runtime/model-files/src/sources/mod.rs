@@ -46,9 +46,35 @@ pub enum Source {
 }
 
 impl Source {
-    /// Parses `--source`. `dest` matters for `pvc://` (mounted at the destination).
-    pub fn parse(uri: &str, dest: &Path, s3: &S3Flags, http: reqwest::Client) -> Result<Self> {
-        if uri.starts_with("https://") || uri.starts_with("http://") {
+    /// Parses `--source`. `dest` matters for `pvc://` (mounted at the destination). Every
+    /// endpoint the source will talk to must be `https://` unless `allow_insecure_http`.
+    pub fn parse(
+        uri: &str,
+        dest: &Path,
+        s3: &S3Flags,
+        http: reqwest::Client,
+        allow_insecure_http: bool,
+    ) -> Result<Self> {
+        let source = Self::parse_any(uri, dest, s3, http)?;
+        if let Some(endpoint) = source.endpoint() {
+            http::require_https(&endpoint, allow_insecure_http)?;
+        }
+        Ok(source)
+    }
+
+    /// The URL a remote source talks to (`None` for local files).
+    pub fn endpoint(&self) -> Option<String> {
+        match self {
+            Self::Http(s) => Some(s.file_url("")),
+            Self::Hf(s) => Some(s.endpoint().to_string()),
+            Self::S3(s) => Some(s.endpoint().to_string()),
+            Self::Local(_) => None,
+        }
+    }
+
+    fn parse_any(uri: &str, dest: &Path, s3: &S3Flags, http: reqwest::Client) -> Result<Self> {
+        let lower = uri.get(..8).unwrap_or(uri).to_ascii_lowercase();
+        if lower.starts_with("https://") || lower.starts_with("http://") {
             Ok(Self::Http(http::HttpSource::new(uri, http)))
         } else if let Some(rest) = uri.strip_prefix("hf://") {
             let (repo, revision) = rest
@@ -80,12 +106,13 @@ impl Source {
         }
     }
 
-    /// The files the source publishes, `None` when it cannot list them.
-    pub async fn listing(&self) -> Result<Option<Vec<RemoteFile>>> {
+    /// The files the source publishes, `None` when it cannot list them. Bounded in time and
+    /// size by `policy.listing`.
+    pub async fn listing(&self, policy: &RetryPolicy) -> Result<Option<Vec<RemoteFile>>> {
         match self {
-            Self::Http(s) => s.listing().await,
-            Self::Hf(s) => s.listing().await.map(Some),
-            Self::S3(s) => s.listing().await.map(Some),
+            Self::Http(s) => s.listing(policy).await,
+            Self::Hf(s) => s.listing(policy).await.map(Some),
+            Self::S3(s) => s.listing(policy).await.map(Some),
             Self::Local(s) => s.listing().map(Some),
         }
     }
@@ -144,12 +171,17 @@ mod tests {
             Path::new("/models"),
             &S3Flags::default(),
             reqwest::Client::new(),
+            false,
         )
     }
 
     #[test]
     fn parses_every_source_kind() {
         assert!(matches!(parse("https://h/m").unwrap(), Source::Http(_)));
+        assert!(matches!(
+            parse("http://h/m"),
+            Err(ModelFilesError::InsecureHttp(_))
+        ));
         assert!(matches!(
             parse("hf://org/m@0123abc").unwrap(),
             Source::Hf(_)

@@ -34,15 +34,20 @@ impl S3Source {
         }
     }
 
-    pub async fn listing(&self) -> Result<Vec<RemoteFile>> {
+    pub fn endpoint(&self) -> &str {
+        &self.client.config.endpoint
+    }
+
+    pub async fn listing(&self, policy: &RetryPolicy) -> Result<Vec<RemoteFile>> {
+        let client = self.client.clone().with_limits(policy.listing);
         let manifest_key = self.key(MANIFEST_NAME);
-        if let Some(bytes) = self.client.get_small(&self.bucket, &manifest_key).await? {
+        if let Some(bytes) = client.get_small(&self.bucket, &manifest_key).await? {
             let text = String::from_utf8_lossy(&bytes);
-            let manifest = Manifest::parse(&text, &self.client.url(&self.bucket, &manifest_key))?;
+            let manifest = Manifest::parse(&text, &client.url(&self.bucket, &manifest_key))?;
             return Ok(manifest.files.iter().map(RemoteFile::from).collect());
         }
         let dir = self.key("");
-        let objects = self.client.list(&self.bucket, &dir).await?;
+        let objects = client.list(&self.bucket, &dir).await?;
         Ok(objects
             .into_iter()
             .filter_map(|o| {
