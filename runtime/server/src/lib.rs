@@ -7,6 +7,7 @@
 //! health, readiness and metrics. Handlers only parse, validate, submit to the engine and shape
 //! replies; every failure goes through `error::ApiError`.
 
+pub mod bounds;
 pub mod chat;
 pub mod degrade;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod models;
 pub mod reasoning;
 pub mod serve;
 pub mod sse;
+pub mod wait;
 pub mod ws;
 
 use std::sync::Arc;
@@ -43,6 +45,10 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Overload policy and the answer cache it serves from.
     pub degrade: degrade::Degradation,
+    /// Deadlines and concurrency limits (`serve` flags).
+    pub bounds: bounds::Bounds,
+    /// What enforces them: concurrency slots, the shutdown signal, open WebSockets.
+    pub live: bounds::Live,
 }
 
 /// The full route table.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::bounds::{BoundsArgs, Live};
 use super::degrade::{Degradation, DegradeConfig};
 use super::reasoning::ReasoningParserKind;
 use super::{router, AppState};
@@ -75,6 +76,9 @@ pub struct ServeArgs {
     /// Overload policy (`--degrade-*`).
     #[command(flatten)]
     pub degrade: DegradeArgs,
+    /// Deadlines, concurrency limits, WebSocket keep-alive and the engine watchdog.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
     /// Model file verification before loading (`--verify`, `--no-verify`, `--manifest`).
     #[command(flatten)]
     pub model_files: deepseek_model_files::cli::VerifyArgs,
@@ -155,7 +159,46 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding {addr}"))?;
         tracing::info!(%addr, model = %state.limits.served_model_name, "serving");
         let grace = Duration::from_secs(args.shutdown_grace_secs);
-        server::serve(listener, router(state), server::shutdown_signal(), grace).await?;
+        let signal = {
+            let state = state.clone();
+            async move {
+                server::shutdown_signal().await;
+                // Readiness turns 503 and WebSockets stop taking requests.
+                state.live.begin_shutdown();
+            }
+        };
+        // When the grace period ends, counted from the signal.
+        let grace_ends = {
+            let mut stopping = state.live.shutdown_watch();
+            tokio::spawn(async move {
+                let _ = stopping.wait_for(|s| *s).await;
+                tokio::time::Instant::now() + grace
+            })
+        };
+        server::serve(listener, router(state.clone()), signal, grace).await?;
+        let deadline = if state.live.shutting_down() {
+            // Resolves at once: the signal has been seen.
+            grace_ends
+                .await
+                .unwrap_or_else(|_| tokio::time::Instant::now())
+        } else {
+            tokio::time::Instant::now()
+        };
+        // Upgraded connections are not tracked by the HTTP server: wait for the WebSockets to
+        // finish their requests and close, within what is left of the grace period.
+        let open = state.live.ws_open();
+        if open > 0 {
+            tracing::info!(open, "waiting for WebSockets to drain");
+            if tokio::time::timeout_at(deadline, state.live.ws_drained())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    open = state.live.ws_open(),
+                    "grace period over: closing the remaining WebSockets"
+                );
+            }
+        }
         tracing::info!("stopped");
         Ok(())
     })
@@ -196,6 +239,7 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
         stem.unwrap_or_else(|| "model".into())
     });
     let metrics = Arc::new(Metrics::new(&name, &args.revision)?);
+    let bounds = args.bounds.bounds();
     let info = loaded.info.clone();
     let kv_tokens = (args.kv_cache_mb * 1024 * 1024) / info.kv_bytes_per_token.max(1);
     let config = EngineConfig {
@@ -205,7 +249,15 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
             kv_capacity_tokens: kv_tokens,
         },
         max_queue: args.max_queue,
+        step_timeout: Duration::from_secs(args.bounds.engine_step_timeout_secs.max(1)),
+        fault: args.bounds.fault_injection,
     };
+    if let Some(fault) = &config.fault {
+        tracing::warn!(
+            ?fault,
+            "FAULT INJECTION IS ON (test only): the engine will fail on purpose"
+        );
+    }
     let detok = Arc::new(TokenizerDetok(loaded.tokenizer.clone()));
     let engine = engine::spawn(loaded.model, detok, metrics.clone(), config)?;
     let reasoning = args.reasoning_parser.resolve(
@@ -232,6 +284,8 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
         metrics,
         max_body_bytes: args.max_body_bytes,
         degrade: Degradation::new(args.degrade_config()),
+        live: Live::new(&bounds),
+        bounds,
     }))
 }
 

@@ -21,6 +21,9 @@ pub struct FakeServerConfig {
     pub max_body_bytes: usize,
     pub step_delay: Duration,
     pub degrade: DegradeConfig,
+    pub bounds: deepseek_server::bounds::Bounds,
+    /// Test-only engine fault (see `deepseek_engine::engine::fault`).
+    pub fault: Option<deepseek_engine::engine::fault::Fault>,
 }
 
 impl Default for FakeServerConfig {
@@ -31,6 +34,8 @@ impl Default for FakeServerConfig {
             max_body_bytes: 64 * 1024,
             step_delay: Duration::ZERO,
             degrade: DegradeConfig::default(),
+            bounds: Default::default(),
+            fault: None,
         }
     }
 }
@@ -47,6 +52,8 @@ pub async fn fake_server(cfg: FakeServerConfig) -> String {
             kv_capacity_tokens: 8192,
         },
         max_queue: cfg.max_queue,
+        step_timeout: Duration::from_secs(120),
+        fault: cfg.fault,
     };
     let engine = engine::spawn(
         Box::new(model),
@@ -71,6 +78,8 @@ pub async fn fake_server(cfg: FakeServerConfig) -> String {
         metrics,
         max_body_bytes: cfg.max_body_bytes,
         degrade: Degradation::new(cfg.degrade),
+        live: deepseek_server::bounds::Live::new(&cfg.bounds),
+        bounds: cfg.bounds,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

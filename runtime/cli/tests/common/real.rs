@@ -29,6 +29,7 @@ pub fn real_args() -> deepseek_server::serve::ServeArgs {
         kv_cache_mb: 512,
         shutdown_grace_secs: 30,
         degrade: Default::default(),
+        bounds: Default::default(),
         model_files: Default::default(),
         reasoning_parser: Default::default(),
         quantize: None,
