@@ -224,3 +224,36 @@ async fn a_websocket_request_whose_engine_stops_gets_an_error_frame_and_health_t
     let f = ws_next(&mut ws).await.unwrap();
     assert_eq!(f["error"]["code"], "engine_unavailable", "{f}");
 }
+
+#[tokio::test]
+async fn an_idle_websocket_is_pinged_then_closed() {
+    let base = fake_server(FakeServerConfig {
+        bounds: Bounds {
+            ws_ping_interval: Duration::from_millis(100),
+            ws_idle_timeout: Duration::from_millis(600),
+            ..Bounds::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let mut ws = ws_connect(&base).await;
+    let started = Instant::now();
+    let mut pings = 0;
+    // Before: no ping and no idle timeout, an abandoned socket stayed open forever.
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("the idle socket was never closed");
+        match msg {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(other)) => panic!("unexpected {other:?}"),
+        }
+    }
+    let lived = started.elapsed();
+    assert!(pings >= 2, "{pings} pings");
+    assert!(
+        lived >= Duration::from_millis(500) && lived < Duration::from_secs(3),
+        "{lived:?}"
+    );
+}

@@ -18,7 +18,7 @@ use router_support::{routes_yaml, RouterProc};
 const CONCURRENCY: usize = 64;
 /// Rounds of `CONCURRENCY` requests before memory is measured (allocator pools, KV caches of a
 /// full batch, connection pools all reach their working size).
-const WARM_UP_ROUNDS: usize = 2;
+const WARM_UP_ROUNDS: usize = 1;
 
 fn soak_duration() -> Duration {
     let secs = std::env::var("DSR_SOAK_SECONDS")
@@ -44,11 +44,8 @@ async fn load(base: &str, until: Instant) -> Report {
                 let mut results = Vec::new();
                 let mut n = 0usize;
                 loop {
-                    let body = chat_body(
-                        &format!("Write a haiku about the number {w}-{n}."),
-                        16,
-                        true,
-                    );
+                    let body =
+                        chat_body(&format!("Write a haiku about the number {w}-{n}."), 8, true);
                     results.push(stream_chat(&client, &base, &body, None).await);
                     n += 1;
                     if Instant::now() >= until {
@@ -78,10 +75,9 @@ async fn load(base: &str, until: Instant) -> Report {
 
 async fn soak(label: &str, serve: &Serve, base: &str) {
     // Warm-up: rounds of one request per client.
-    let warm = load(base, Instant::now()).await;
-    assert!(warm.errors.is_empty(), "{:?}", warm.errors);
-    for _ in 1..WARM_UP_ROUNDS {
-        load(base, Instant::now()).await;
+    for _ in 0..WARM_UP_ROUNDS {
+        let warm = load(base, Instant::now()).await;
+        assert!(warm.errors.is_empty(), "{:?}", warm.errors);
     }
     let rss_start = serve.rss_kib();
     let report = load(base, Instant::now() + soak_duration()).await;

@@ -424,6 +424,7 @@ mod tests {
         let caught = {
             // The closure borrows this frame's `local`: the caller may only unwind out of `run`
             // once the worker is done reading it (before the fix it unwound at once).
+            #[allow(clippy::useless_vec)] // heap memory the unwinding frees: a late read is a UAF
             let local = vec![1u8; 64];
             let done = worker_done.clone();
             catch_unwind(AssertUnwindSafe(|| {
