@@ -10,7 +10,17 @@ mod chaos_support;
 use std::time::Duration;
 
 use chaos_support::*;
-use serde_json::json;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn ws_next_frame(ws: &mut Ws) -> Value {
+    loop {
+        if let Message::Text(t) = ws.next().await.unwrap().unwrap() {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
 
 const SSE_STREAMS: usize = 32;
 const WS_CHATS: usize = 8;
@@ -23,7 +33,7 @@ async fn sigterm_drains_open_sse_streams_and_websocket_chats() {
     let mut opened = Vec::new();
     for i in 0..SSE_STREAMS {
         let (client, url) = (client.clone(), serve.url.clone());
-        let body = chat_body(&format!("Count to ten, attempt {i}."), 24, true);
+        let body = chat_body(&format!("Count to ten, attempt {i}."), 8, true);
         let (tx, rx) = tokio::sync::oneshot::channel();
         opened.push(rx);
         sse.push(tokio::spawn(async move {
@@ -37,19 +47,26 @@ async fn sigterm_drains_open_sse_streams_and_websocket_chats() {
         opened.push(rx);
         ws.push(tokio::spawn(async move {
             let mut socket = ws_connect(&url).await;
-            // Longer than the SSE replies: they outlast the HTTP connections axum waits for.
-            let mut body = chat_body(&format!("Name a colour, attempt {i}."), 64, false);
-            body["id"] = json!(format!("chat-{i}"));
+            // Much longer than the SSE replies: they outlast the HTTP connections axum waits
+            // for, so a server that stops at that point cuts them.
+            let mut body = chat_body(&format!("Name a colour, attempt {i}."), 200, false);
+            let id = format!("chat-{i}");
+            body["id"] = json!(id);
             ws_send(&mut socket, &body).await;
+            // Running (a first delta came) before the signal.
+            let first = ws_next_frame(&mut socket).await;
+            assert_eq!(
+                (first["type"].as_str(), first["id"].as_str()),
+                (Some("delta"), Some(id.as_str())),
+                "{first}"
+            );
             let _ = tx.send(());
-            ws_ending(&mut socket, &format!("chat-{i}")).await
+            ws_ending(&mut socket, &id).await
         }));
     }
     for rx in opened {
         rx.await.unwrap();
     }
-    // Let the WebSocket frames reach the server before the signal.
-    tokio::time::sleep(Duration::from_millis(300)).await;
     serve.sigterm();
 
     let mut endings = Vec::new();
