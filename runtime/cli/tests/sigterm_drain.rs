@@ -52,6 +52,8 @@ async fn sigterm_drains_open_sse_streams_and_websocket_chats() {
             let mut body = chat_body(&format!("Name a colour, attempt {i}."), 200, false);
             let id = format!("chat-{i}");
             body["id"] = json!(id);
+            // The model would end a short answer at EOS long before 200 tokens.
+            body["ignore_eos"] = json!(true);
             ws_send(&mut socket, &body).await;
             // Running (a first delta came) before the signal.
             let first = ws_next_frame(&mut socket).await;
