@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 THREADS ?= $(shell nproc)
 
-.PHONY: model run test test-deps build cuda gpu-check bench bench-kernels crds fmt lint images
+.PHONY: model run test test-deps build cuda gpu-check bench bench-kernels crds fmt lint images soak
 
 model:
 	./scripts/fetch-model.sh
@@ -40,6 +40,14 @@ test: test-deps
 	@env="$$(./scripts/control-plane.sh up)" && eval "$$env" && \
 		trap './scripts/control-plane.sh down' EXIT && \
 		cargo test --workspace --all-targets
+
+# The soak of the chaos suite at full length: 64 concurrent streams against `serve` on the
+# real model for DSR_SOAK_SECONDS (default here 300), then the same through the router; prints
+# requests, errors, p50/p99 latency and the server's RSS at start and end. `make test` runs the
+# same test for 30 seconds each.
+DSR_SOAK_SECONDS ?= 300
+soak: model
+	DSR_SOAK_SECONDS=$(DSR_SOAK_SECONDS) cargo test --workspace --test soak -- --nocapture
 
 # Side by side with llama.cpp's llama-server on the same model and threads (scripts/bench.sh).
 bench: model build

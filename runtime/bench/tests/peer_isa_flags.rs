@@ -20,7 +20,11 @@ fn flags_for(cpu_flags: &str) -> String {
         .env("CPUINFO", &cpuinfo)
         .output()
         .expect("running scripts/peer-isa-flags.sh");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf-8 flags")
 }
 
@@ -40,7 +44,11 @@ fn an_intel_vm_advertising_amx_gets_avx512_vnni_and_bf16_but_never_amx() {
     ] {
         assert!(flags.contains(on), "{on} missing from {flags}");
     }
-    for amx in ["-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"] {
+    for amx in [
+        "-DGGML_AMX_TILE=OFF",
+        "-DGGML_AMX_INT8=OFF",
+        "-DGGML_AMX_BF16=OFF",
+    ] {
         assert!(flags.contains(amx), "{amx} missing from {flags}");
     }
     assert!(!flags.contains("NATIVE=ON"), "{flags}");

@@ -108,6 +108,8 @@ async fn server(reasoning: Option<ReasoningFormat>) -> String {
             kv_capacity_tokens: 4096,
         },
         max_queue: 16,
+        step_timeout: std::time::Duration::from_secs(120),
+        fault: None,
     };
     let text = Arc::new(ScriptedText { reasoning });
     let engine = engine::spawn(
@@ -135,6 +137,8 @@ async fn server(reasoning: Option<ReasoningFormat>) -> String {
         degrade: deepseek_server::degrade::Degradation::new(Default::default()),
         origins: Default::default(),
         privacy: Default::default(),
+        bounds: Default::default(),
+        live: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

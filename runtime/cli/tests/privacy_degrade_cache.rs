@@ -15,8 +15,8 @@ use deepseek_engine::engine::{self, Detokenizer, EngineConfig, StreamDecoder};
 use deepseek_engine::metrics::Metrics;
 use deepseek_engine::model::{CausalLm, KvCache, ModelInfo, SeqInput};
 use deepseek_engine::scheduler::SchedulerConfig;
-use deepseek_protocol::validate::{Limits, PromptBuilder, PromptMessage, Role};
-use deepseek_server::degrade::{prompt_key, Admission, Degradation};
+use deepseek_protocol::validate::{Limits, PromptBuilder, PromptMessage};
+use deepseek_server::degrade::{request_key, Admission, Degradation};
 use deepseek_server::{self as api, AppState};
 use serde_json::json;
 
@@ -103,6 +103,8 @@ async fn server() -> (String, Arc<AppState>) {
             kv_capacity_tokens: 4096,
         },
         max_queue: 16,
+        step_timeout: Duration::from_secs(120),
+        fault: None,
     };
     let text = Arc::new(ScriptedText);
     let engine = engine::spawn(
@@ -130,6 +132,8 @@ async fn server() -> (String, Arc<AppState>) {
         degrade: Degradation::new(Default::default()),
         origins: Default::default(),
         privacy: Default::default(),
+        live: deepseek_server::bounds::Live::new(&Default::default()),
+        bounds: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -138,18 +142,14 @@ async fn server() -> (String, Arc<AppState>) {
     (format!("http://{addr}"), state)
 }
 
-/// What the cache would replay for a user message `content` if the server were overloaded.
-fn cached(state: &AppState, content: &str) -> String {
-    let key = prompt_key(
-        MODEL,
-        &[PromptMessage {
-            role: Role::User,
-            content: content.into(),
-        }],
-    );
-    match state.degrade.admit(usize::MAX, &key, false) {
+/// What the cache would replay for the request `body` if the server were overloaded (the key
+/// is the exact request, less how the reply is delivered).
+fn cached(state: &AppState, body: &serde_json::Value) -> String {
+    let req: deepseek_protocol::ChatCompletionRequest =
+        serde_json::from_value(body.clone()).unwrap();
+    match state.degrade.admit(usize::MAX, &request_key(&req), false) {
         Admission::Cached(answer) => answer.content,
-        other => panic!("nothing cached for {content:?}: {other:?}"),
+        other => panic!("nothing cached for {body}: {other:?}"),
     }
 }
 
@@ -159,9 +159,9 @@ async fn answers_reach_the_client_whole_but_the_cache_keeps_them_redacted() {
     let body = |content: &str, stream: bool| json!({"model": MODEL, "messages": [{"role": "user", "content": content}], "stream": stream});
     let v = chat(&base, &body("plain", false)).await;
     assert_eq!(v["choices"][0]["message"]["content"], ANSWER);
-    assert_eq!(cached(&state, "plain"), REDACTED);
+    assert_eq!(cached(&state, &body("plain", false)), REDACTED);
 
     let (content, _, _, _) = stream_chat(&base, &body("streamed", true)).await;
     assert_eq!(content, ANSWER);
-    assert_eq!(cached(&state, "streamed"), REDACTED);
+    assert_eq!(cached(&state, &body("streamed", true)), REDACTED);
 }

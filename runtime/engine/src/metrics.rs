@@ -25,6 +25,10 @@ pub const KV_CACHE_USAGE: &str = "dsr_kv_cache_usage_ratio";
 pub const ERRORS: &str = "dsr_errors_total";
 pub const DECODE_BATCH_SIZE: &str = "dsr_decode_batch_size";
 /// Requests handled by the overload policy, by `outcome` (`cached` or `shed`).
+pub const SSE_KEEPALIVES: &str = "dsr_sse_keepalives_total";
+pub const IN_FLIGHT_REQUESTS: &str = "dsr_in_flight_requests";
+pub const WS_CONNECTIONS: &str = "dsr_websocket_connections";
+pub const ENGINE_UP: &str = "dsr_engine_up";
 pub const DEGRADED_RESPONSES: &str = "dsr_degraded_responses_total";
 pub const LABEL_OUTCOME: &str = "outcome";
 
@@ -54,6 +58,14 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     pub decode_batch_size: Histogram,
     pub degraded: IntCounterVec,
+    /// SSE keep-alive comments sent while a request waited.
+    pub sse_keepalives: IntCounter,
+    /// Chat requests holding a concurrency slot (set when scraped).
+    pub in_flight_requests: IntGauge,
+    /// Open WebSocket connections (set when scraped).
+    pub ws_connections: IntGauge,
+    /// 1 while the engine can serve (ready, not stopped, no step past the watchdog).
+    pub engine_up: IntGauge,
 }
 
 fn histogram(
@@ -154,6 +166,28 @@ impl Metrics {
                 DECODE_BATCH_SIZE,
                 "Sequences decoded together per forward pass.",
                 BATCH_SIZE_BUCKETS,
+            )?,
+            sse_keepalives: register(
+                &r,
+                IntCounter::new(
+                    SSE_KEEPALIVES,
+                    "SSE keep-alive comments sent while requests waited.",
+                )?,
+            )?,
+            in_flight_requests: register(
+                &r,
+                IntGauge::new(IN_FLIGHT_REQUESTS, "Chat requests in flight.")?,
+            )?,
+            ws_connections: register(
+                &r,
+                IntGauge::new(WS_CONNECTIONS, "Open WebSocket connections.")?,
+            )?,
+            engine_up: register(
+                &r,
+                IntGauge::new(
+                    ENGINE_UP,
+                    "1 while the engine can serve: warmed up, running, no step past the watchdog.",
+                )?,
             )?,
             registry: r,
         })

@@ -97,8 +97,9 @@ pub type BoxedIo = Box<dyn Io>;
 /// Turns an accepted socket into the stream HTTP is spoken on (a TLS handshake, say). It runs
 /// in the connection's own task, inside the connection cap and under the header-read limit, so
 /// a client that never finishes its handshake is cut like one that never finishes its head.
-pub type Handshake =
-    Arc<dyn Fn(TcpStream) -> Pin<Box<dyn Future<Output = io::Result<BoxedIo>> + Send>> + Send + Sync>;
+pub type Handshake = Arc<
+    dyn Fn(TcpStream) -> Pin<Box<dyn Future<Output = io::Result<BoxedIo>> + Send>> + Send + Sync,
+>;
 
 /// The accepted socket: notes arriving bytes for the watchdog, and holds the connection's
 /// places in the open count and the drain until it is dropped.
@@ -258,7 +259,10 @@ pub(crate) async fn serve_connection(
                     return;
                 }
                 Err(_) => {
-                    metrics.timeouts.with_label_values(&[TIMEOUT_HEADER_READ]).inc();
+                    metrics
+                        .timeouts
+                        .with_label_values(&[TIMEOUT_HEADER_READ])
+                        .inc();
                     tracing::debug!("handshake too slow: connection closed");
                     return;
                 }

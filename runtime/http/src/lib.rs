@@ -15,9 +15,9 @@ mod conn;
 mod drain;
 mod limits;
 mod metrics;
-mod serve;
 pub mod origin;
 pub mod principal;
+mod serve;
 
 pub use origin::{is_json, OriginPolicy};
 pub use principal::Principal;

@@ -7,7 +7,18 @@
 //! once the caller has run out of chunks it closes the job, and waits only for workers that
 //! joined (and so are mid-chunk). A descheduled worker costs nothing, which is what keeps
 //! throughput up when the cores are shared (rayon-style "everyone must check in" collapses).
+//!
+//! Panics: a panic in the job, on a worker or on the caller, is contained and re-raised on the
+//! caller once every worker has left the job. Workers catch it (and always leave the job through
+//! a drop guard), and the caller catches its own share, closes the job and waits for the
+//! workers before unwinding, so no worker can still run a closure whose stack frame is gone. The
+//! pool stays usable. Re-raising on the caller (the engine thread) rather than swallowing is a
+//! choice: a kernel that panicked left its output half-written, so the engine must not trust the
+//! step; the engine thread catches the panic, stops, and liveness fails so Kubernetes restarts
+//! the pod (see the engine's health).
 
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -37,6 +48,8 @@ struct Shared {
     done_lock: Mutex<()>,
     done: Condvar,
     shutdown: AtomicBool,
+    /// The first panic a worker caught in the current job, re-raised on the submitter.
+    worker_panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 /// What the matmul needs from a pool: run a closure once on each of `threads()` threads.
@@ -74,6 +87,7 @@ impl ThreadPool {
             done_lock: Mutex::new(()),
             done: Condvar::new(),
             shutdown: AtomicBool::new(false),
+            worker_panic: Mutex::new(None),
         });
         let workers = (1..threads.max(1))
             .map(|i| {
@@ -99,15 +113,17 @@ impl ThreadPool {
 
     /// Runs `f` once on every thread of the pool (the caller included) and returns when all
     /// have finished. `f` splits the work itself, typically through an atomic chunk counter.
+    /// A panic of `f` on any thread is re-raised here, after every worker has left the job.
     pub fn run(&self, f: &(dyn Fn() + Sync)) {
         if self.workers.is_empty() {
             f();
             return;
         }
         let _one_at_a_time = self.submit.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: only the lifetime is erased. This function does not return before `active`
-        // drops back to zero, i.e. before every worker has finished calling `f`, and workers
-        // never touch the pointer outside a job they were counted into.
+        // SAFETY: only the lifetime is erased. This function does not return (nor unwind: the
+        // caller's own call is caught below) before `active` drops back to zero, i.e. before
+        // every worker has finished calling `f` (a worker leaves through a drop guard, even when
+        // `f` panics), and workers never touch the pointer outside a job they were counted into.
         let ptr: *const JobFn = unsafe { std::mem::transmute::<&(dyn Fn() + Sync), _>(f) };
         {
             let mut job = self.shared.job.lock().unwrap_or_else(|e| e.into_inner());
@@ -117,11 +133,24 @@ impl ThreadPool {
         if self.shared.parked.load(Ordering::SeqCst) != 0 {
             self.shared.wake.notify_all();
         }
-        f();
-        // All chunks are claimed. Close the job: from here no worker can join, and those that
-        // joined (counted in `active` under the same lock) are finishing their last chunk.
+        let mine = catch_unwind(AssertUnwindSafe(f));
+        // All chunks are claimed (or the caller panicked). Close the job: from here no worker
+        // can join, and those that joined (counted in `active` under the same lock) are
+        // finishing their last chunk.
         *self.shared.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.wait_done();
+        let theirs = self
+            .shared
+            .worker_panic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Err(payload) = mine {
+            resume_unwind(payload);
+        }
+        if let Some(payload) = theirs {
+            resume_unwind(payload);
+        }
     }
 
     fn wait_done(&self) {
@@ -152,10 +181,25 @@ fn worker_loop(s: &Shared) {
     loop {
         let job = wait_for_job(s, &mut seen);
         let Some(JobPtr(ptr)) = job else { return };
+        let _leave = LeaveJob(s);
         // SAFETY: this worker joined (incremented `active`) while the job was open, and the
         // submitter keeps the closure alive until `active` is back to zero, which cannot
-        // happen before this worker decrements it below.
-        unsafe { (*ptr)() };
+        // happen before `_leave` decrements it (after the call, panicking or not).
+        let result = catch_unwind(AssertUnwindSafe(|| unsafe { (*ptr)() }));
+        if let Err(payload) = result {
+            let mut slot = s.worker_panic.lock().unwrap_or_else(|e| e.into_inner());
+            slot.get_or_insert(payload);
+        }
+    }
+}
+
+/// Leaves the current job when dropped: the decrement of `active` the submitter waits for
+/// happens on every path out of a job, unwinding included.
+struct LeaveJob<'a>(&'a Shared);
+
+impl Drop for LeaveJob<'_> {
+    fn drop(&mut self) {
+        let s = self.0;
         if s.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             let _g = s.done_lock.lock().unwrap_or_else(|e| e.into_inner());
             s.done.notify_one();
@@ -329,6 +373,79 @@ mod tests {
             let got = map_tasks(&pool, n, |i| i * i);
             assert_eq!(got, (0..n).map(|i| i * i).collect::<Vec<_>>());
         }
+    }
+
+    /// Holds the job open until a worker thread (not the caller) has joined it.
+    fn wait_for_a_worker(joined: &AtomicBool) {
+        let start = Instant::now();
+        while !joined.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::yield_now();
+        }
+    }
+
+    fn on_worker() -> bool {
+        std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("kernel-"))
+    }
+
+    #[test]
+    fn a_worker_panic_reaches_the_caller_and_the_pool_keeps_working() {
+        let pool = ThreadPool::new(2);
+        let joined = AtomicBool::new(false);
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(&|| {
+                if on_worker() {
+                    joined.store(true, Ordering::SeqCst);
+                    panic!("injected worker panic");
+                }
+                wait_for_a_worker(&joined);
+            })
+        }));
+        let payload = caught.expect_err("the worker's panic is re-raised on the caller");
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"injected worker panic")
+        );
+        // Before the fix the worker never decremented `active`: this job hung forever.
+        let ran = AtomicUsize::new(0);
+        pool.run(&|| {
+            ran.fetch_add(1, Ordering::SeqCst);
+        });
+        assert!(ran.load(Ordering::SeqCst) >= 1);
+        assert_eq!(pool.shared.active.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_caller_panic_waits_for_the_workers_still_inside_the_job() {
+        let pool = ThreadPool::new(2);
+        let joined = AtomicBool::new(false);
+        let worker_done = Arc::new(AtomicBool::new(false));
+        let caught = {
+            // The closure borrows this frame's `local`: the caller may only unwind out of `run`
+            // once the worker is done reading it (before the fix it unwound at once).
+            #[allow(clippy::useless_vec)] // heap memory the unwinding frees: a late read is a UAF
+            let local = vec![1u8; 64];
+            let done = worker_done.clone();
+            catch_unwind(AssertUnwindSafe(|| {
+                pool.run(&|| {
+                    if on_worker() {
+                        joined.store(true, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(200));
+                        assert_eq!(local.iter().map(|&b| b as usize).sum::<usize>(), 64);
+                        done.store(true, Ordering::SeqCst);
+                    } else {
+                        wait_for_a_worker(&joined);
+                        panic!("injected caller panic");
+                    }
+                })
+            }))
+        };
+        assert!(caught.is_err());
+        assert!(
+            worker_done.load(Ordering::SeqCst),
+            "run unwound while a worker was still inside the job"
+        );
     }
 
     #[test]

@@ -1,5 +1,9 @@
-//! `POST /v1/chat/completions`: body parsing (OpenAI-shaped rejections), validation, submission,
-//! and the non-streaming reply. Streaming replies are shaped in `sse`.
+//! `POST /v1/chat/completions`: body parsing (OpenAI-shaped rejections), admission, validation,
+//! submission, and the non-streaming reply. Streaming replies are shaped in `sse`.
+//!
+//! Admission comes first and is cheap: a concurrency slot, the engine's health, the queue and
+//! the overload policy are checked before the chat template is rendered and the prompt
+//! tokenised, so refused requests cost no CPU under overload.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,15 +16,29 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use tokio::sync::mpsc;
 
-use super::degrade::{prompt_key, Admission, CachedAnswer, PromptKey};
+use super::degrade::{request_key, Admission, CachedAnswer, PromptKey};
 use super::degrade::{DEGRADED_CACHED, DEGRADED_HEADER};
 use super::privacy::identity;
 use super::reasoning::{ReplySplitter, Split};
+use super::wait::{next_event, Clock, Next};
 use super::{sse, ApiError, AppState};
+use deepseek_engine::engine::health::EngineState;
 use deepseek_engine::engine::{Event, GenerationRequest, TokenUsage};
 use deepseek_http::Principal;
-use deepseek_protocol::validate::{validate, ValidRequest};
+use deepseek_protocol::validate::{validate, PromptMessage, ValidRequest};
 use deepseek_protocol::{AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, Usage};
+
+/// A request past admission: its events, and what to remember the answer under.
+pub struct Admitted {
+    pub rx: mpsc::UnboundedReceiver<Event>,
+    /// Where a complete answer is remembered (None for replays).
+    pub remember: Option<PromptKey>,
+    /// Answered from the overload cache.
+    pub cached: bool,
+    pub include_usage: bool,
+    /// The conversation to record in the privacy store once answered (None for replays).
+    pub record: Option<Vec<PromptMessage>>,
+}
 
 pub async fn chat_completions(
     State(st): State<Arc<AppState>>,
@@ -30,40 +48,35 @@ pub async fn chat_completions(
 ) -> Response {
     let started = Instant::now();
     let subject = subject_of(&st, principal, &headers);
-    let result = async {
-        let req = parse_body(&headers, body, st.max_body_bytes)?;
-        let valid = validate_blocking(&st, req).await?;
-        let key = prompt_key(&st.limits.served_model_name, &valid.messages);
-        match st.degrade.admit(st.engine.queued(), &key, valid.stream) {
-            Admission::Generate => {
-                let rx = submit(&st, &valid)?;
-                Ok((valid, rx, Some(key), false))
-            }
-            Admission::Cached(answer) => {
-                st.metrics.degraded.with_label_values(&["cached"]).inc();
-                let rx = replay(&valid, answer);
-                Ok((valid, rx, None, true))
-            }
-            Admission::Shed { waiting } => {
-                st.metrics.degraded.with_label_values(&["shed"]).inc();
-                Err(ApiError::Overloaded { waiting })
-            }
-        }
-    }
-    .await;
-    let (valid, rx, key, cached) = match result {
-        Ok(admitted) => admitted,
+    let permit = match st.live.try_permit() {
+        Ok(p) => p,
         Err(e) => return error_response(&st, e),
     };
-    let mut resp = if valid.stream {
-        sse::stream_reply(st, valid, rx, started, key, subject).into_response()
+    let result = async {
+        let req = parse_body(&headers, body, st.max_body_bytes)?;
+        let stream = req.stream.unwrap_or(false);
+        Ok::<_, ApiError>((admit_and_submit(&st, req, stream).await?, stream))
+    }
+    .await;
+    let (mut admitted, stream) = match result {
+        Ok(a) => a,
+        Err(e) => return error_response(&st, e),
+    };
+    let cached = admitted.cached;
+    let mut resp = if stream {
+        sse::stream_reply(st, admitted, started, permit, subject).into_response()
     } else {
-        match collect_reply(&st, rx, started, key).await {
+        let record = admitted.record.take();
+        let reply = collect_reply(&st, admitted, started).await;
+        drop(permit);
+        match reply {
             Ok(reply) => {
-                let answer = &reply.choices[0].message.content;
-                let model = &st.limits.served_model_name;
-                st.privacy
-                    .record(subject.as_deref(), model, &valid.messages, answer);
+                if let Some(messages) = &record {
+                    let answer = &reply.choices[0].message.content;
+                    let model = &st.limits.served_model_name;
+                    st.privacy
+                        .record(subject.as_deref(), model, messages, answer);
+                }
                 Json(reply).into_response()
             }
             Err(e) => error_response(&st, e),
@@ -91,12 +104,75 @@ pub fn subject_of(
     identity::caller(&extensions, headers, trust).map(|p| p.subject)
 }
 
+/// The engine can take work: ready, not draining, the queue not full. Checked before any CPU
+/// is spent on the request.
+pub fn check_capacity(st: &AppState) -> Result<(), ApiError> {
+    if st.live.shutting_down() {
+        return Err(ApiError::ShuttingDown);
+    }
+    match st.engine.state() {
+        EngineState::Ready => {}
+        EngineState::WarmingUp => return Err(ApiError::NotReady),
+        dead => return Err(ApiError::EngineUnavailable(dead.as_str())),
+    }
+    let waiting = st.engine.queued();
+    if st.engine.queue_is_full() {
+        return Err(ApiError::QueueFull(waiting));
+    }
+    Ok(())
+}
+
+/// Admission (capacity, then the overload policy on the request's exact key), and only then
+/// the template, tokenisation and submission. HTTP and WebSocket requests both come here;
+/// `stream` says whether the reply streams (the overload cache serves streams only when told).
+pub async fn admit_and_submit(
+    st: &Arc<AppState>,
+    req: ChatCompletionRequest,
+    stream: bool,
+) -> Result<Admitted, ApiError> {
+    check_capacity(st)?;
+    let key = request_key(&req);
+    let include_usage = req
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    match st.degrade.admit(st.engine.queued(), &key, stream) {
+        Admission::Generate => {
+            let valid = validate_blocking(st, req).await?;
+            let rx = submit(st, &valid)?;
+            Ok(Admitted {
+                rx,
+                remember: Some(key),
+                cached: false,
+                include_usage: valid.include_usage,
+                record: Some(valid.messages),
+            })
+        }
+        Admission::Cached(answer) => {
+            st.metrics.degraded.with_label_values(&["cached"]).inc();
+            Ok(Admitted {
+                rx: replay(answer),
+                remember: None,
+                cached: true,
+                include_usage,
+                // A replay of another conversation's answer: not stored as this one's.
+                record: None,
+            })
+        }
+        Admission::Shed { waiting } => {
+            st.metrics.degraded.with_label_values(&["shed"]).inc();
+            Err(ApiError::Overloaded { waiting })
+        }
+    }
+}
+
 /// A cached answer as the engine events that would have produced it, so it leaves through the
 /// same reply paths (JSON or SSE) as a generated one.
-fn replay(valid: &ValidRequest, answer: CachedAnswer) -> mpsc::UnboundedReceiver<Event> {
+fn replay(answer: CachedAnswer) -> mpsc::UnboundedReceiver<Event> {
     let (tx, rx) = mpsc::unbounded_channel();
     let usage = TokenUsage {
-        prompt_tokens: valid.prompt_tokens.len(),
+        prompt_tokens: answer.prompt_tokens,
         completion_tokens: answer.completion_tokens,
     };
     // The receiver is alive (returned below), so these sends cannot fail.
@@ -144,7 +220,7 @@ pub async fn validate_blocking(
     let st = st.clone();
     tokio::task::spawn_blocking(move || validate(&req, &st.limits, st.prompt.as_ref()))
         .await
-        .map_err(|e| ApiError::Generation(format!("validation task failed: {e}")))?
+        .map_err(|e| ApiError::internal(format!("validation task failed: {e}")))?
         .map_err(ApiError::from)
 }
 
@@ -152,9 +228,7 @@ pub fn submit(
     st: &AppState,
     valid: &ValidRequest,
 ) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
-    if !st.engine.is_ready() {
-        return Err(ApiError::NotReady);
-    }
+    check_capacity(st)?;
     let rx = st.engine.submit(GenerationRequest {
         prompt_tokens: valid.prompt_tokens.clone(),
         max_tokens: valid.max_tokens,
@@ -165,13 +239,19 @@ pub fn submit(
     Ok(rx)
 }
 
-/// Waits for the whole answer; remembers it under `key` for the overload policy.
+/// Waits for the whole answer (under the request's deadlines); remembers it for the overload
+/// policy.
 async fn collect_reply(
     st: &AppState,
-    mut rx: mpsc::UnboundedReceiver<Event>,
+    admitted: Admitted,
     started: Instant,
-    key: Option<PromptKey>,
 ) -> Result<ChatCompletion, ApiError> {
+    let Admitted {
+        mut rx,
+        remember: key,
+        ..
+    } = admitted;
+    let mut clock = Clock::new(st, started);
     let mut text = String::new();
     let mut reasoning = String::new();
     // What the model wrote, before splitting: a replayed answer goes through the splitter again.
@@ -181,7 +261,10 @@ async fn collect_reply(
         reasoning.push_str(&s.reasoning);
         text.push_str(&s.content);
     };
-    while let Some(ev) = rx.recv().await {
+    loop {
+        let Next::Event(ev) = next_event(st, &mut rx, &mut clock, None).await? else {
+            continue;
+        };
         match ev {
             Event::Text(t) => {
                 if key.is_some() {
@@ -189,7 +272,7 @@ async fn collect_reply(
                 }
                 take(splitter.push(t))
             }
-            Event::Failed(e) => return Err(ApiError::Generation(e)),
+            Event::Failed(e) => return Err(ApiError::internal(e)),
             Event::Finished { reason, usage } => {
                 take(splitter.finish());
                 st.metrics
@@ -202,6 +285,7 @@ async fn collect_reply(
                             // Kept for minutes and replayed to others: no personal data in it.
                             content: st.privacy.redact(&raw),
                             finish_reason: reason,
+                            prompt_tokens: usage.prompt_tokens,
                             completion_tokens: usage.completion_tokens,
                         },
                     );
@@ -226,7 +310,6 @@ async fn collect_reply(
             }
         }
     }
-    Err(ApiError::EngineStopped)
 }
 
 pub fn usage_of(u: deepseek_engine::engine::TokenUsage) -> Usage {

@@ -5,8 +5,14 @@
 //! are shed rather than served from the cache unless `streaming` is on: a streamed reply that
 //! arrives in one piece surprises clients that render tokens as they come.
 //!
-//! The cache holds finished answers only (stop or length), keyed by a SHA-256 of the model name
-//! and the messages with case and whitespace normalised, bounded by entries and by age.
+//! The cache holds complete answers only (`finish_reason: stop`; a `length` answer is a
+//! truncation that a request with another `max_tokens` must not get), keyed by a SHA-256 of the
+//! request exactly as sent, minus the fields that only shape the reply (`stream`,
+//! `stream_options`, `user`): the conversation byte for byte (indentation in code matters) and
+//! every parameter that changes the output (model, temperature, top_p, top_k, seed, penalties,
+//! `max_tokens`, `stop`, `ignore_eos`, ...), so a replay always honours `max_tokens` and `stop`.
+//! The key is computed before the template is rendered, so admission costs no tokenisation.
+//! Bounded by entries and by age.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -15,7 +21,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use deepseek_engine::engine::FinishReason;
-use deepseek_protocol::validate::PromptMessage;
+use deepseek_protocol::ChatCompletionRequest;
 
 /// Response header on answers served from the cache.
 pub const DEGRADED_HEADER: &str = "x-dsr-degraded";
@@ -51,6 +57,7 @@ impl Default for DegradeConfig {
 pub struct CachedAnswer {
     pub content: String,
     pub finish_reason: FinishReason,
+    pub prompt_tokens: usize,
     pub completion_tokens: usize,
 }
 
@@ -68,22 +75,18 @@ pub enum Admission {
 /// The normalised identity of a conversation (SHA-256, so no prompt text is kept in memory).
 pub type PromptKey = [u8; 32];
 
-/// Model name plus each message's role and content, lower-cased with whitespace runs collapsed,
-/// so that trivially different spellings of the same question share an answer.
-pub fn prompt_key(model: &str, messages: &[PromptMessage]) -> PromptKey {
-    let mut h = Sha256::new();
-    h.update(model.as_bytes());
-    for m in messages {
-        h.update([0u8]);
-        h.update(m.role.as_str().as_bytes());
-        h.update([0u8]);
-        for (i, word) in m.content.split_whitespace().enumerate() {
-            if i > 0 {
-                h.update(b" ");
-            }
-            h.update(word.to_lowercase().as_bytes());
+/// The request as sent, minus what only shapes the reply. Serialising the parsed request gives
+/// one canonical spelling of every field (JSON key order and spacing of the body do not matter,
+/// the text of every message does, exactly).
+pub fn request_key(req: &ChatCompletionRequest) -> PromptKey {
+    let mut value = serde_json::to_value(req).unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        for reply_only in ["stream", "stream_options", "user"] {
+            fields.remove(reply_only);
         }
     }
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(&value).unwrap_or_default());
     h.finalize().into()
 }
 
@@ -132,13 +135,14 @@ impl Degradation {
         }
     }
 
-    /// Remembers a finished answer (a no-op when the cache is disabled).
+    /// Remembers a complete answer (a no-op when the cache is disabled or the answer was cut
+    /// by `max_tokens` or the context).
     pub fn remember(&self, key: PromptKey, answer: CachedAnswer) {
         self.remember_at(key, answer, Instant::now());
     }
 
     fn remember_at(&self, key: PromptKey, answer: CachedAnswer, now: Instant) {
-        if self.config.cache_entries == 0 {
+        if self.config.cache_entries == 0 || answer.finish_reason != FinishReason::Stop {
             return;
         }
         let Ok(mut inner) = self.inner.lock() else {
@@ -192,19 +196,23 @@ impl Degradation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deepseek_protocol::validate::Role;
+    use serde_json::json;
 
-    fn msg(role: Role, content: &str) -> PromptMessage {
-        PromptMessage {
-            role,
-            content: content.into(),
-        }
+    fn parse(v: serde_json::Value) -> ChatCompletionRequest {
+        serde_json::from_value(v).unwrap_or_default()
+    }
+
+    fn key_of(content: &str) -> PromptKey {
+        request_key(&parse(
+            json!({"model": "m", "messages": [{"role": "user", "content": content}]}),
+        ))
     }
 
     fn answer(text: &str) -> CachedAnswer {
         CachedAnswer {
             content: text.into(),
             finish_reason: FinishReason::Stop,
+            prompt_tokens: 2,
             completion_tokens: 3,
         }
     }
@@ -217,25 +225,68 @@ mod tests {
     }
 
     #[test]
-    fn the_key_ignores_case_and_whitespace_but_not_words_roles_or_model() {
-        let a = prompt_key("m", &[msg(Role::User, "What  is\nRust?")]);
-        assert_eq!(a, prompt_key("m", &[msg(Role::User, " what is rust? ")]));
-        assert_ne!(a, prompt_key("m", &[msg(Role::User, "what is go?")]));
-        assert_ne!(a, prompt_key("m", &[msg(Role::System, "what is rust?")]));
-        assert_ne!(a, prompt_key("other", &[msg(Role::User, "what is rust?")]));
+    fn the_key_is_the_exact_conversation() {
+        // Before: case and whitespace were normalised away, so Python differing only in
+        // indentation shared an answer.
+        let a = key_of("def f():\n    return 1");
+        assert_ne!(a, key_of("def f():\n  return 1"));
+        assert_ne!(a, key_of("DEF F():\n    RETURN 1"));
+        assert_eq!(a, key_of("def f():\n    return 1"));
+        let split = request_key(&parse(json!({"model": "m", "messages": [
+            {"role": "user", "content": "a"}, {"role": "user", "content": "b"}]})));
+        assert_ne!(split, key_of("a b"));
+        let system = request_key(&parse(
+            json!({"model": "m", "messages": [{"role": "system", "content": "a b"}]}),
+        ));
+        assert_ne!(system, key_of("a b"));
     }
 
     #[test]
-    fn the_key_keeps_message_boundaries() {
-        let split = prompt_key("m", &[msg(Role::User, "a"), msg(Role::User, "b")]);
-        let joined = prompt_key("m", &[msg(Role::User, "a b")]);
-        assert_ne!(split, joined);
+    fn every_parameter_that_changes_the_output_changes_the_key() {
+        let base = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        let k = request_key(&parse(base.clone()));
+        for (field, value) in [
+            ("model", json!("other")),
+            ("temperature", json!(0.5)),
+            ("top_p", json!(0.9)),
+            ("top_k", json!(5)),
+            ("seed", json!(7)),
+            ("max_tokens", json!(5)),
+            ("max_completion_tokens", json!(5)),
+            ("stop", json!(["x"])),
+            ("ignore_eos", json!(true)),
+            ("presence_penalty", json!(0.1)),
+            ("frequency_penalty", json!(0.1)),
+            ("repetition_penalty", json!(1.1)),
+        ] {
+            let mut v = base.clone();
+            v[field] = value;
+            assert_ne!(request_key(&parse(v)), k, "{field}");
+        }
+        let mut reply_only = base.clone();
+        reply_only["stream"] = json!(true);
+        reply_only["user"] = json!("u1");
+        assert_eq!(request_key(&parse(reply_only)), k);
+    }
+
+    #[test]
+    fn answers_cut_by_max_tokens_are_not_remembered() {
+        let d = overloaded_at(0);
+        let key = key_of("hi");
+        d.remember(
+            key,
+            CachedAnswer {
+                finish_reason: FinishReason::Length,
+                ..answer("truncat")
+            },
+        );
+        assert!(d.is_empty());
     }
 
     #[test]
     fn below_the_threshold_every_request_generates() {
         let d = overloaded_at(4);
-        let key = prompt_key("m", &[msg(Role::User, "hi")]);
+        let key = key_of("hi");
         d.remember(key, answer("hello"));
         assert_eq!(d.admit(3, &key, false), Admission::Generate);
     }
@@ -243,7 +294,7 @@ mod tests {
     #[test]
     fn an_overloaded_server_answers_a_known_prompt_from_the_cache() {
         let d = overloaded_at(4);
-        let key = prompt_key("m", &[msg(Role::User, "hi")]);
+        let key = key_of("hi");
         d.remember(key, answer("hello"));
         assert_eq!(d.admit(4, &key, false), Admission::Cached(answer("hello")));
     }
@@ -251,13 +302,13 @@ mod tests {
     #[test]
     fn an_overloaded_server_sheds_an_unknown_prompt() {
         let d = overloaded_at(4);
-        let key = prompt_key("m", &[msg(Role::User, "new")]);
+        let key = key_of("new");
         assert_eq!(d.admit(9, &key, false), Admission::Shed { waiting: 9 });
     }
 
     #[test]
     fn streaming_requests_are_shed_unless_streaming_is_enabled() {
-        let key = prompt_key("m", &[msg(Role::User, "hi")]);
+        let key = key_of("hi");
         let off = overloaded_at(1);
         off.remember(key, answer("hello"));
         assert_eq!(off.admit(1, &key, true), Admission::Shed { waiting: 1 });
@@ -277,7 +328,7 @@ mod tests {
             ttl: Duration::from_secs(10),
             ..DegradeConfig::default()
         });
-        let key = prompt_key("m", &[msg(Role::User, "hi")]);
+        let key = key_of("hi");
         let now = Instant::now();
         d.remember_at(key, answer("hello"), now);
         assert!(d.lookup(&key, now + Duration::from_secs(10)).is_some());
@@ -291,9 +342,7 @@ mod tests {
             cache_entries: 2,
             ..DegradeConfig::default()
         });
-        let keys: Vec<_> = (0..3)
-            .map(|i| prompt_key("m", &[msg(Role::User, &format!("q{i}"))]))
-            .collect();
+        let keys: Vec<_> = (0..3).map(|i| key_of(&format!("q{i}"))).collect();
         for k in &keys {
             d.remember(*k, answer("a"));
         }
@@ -308,7 +357,7 @@ mod tests {
             cache_entries: 4,
             ..DegradeConfig::default()
         });
-        let key = prompt_key("m", &[msg(Role::User, "same")]);
+        let key = key_of("same");
         for _ in 0..1000 {
             d.remember(key, answer("a"));
         }
@@ -323,7 +372,7 @@ mod tests {
             cache_entries: 0,
             ..DegradeConfig::default()
         });
-        d.remember(prompt_key("m", &[]), answer("a"));
+        d.remember(key_of(""), answer("a"));
         assert!(d.is_empty());
     }
 }

@@ -29,14 +29,37 @@ pub enum ApiError {
     NotReady,
     #[error("The inference engine has stopped")]
     EngineStopped,
-    #[error("Generation failed: {0}")]
-    Generation(String),
+    #[error("The inference engine is unavailable ({0}); retry on another replica")]
+    EngineUnavailable(&'static str),
+    #[error("The server is handling its limit of {limit} concurrent requests; retry later")]
+    TooManyRequests { limit: usize },
+    #[error("This WebSocket already has its limit of {limit} requests in flight")]
+    TooManyInFlight { limit: usize },
+    #[error("No token was generated within {secs} seconds")]
+    FirstTokenTimeout { secs: f64 },
+    #[error("The request did not finish within {secs} seconds")]
+    RequestTimeout { secs: f64 },
+    #[error("The server is shutting down; retry on another replica")]
+    ShuttingDown,
+    /// The detail is logged with the id, never sent: internal error text can leak paths,
+    /// tensor shapes or library internals.
+    #[error("The server had an error while processing your request (error id {id}); contact the operator with this id if it persists")]
+    Internal { id: String },
     #[error("Unknown request URL: {0}")]
     NotFound(String),
     #[error("Method not allowed")]
     MethodNotAllowed,
     #[error("Origin '{0}' is not allowed (see --allowed-origins)")]
     OriginNotAllowed(String),
+}
+
+impl ApiError {
+    /// Logs `detail` under a fresh id and returns the generic error that names only the id.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        let id = format!("err-{}", uuid::Uuid::new_v4().simple());
+        tracing::error!(error_id = %id, error = %detail, "internal error");
+        ApiError::Internal { id }
+    }
 }
 
 impl From<SubmitError> for ApiError {
@@ -58,9 +81,18 @@ impl ApiError {
             ApiError::Validation(_) | ApiError::InvalidJson(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::QueueFull(_) | ApiError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::NotReady | ApiError::EngineStopped => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Generation(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::QueueFull(_)
+            | ApiError::Overloaded { .. }
+            | ApiError::TooManyRequests { .. }
+            | ApiError::TooManyInFlight { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotReady
+            | ApiError::EngineStopped
+            | ApiError::EngineUnavailable(_)
+            | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::FirstTokenTimeout { .. } | ApiError::RequestTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
@@ -90,7 +122,14 @@ impl ApiError {
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::NotReady => "not_ready",
             ApiError::EngineStopped => "engine_stopped",
-            ApiError::Generation(_) => "generation_failed",
+            ApiError::EngineUnavailable(_) => "engine_unavailable",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
+            ApiError::TooManyInFlight { .. } => "too_many_in_flight",
+            ApiError::FirstTokenTimeout { .. } => "first_token_timeout",
+            ApiError::RequestTimeout { .. } => "request_timeout",
+            ApiError::ShuttingDown => "shutting_down",
+            // The label the operator's error-ratio alert already counts.
+            ApiError::Internal { .. } => "generation_failed",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::OriginNotAllowed(_) => "origin_not_allowed",
@@ -150,6 +189,19 @@ mod tests {
         let resp = ApiError::from(SubmitError::QueueFull(3)).into_response();
         assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn internal_errors_name_an_id_and_never_the_detail() {
+        let e = ApiError::internal("matmul shape [3, 7] x [8, 2] in /secret/path");
+        let d = e.detail();
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(d.code.as_deref(), Some("generation_failed"));
+        assert!(!d.message.contains("secret"), "{}", d.message);
+        let ApiError::Internal { id } = &e else {
+            panic!("{e:?}")
+        };
+        assert!(d.message.contains(id.as_str()), "{}", d.message);
     }
 
     #[test]

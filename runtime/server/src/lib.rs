@@ -7,6 +7,7 @@
 //! health, readiness and metrics. Handlers only parse, validate, submit to the engine and shape
 //! replies; every failure goes through `error::ApiError`.
 
+pub mod bounds;
 pub mod chat;
 pub mod degrade;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod privacy;
 pub mod reasoning;
 pub mod serve;
 pub mod sse;
+pub mod wait;
 pub mod ws;
 
 use std::sync::Arc;
@@ -48,6 +50,10 @@ pub struct AppState {
     pub origins: deepseek_http::OriginPolicy,
     /// Redaction, the conversation store and the privacy endpoints' settings.
     pub privacy: Arc<privacy::Privacy>,
+    /// Deadlines and concurrency limits (`serve` flags).
+    pub bounds: bounds::Bounds,
+    /// What enforces them: concurrency slots, the shutdown signal, open WebSockets.
+    pub live: bounds::Live,
 }
 
 /// The full route table: the API plus `/metrics` (one port, as without `--admin-port`).

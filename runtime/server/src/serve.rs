@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::bounds::{BoundsArgs, Live};
 use super::degrade::{Degradation, DegradeConfig};
 use super::privacy::{Privacy, PrivacyArgs};
 use super::reasoning::ReasoningParserKind;
@@ -84,6 +85,9 @@ pub struct ServeArgs {
     /// `--privacy-*`).
     #[command(flatten)]
     pub privacy: PrivacyArgs,
+    /// Deadlines, concurrency limits, WebSocket keep-alive and the engine watchdog.
+    #[command(flatten)]
+    pub bounds: BoundsArgs,
     /// Model file verification before loading (`--verify`, `--no-verify`, `--manifest`).
     #[command(flatten)]
     pub model_files: deepseek_model_files::cli::VerifyArgs,
@@ -189,12 +193,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .connections
             .limits(Duration::from_secs(args.shutdown_grace_secs));
         let conn_metrics = server::ConnMetrics::register(state.metrics.registry())?;
-        let public = server::shutdown_signal();
+        // On SIGTERM readiness turns 503 and WebSockets stop taking requests, finish the ones
+        // in flight and close; the serve loop's drain waits for them (upgraded connections
+        // count as open) within the grace period.
+        let public = {
+            let state = state.clone();
+            async move {
+                server::shutdown_signal().await;
+                state.live.begin_shutdown();
+            }
+        };
         match security.admin_port {
             None => {
                 let app = security.protect(router(state));
                 security
-                    .serve(listener, app, public, limits, server::Drain::new(), conn_metrics)
+                    .serve(
+                        listener,
+                        app,
+                        public,
+                        limits,
+                        server::Drain::new(),
+                        conn_metrics,
+                    )
                     .await?;
             }
             Some(port) => {
@@ -203,7 +223,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 let app = security.protect(api_router(state.clone()));
                 // The admin port's connections are not counted on the public gauges.
                 tokio::try_join!(
-                    security.serve(listener, app, public, limits, server::Drain::new(), conn_metrics),
+                    security.serve(
+                        listener,
+                        app,
+                        public,
+                        limits,
+                        server::Drain::new(),
+                        conn_metrics
+                    ),
                     server::serve(
                         admin,
                         admin_router(state),
@@ -264,6 +291,7 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
         stem.unwrap_or_else(|| "model".into())
     });
     let metrics = Arc::new(Metrics::new(&name, &args.revision)?);
+    let bounds = args.bounds.bounds();
     let info = loaded.info.clone();
     let kv_tokens = (args.kv_cache_mb * 1024 * 1024) / info.kv_bytes_per_token.max(1);
     let config = EngineConfig {
@@ -273,7 +301,15 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
             kv_capacity_tokens: kv_tokens,
         },
         max_queue: args.max_queue,
+        step_timeout: Duration::from_secs(args.bounds.engine_step_timeout_secs.max(1)),
+        fault: args.bounds.fault_injection,
     };
+    if let Some(fault) = &config.fault {
+        tracing::warn!(
+            ?fault,
+            "FAULT INJECTION IS ON (test only): the engine will fail on purpose"
+        );
+    }
     let detok = Arc::new(TokenizerDetok(loaded.tokenizer.clone()));
     let engine = engine::spawn(loaded.model, detok, metrics.clone(), config)?;
     let reasoning = args.reasoning_parser.resolve(
@@ -302,6 +338,8 @@ pub fn build_state(args: &ServeArgs) -> anyhow::Result<Arc<AppState>> {
         degrade: Degradation::new(args.degrade_config()),
         origins: server::OriginPolicy::new(&args.integrity.allowed_origins),
         privacy: Arc::new(Privacy::from_args(&args.privacy)?),
+        live: Live::new(&bounds),
+        bounds,
     }))
 }
 

@@ -2,7 +2,10 @@
 //! (`reasoning_content` apart for R1-style models, see `reasoning`), a
 //! chunk with `finish_reason`, a usage chunk when `stream_options.include_usage`, then
 //! `data: [DONE]`. Dropping the stream (client gone) drops the engine receiver, which frees the
-//! sequence at the next step.
+//! sequence at the next step. While nothing happens (waiting in the queue, a long prefill) a
+//! `: keep-alive` comment goes out every `--sse-keepalive-secs`, so proxies and clients with
+//! read timeouts do not cut a request that is only waiting. A deadline or a dead engine ends the
+//! stream with an error frame and `[DONE]`, never silently.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -13,12 +16,14 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use futures::Stream;
 use tokio::sync::mpsc;
 
-use super::chat::{completion_id, now_secs, usage_of};
+use super::bounds::RequestPermit;
+use super::chat::{completion_id, now_secs, usage_of, Admitted};
 use super::degrade::{CachedAnswer, PromptKey};
 use super::reasoning::{ReplySplitter, Split};
+use super::wait::{next_event, Clock, Next};
 use super::{ApiError, AppState};
 use deepseek_engine::engine::Event;
-use deepseek_protocol::validate::{PromptMessage, ValidRequest};
+use deepseek_protocol::validate::PromptMessage;
 use deepseek_protocol::{ChatCompletionChunk, ChunkChoice, Delta, ErrorBody, Usage};
 
 struct ChunkMaker {
@@ -66,25 +71,28 @@ struct StreamState {
     splitter: ReplySplitter,
     done: bool,
     started: Instant,
+    clock: Clock,
     /// Where the finished answer is remembered for the overload policy (None for replays).
     remember: Option<PromptKey>,
     /// The conversation to record once answered, and whose it is (`privacy::Privacy::record`).
     record: Option<(Option<String>, Vec<PromptMessage>)>,
     text: String,
+    /// The request's concurrency slot, freed when the stream ends or is dropped.
+    _permit: RequestPermit,
 }
 
 impl StreamState {
     /// Turns one engine event into SSE frames.
-    fn on_event(&mut self, ev: Option<Event>) {
+    fn on_event(&mut self, ev: Event) {
         match ev {
-            Some(Event::Text(t)) => {
+            Event::Text(t) => {
                 if self.remember.is_some() || self.record.is_some() {
                     self.text.push_str(&t);
                 }
                 let split = self.splitter.push(t);
                 self.push_split(split);
             }
-            Some(Event::Finished { reason, usage }) => {
+            Event::Finished { reason, usage } => {
                 let split = self.splitter.finish();
                 self.push_split(split);
                 let last = self
@@ -109,14 +117,14 @@ impl StreamState {
                         // Kept for minutes and replayed to others: no personal data in it.
                         content: self.st.privacy.redact(&std::mem::take(&mut self.text)),
                         finish_reason: reason,
+                        prompt_tokens: usage.prompt_tokens,
                         completion_tokens: usage.completion_tokens,
                     };
                     self.st.degrade.remember(key, answer);
                 }
                 self.finish();
             }
-            Some(Event::Failed(e)) => self.fail(ApiError::Generation(e)),
-            None => self.fail(ApiError::EngineStopped),
+            Event::Failed(e) => self.fail(ApiError::internal(e)),
         }
     }
 
@@ -150,13 +158,19 @@ impl StreamState {
 
 pub fn stream_reply(
     st: Arc<AppState>,
-    valid: ValidRequest,
-    rx: mpsc::UnboundedReceiver<Event>,
+    admitted: Admitted,
     started: Instant,
-    remember: Option<PromptKey>,
+    permit: RequestPermit,
     subject: Option<String>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let record = Some((subject, valid.messages.clone()));
+    let Admitted {
+        rx,
+        remember,
+        include_usage,
+        record,
+        ..
+    } = admitted;
+    let record = record.map(|messages| (subject, messages));
     let maker = ChunkMaker {
         id: completion_id(),
         created: now_secs(),
@@ -169,18 +183,21 @@ pub fn stream_reply(
     };
     let first = data(&maker.chunk(role, None));
     let splitter = ReplySplitter::new(st.prompt.reasoning());
+    let clock = Clock::new(&st, started);
     let state = StreamState {
         st,
         rx,
         maker,
-        include_usage: valid.include_usage,
+        include_usage,
         pending: VecDeque::from([first]),
         splitter,
         done: false,
         started,
+        clock,
         remember,
         record,
         text: String::new(),
+        _permit: permit,
     };
     Sse::new(futures::stream::unfold(state, |mut s| async move {
         loop {
@@ -190,8 +207,16 @@ pub fn stream_reply(
             if s.done {
                 return None;
             }
-            let ev = s.rx.recv().await;
-            s.on_event(ev);
+            let keepalive = Some(s.st.bounds.sse_keepalive);
+            match next_event(&s.st, &mut s.rx, &mut s.clock, keepalive).await {
+                Ok(Next::Event(ev)) => s.on_event(ev),
+                Ok(Next::Idle) => {
+                    s.st.metrics.sse_keepalives.inc();
+                    let comment = SseEvent::default().comment("keep-alive");
+                    return Some((Ok(comment), s));
+                }
+                Err(e) => s.fail(e),
+            }
         }
     }))
 }

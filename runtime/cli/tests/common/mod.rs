@@ -23,6 +23,9 @@ pub struct FakeServerConfig {
     pub degrade: DegradeConfig,
     pub origins: deepseek_http::OriginPolicy,
     pub privacy: std::sync::Arc<deepseek_server::privacy::Privacy>,
+    pub bounds: deepseek_server::bounds::Bounds,
+    /// Test-only engine fault (see `deepseek_engine::engine::fault`).
+    pub fault: Option<deepseek_engine::engine::fault::Fault>,
 }
 
 impl Default for FakeServerConfig {
@@ -35,6 +38,8 @@ impl Default for FakeServerConfig {
             degrade: DegradeConfig::default(),
             origins: Default::default(),
             privacy: Default::default(),
+            bounds: Default::default(),
+            fault: None,
         }
     }
 }
@@ -61,6 +66,8 @@ pub async fn fake_state(cfg: FakeServerConfig) -> Arc<AppState> {
             kv_capacity_tokens: 8192,
         },
         max_queue: cfg.max_queue,
+        step_timeout: Duration::from_secs(120),
+        fault: cfg.fault,
     };
     let engine = engine::spawn(
         Box::new(model),
@@ -87,6 +94,8 @@ pub async fn fake_state(cfg: FakeServerConfig) -> Arc<AppState> {
         degrade: Degradation::new(cfg.degrade),
         origins: cfg.origins,
         privacy: cfg.privacy,
+        live: deepseek_server::bounds::Live::new(&cfg.bounds),
+        bounds: cfg.bounds,
     })
 }
 

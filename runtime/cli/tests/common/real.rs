@@ -31,6 +31,7 @@ pub fn real_args() -> deepseek_server::serve::ServeArgs {
         degrade: Default::default(),
         integrity: Default::default(),
         privacy: Default::default(),
+        bounds: Default::default(),
         model_files: Default::default(),
         reasoning_parser: Default::default(),
         quantize: None,

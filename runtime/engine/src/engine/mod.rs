@@ -4,14 +4,16 @@
 //! `Event`s on each request's own channel. A request whose receiver is dropped (client gone,
 //! cancelled) is freed at the next step.
 
+pub mod fault;
+pub mod health;
 pub mod sampling;
 pub mod stop;
 pub mod testing;
 mod worker;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -29,6 +31,12 @@ pub trait Detokenizer: Send + Sync {
 /// Incremental decoder of one sequence: returns text once it forms complete characters.
 pub trait StreamDecoder: Send {
     fn push(&mut self, token: u32) -> Option<String>;
+
+    /// Bytes still held at the end of the sequence (a trailing partial UTF-8 character becomes
+    /// U+FFFD rather than vanishing).
+    fn finish(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// The loader's tokenizer decoder is the one `serve` streams with. The impl sits here (not in
@@ -37,6 +45,10 @@ pub trait StreamDecoder: Send {
 impl StreamDecoder for crate::loader::IncrementalDecoder {
     fn push(&mut self, token: u32) -> Option<String> {
         crate::loader::IncrementalDecoder::push(self, token)
+    }
+
+    fn finish(&mut self) -> Option<String> {
+        crate::loader::IncrementalDecoder::finish(self)
     }
 }
 
@@ -97,6 +109,10 @@ pub struct EngineConfig {
     pub scheduler: SchedulerConfig,
     /// Requests accepted but not yet running before `submit` answers `QueueFull`.
     pub max_queue: usize,
+    /// Watchdog: a step running longer than this makes the engine read as stuck.
+    pub step_timeout: Duration,
+    /// Test-only fault injection (`--fault-injection`); `None` in production.
+    pub fault: Option<fault::Fault>,
 }
 
 struct Submission {
@@ -112,7 +128,7 @@ pub struct EngineHandle {
     /// Submitted but not yet scheduled for the first time.
     queued: Arc<AtomicUsize>,
     max_queue: usize,
-    ready: Arc<AtomicBool>,
+    health: Arc<health::EngineHealth>,
 }
 
 impl EngineHandle {
@@ -122,6 +138,10 @@ impl EngineHandle {
         &self,
         req: GenerationRequest,
     ) -> Result<mpsc::UnboundedReceiver<Event>, SubmitError> {
+        // The thread may still be unwinding (its channel not yet closed): refuse already.
+        if self.health.state() == health::EngineState::Stopped {
+            return Err(SubmitError::Stopped);
+        }
         let before = self.queued.fetch_add(1, Ordering::SeqCst);
         if before >= self.max_queue {
             self.queued.fetch_sub(1, Ordering::SeqCst);
@@ -140,18 +160,31 @@ impl EngineHandle {
         Ok(rx)
     }
 
+    /// The queue is at its limit: `submit` would answer `QueueFull` (checked before a request
+    /// costs any CPU).
+    pub fn queue_is_full(&self) -> bool {
+        self.queued() >= self.max_queue
+    }
+
     /// Requests submitted and not yet scheduled: the queue the overload policy looks at.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::SeqCst)
     }
 
-    /// True once the model has run its warm-up forward pass.
+    /// True once the model has run its warm-up forward pass, while the engine thread runs and
+    /// no step is stuck past the watchdog deadline.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.state() == health::EngineState::Ready
+    }
+
+    /// What the engine can do right now (readiness and liveness read it).
+    pub fn state(&self) -> health::EngineState {
+        self.health.state()
     }
 }
 
-/// Starts the engine thread. It runs a warm-up forward pass first and only then reports ready.
+/// Starts the engine thread. It runs a warm-up forward pass first and only then reports ready;
+/// a panic on it (or in a kernel it calls) stops it, and its state says so.
 pub fn spawn(
     model: Box<dyn CausalLm>,
     detokenizer: Arc<dyn Detokenizer>,
@@ -160,17 +193,23 @@ pub fn spawn(
 ) -> std::io::Result<EngineHandle> {
     let (tx, rx) = std_mpsc::channel();
     let queued = Arc::new(AtomicUsize::new(0));
-    let ready = Arc::new(AtomicBool::new(false));
-    let worker = worker::Worker::new(model, detokenizer, metrics, config, queued.clone());
-    let ready_flag = ready.clone();
+    let health = Arc::new(health::EngineHealth::new(config.step_timeout));
+    let worker = worker::Worker::new(
+        model,
+        detokenizer,
+        metrics,
+        config,
+        queued.clone(),
+        health.clone(),
+    );
     std::thread::Builder::new()
         .name("engine".into())
-        .spawn(move || worker.run(rx, ready_flag))?;
+        .spawn(move || worker.run(rx))?;
     Ok(EngineHandle {
         tx,
         queued,
         max_queue: config.max_queue,
-        ready,
+        health,
     })
 }
 

@@ -30,7 +30,9 @@ impl Sampler {
     /// token of the sequence so far (prompt + generated), for the repetition penalty.
     pub fn sample(&mut self, logits: &mut [f32], context: &[u32]) -> u32 {
         self.apply_penalties(logits, context);
-        let token = if self.params.temperature <= 0.0 {
+        // Validation already maps tiny temperatures to 0; this guards other callers (dividing
+        // logits by 1e-38 overflows f32).
+        let token = if self.params.temperature < 1e-5 {
             argmax(logits)
         } else {
             self.sample_random(logits)

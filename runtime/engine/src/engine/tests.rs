@@ -18,6 +18,8 @@ fn config(max_batch_size: usize, max_queue: usize) -> EngineConfig {
             kv_capacity_tokens: 4096,
         },
         max_queue,
+        step_timeout: super::health::DEFAULT_STEP_TIMEOUT,
+        fault: None,
     }
 }
 
@@ -237,4 +239,102 @@ fn a_request_larger_than_the_kv_budget_fails_without_stopping_the_engine() {
         collect(engine.submit(request("hi", 3, greedy())).unwrap()).1,
         FinishReason::Length
     );
+}
+
+fn wait_for_state(engine: &EngineHandle, want: fn(super::health::EngineState) -> bool) {
+    for _ in 0..400 {
+        if want(engine.state()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("engine state stayed {:?}", engine.state());
+}
+
+#[test]
+fn an_engine_panic_ends_in_flight_requests_and_reads_as_stopped() {
+    let mut cfg = config(2, 4);
+    cfg.fault = Some("engine-panic-after:3".parse().unwrap());
+    let (engine, _) = start(FakeModel::new(512), cfg);
+    wait_for_state(&engine, |s| s == super::health::EngineState::Ready);
+    let mut rx = engine.submit(request("hello", 50, greedy())).unwrap();
+    // Before the fix nothing marked the engine as stopped: it stayed "ready".
+    let mut texts = 0;
+    loop {
+        match rx.blocking_recv() {
+            Some(Event::Text(_)) => texts += 1,
+            Some(other) => panic!("unexpected {other:?}"),
+            None => break,
+        }
+    }
+    assert_eq!(texts, 2, "one token per step before the panic at step 3");
+    assert_eq!(engine.state(), super::health::EngineState::Stopped);
+    assert!(!engine.is_ready());
+    assert_eq!(
+        engine.submit(request("again", 3, greedy())).unwrap_err(),
+        SubmitError::Stopped
+    );
+}
+
+#[test]
+fn a_kernel_worker_panic_stops_the_engine_instead_of_hanging_it() {
+    let mut cfg = config(2, 4);
+    cfg.fault = Some("worker-panic-after:1".parse().unwrap());
+    let (engine, _) = start(FakeModel::new(512), cfg);
+    wait_for_state(&engine, |s| s == super::health::EngineState::Ready);
+    let mut rx = engine.submit(request("hello", 50, greedy())).unwrap();
+    assert_eq!(rx.blocking_recv(), None);
+    wait_for_state(&engine, |s| s == super::health::EngineState::Stopped);
+}
+
+#[test]
+fn a_stuck_step_reads_as_stuck_once_past_the_watchdog_deadline() {
+    let mut cfg = config(2, 4);
+    cfg.step_timeout = Duration::from_millis(100);
+    cfg.fault = Some("stuck-step-after:1".parse().unwrap());
+    let (engine, _) = start(FakeModel::new(512), cfg);
+    wait_for_state(&engine, |s| s == super::health::EngineState::Ready);
+    let _rx = engine.submit(request("hello", 50, greedy())).unwrap();
+    wait_for_state(&engine, |s| s.is_dead());
+    assert!(matches!(
+        engine.state(),
+        super::health::EngineState::Stuck { .. }
+    ));
+}
+
+/// A decoder that holds every byte back until the end, like a trailing partial UTF-8 character.
+struct HoldingDecoder(String);
+
+impl StreamDecoder for HoldingDecoder {
+    fn push(&mut self, token: u32) -> Option<String> {
+        self.0.push_str(&FakeTokenizer::decode(&[token]));
+        None
+    }
+    fn finish(&mut self) -> Option<String> {
+        Some(std::mem::take(&mut self.0))
+    }
+}
+
+struct HoldingDetok;
+
+impl Detokenizer for HoldingDetok {
+    fn stream(&self) -> Box<dyn StreamDecoder> {
+        Box::new(HoldingDecoder(String::new()))
+    }
+}
+
+#[test]
+fn the_decoders_final_flush_reaches_the_client() {
+    let metrics = Arc::new(Metrics::new("fake", "test").unwrap());
+    let engine = spawn(
+        Box::new(FakeModel::new(512)),
+        Arc::new(HoldingDetok),
+        metrics,
+        config(1, 4),
+    )
+    .unwrap();
+    // Before the fix the held bytes were dropped: the reply was empty.
+    let (text, reason, _) = collect(engine.submit(request("hello", 4, greedy())).unwrap());
+    assert_eq!(text, greedy_chain("hello", 4));
+    assert_eq!(reason, FinishReason::Length);
 }

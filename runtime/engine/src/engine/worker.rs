@@ -2,12 +2,15 @@
 //! scheduled step (one batched forward pass), then sample and emit per sequence.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use super::fault::Fault;
+use super::health::EngineHealth;
 use super::sampling::Sampler;
 use super::stop::{StopMatcher, StopOutcome};
 use super::{
@@ -55,6 +58,10 @@ pub(super) struct Worker {
     seqs: HashMap<SeqId, Sequence>,
     next_id: SeqId,
     queued: Arc<AtomicUsize>,
+    fault: Option<Fault>,
+    /// Forward steps run since the warm-up (what fault injection counts).
+    steps: u64,
+    health: Arc<EngineHealth>,
 }
 
 impl Worker {
@@ -64,6 +71,7 @@ impl Worker {
         metrics: Arc<Metrics>,
         config: EngineConfig,
         queued: Arc<AtomicUsize>,
+        health: Arc<EngineHealth>,
     ) -> Self {
         Self {
             model,
@@ -73,15 +81,46 @@ impl Worker {
             seqs: HashMap::new(),
             next_id: 0,
             queued,
+            fault: config.fault,
+            steps: 0,
+            health,
         }
     }
 
-    pub(super) fn run(mut self, rx: std_mpsc::Receiver<Submission>, ready: Arc<AtomicBool>) {
-        if let Err(e) = self.warm_up() {
+    /// The thread's body. A panic anywhere in the loop (the model, a kernel worker re-raised by
+    /// the pool, sampling) is caught here: the engine is marked stopped before any client sees
+    /// its stream end, then the sequences are dropped, so every in-flight request ends with an
+    /// `engine_stopped` error instead of hanging, and liveness fails so the pod restarts. The
+    /// engine does not try to go on after a panic: its KV caches may be half-written.
+    pub(super) fn run(self, rx: std_mpsc::Receiver<Submission>) {
+        let health = self.health.clone();
+        let mark = health.clone();
+        let outcome = catch_unwind(AssertUnwindSafe(move || {
+            let mut worker = self;
+            // Declared after `worker`, so dropped before it: "stopped" is visible before the
+            // sequences' channels close.
+            let _stopped = MarkStopped(mark);
+            worker.serve(rx, &health);
+        }));
+        if let Err(payload) = outcome {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".into());
+            tracing::error!(panic = %message, "the engine thread panicked; the engine is stopped and liveness fails");
+        }
+    }
+
+    fn serve(&mut self, rx: std_mpsc::Receiver<Submission>, health: &EngineHealth) {
+        health.step_begin();
+        let warmed = self.warm_up();
+        health.step_end();
+        if let Err(e) = warmed {
             tracing::error!(error = %e, "warm-up forward pass failed; the engine stops");
             return;
         }
-        ready.store(true, Ordering::SeqCst);
+        health.set_ready();
         tracing::info!("engine ready");
         loop {
             if self.sched.is_idle() {
@@ -94,7 +133,9 @@ impl Worker {
                 self.accept(sub);
             }
             self.drop_gone();
+            health.step_begin();
             self.step();
+            health.step_end();
             self.publish_gauges();
         }
     }
@@ -186,6 +227,14 @@ impl Worker {
         }
         if batch.is_empty() {
             return;
+        }
+        // Dropped before `batch` when a panic unwinds through here: the engine reads as stopped
+        // before the batch's clients see their streams end.
+        let _stopped_first = MarkStoppedIfPanicking(self.health.clone());
+        self.steps += 1;
+        if let Some(fault) = self.fault {
+            // Here the batch's requests are really in flight: a panic drops them mid-step.
+            fault.before_step(self.steps);
         }
         self.mark_started(&mut batch);
         let decodes = batch
@@ -286,9 +335,7 @@ impl Worker {
     fn emit(&self, seq: &mut Sequence, token: u32) -> Option<FinishReason> {
         let info = self.model.info();
         if !seq.ignore_eos && info.eos_token_ids.contains(&token) {
-            let held = seq.stop.flush();
-            send_text(seq, held);
-            return Some(FinishReason::Stop);
+            return Some(flush_tail(seq, FinishReason::Stop));
         }
         if let Some(text) = seq.decoder.push(token) {
             match seq.stop.push(&text) {
@@ -300,9 +347,7 @@ impl Worker {
             }
         }
         if seq.generated() >= seq.max_tokens || seq.tokens.len() >= info.context_length {
-            let held = seq.stop.flush();
-            send_text(seq, held);
-            return Some(FinishReason::Length);
+            return Some(flush_tail(seq, FinishReason::Length));
         }
         None
     }
@@ -327,6 +372,45 @@ impl Worker {
         m.kv_used_tokens.set(used as i64);
         let cap = self.sched.config().kv_capacity_tokens.max(1);
         m.kv_usage.set(used as f64 / cap as f64);
+    }
+}
+
+/// The end of a sequence: the decoder's held bytes (a trailing partial UTF-8 character) go
+/// through the stop matcher like any text, then whatever the matcher held back is sent. A stop
+/// string completed by the tail turns the reason into `Stop`.
+fn flush_tail(seq: &mut Sequence, reason: FinishReason) -> FinishReason {
+    if let Some(tail) = seq.decoder.finish() {
+        match seq.stop.push(&tail) {
+            StopOutcome::Emit(t) => send_text(seq, t),
+            StopOutcome::Stopped(t) => {
+                send_text(seq, t);
+                return FinishReason::Stop;
+            }
+        }
+    }
+    let held = seq.stop.flush();
+    send_text(seq, held);
+    reason
+}
+
+/// Sets the engine's state to stopped when the engine thread leaves its loop, by return or by
+/// panic.
+struct MarkStopped(Arc<EngineHealth>);
+
+impl Drop for MarkStopped {
+    fn drop(&mut self) {
+        self.0.set_stopped();
+    }
+}
+
+/// Marks the engine stopped if dropped during a panic.
+struct MarkStoppedIfPanicking(Arc<EngineHealth>);
+
+impl Drop for MarkStoppedIfPanicking {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.set_stopped();
+        }
     }
 }
 

@@ -116,9 +116,19 @@ pub(super) fn sampling(req: &ChatCompletionRequest) -> Result<SamplingParams, Va
     let presence = penalty("presence_penalty", req.presence_penalty)?;
     let frequency = penalty("frequency_penalty", req.frequency_penalty)?;
     let repetition = req.repetition_penalty.unwrap_or(1.0);
-    if !(repetition > 0.0 && repetition <= 10.0) {
+    // Checked as the f32 the sampler divides by: 1e-50 is positive as f64 but 0 as f32, and a
+    // subnormal f32 turns every seen logit infinite.
+    let repetition_f32 = repetition as f32;
+    if !(repetition_f32.is_normal() && repetition_f32 > 0.0 && repetition_f32 <= 10.0) {
         return Err(ValidationError::RepetitionPenaltyOutOfRange(repetition));
     }
+    // Below this the logits divided by the temperature overflow f32 (1e-38 gave infinite logits
+    // and garbage): treat it as the greedy decoding it tends to, as vLLM does.
+    let temperature = if temperature < GREEDY_BELOW_TEMPERATURE {
+        0.0
+    } else {
+        temperature
+    };
     Ok(SamplingParams {
         temperature: temperature as f32,
         top_p: top_p as f32,
@@ -131,9 +141,13 @@ pub(super) fn sampling(req: &ChatCompletionRequest) -> Result<SamplingParams, Va
     })
 }
 
+/// Temperatures below this decode greedily.
+pub const GREEDY_BELOW_TEMPERATURE: f64 = 1e-5;
+
 fn penalty(param: &'static str, value: Option<f64>) -> Result<f64, ValidationError> {
     let v = value.unwrap_or(0.0);
-    if (-2.0..=2.0).contains(&v) {
+    // The range check in f32, the type the sampler subtracts (NaN fails it too).
+    if (-2.0..=2.0).contains(&(v as f32)) {
         Ok(v)
     } else {
         Err(ValidationError::PenaltyOutOfRange { param, value: v })

@@ -277,6 +277,36 @@ fn rejects_penalties_out_of_range() {
 }
 
 #[test]
+fn a_temperature_that_would_overflow_f32_logits_decodes_greedily() {
+    for t in [1e-38, 1e-6] {
+        let v = check(ChatCompletionRequest {
+            temperature: Some(t),
+            ..request()
+        })
+        .unwrap();
+        assert_eq!(v.sampling.temperature, 0.0, "temperature {t}");
+    }
+    let v = check(ChatCompletionRequest {
+        temperature: Some(1e-5),
+        ..request()
+    })
+    .unwrap();
+    assert!(v.sampling.temperature > 0.0);
+}
+
+#[test]
+fn a_repetition_penalty_that_is_zero_as_f32_is_rejected() {
+    for p in [1e-50, 1e-40] {
+        let err = check(ChatCompletionRequest {
+            repetition_penalty: Some(p),
+            ..request()
+        })
+        .unwrap_err();
+        assert_eq!(err, ValidationError::RepetitionPenaltyOutOfRange(p));
+    }
+}
+
+#[test]
 fn rejects_n_other_than_one() {
     let err = check(ChatCompletionRequest {
         n: Some(2),
