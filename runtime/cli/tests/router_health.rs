@@ -162,6 +162,7 @@ async fn readyz_is_503_until_a_route_file_exists_then_200() {
     assert_eq!(status, 503, "{body}");
     let resp = http
         .post(format!("{}/v1/chat/completions", router.url))
+        .header("content-type", "application/json")
         .body("{}")
         .send()
         .await

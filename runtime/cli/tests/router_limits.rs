@@ -215,7 +215,7 @@ async fn requests_beyond_the_concurrency_cap_get_429_and_bodies_beyond_the_budge
             .await
             .unwrap();
         let head =
-            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 4194304\r\n\r\n";
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 4194304\r\n\r\n";
         tcp.write_all(head.as_bytes()).await.unwrap();
         held.push(tcp);
     }
@@ -230,18 +230,36 @@ async fn requests_beyond_the_concurrency_cap_get_429_and_bodies_beyond_the_budge
     .await;
     assert!(held_bytes.is_some(), "{}", router.metrics().await);
     let big = vec![b'a'; 4 * 1024 * 1024];
-    let resp = http.post(&url).body(big.clone()).send().await.unwrap();
+    let resp = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 503);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "body_budget_exhausted");
-    let small = http.post(&url).body("{}").send().await.unwrap();
+    let small = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(small.status(), 200);
     drop(held);
     let again = deepseek_test_support::eventually(
         Duration::from_secs(5),
         Duration::from_millis(100),
         || async {
-            let r = http.post(&url).body(big.clone()).send().await.ok()?;
+            let r = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(big.clone())
+                .send()
+                .await
+                .ok()?;
             (r.status() == 200).then_some(())
         },
     )
