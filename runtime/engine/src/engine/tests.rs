@@ -338,3 +338,41 @@ fn the_decoders_final_flush_reaches_the_client() {
     assert_eq!(text, greedy_chain("hello", 4));
     assert_eq!(reason, FinishReason::Length);
 }
+
+/// A model whose every forward pass fails, so its warm-up does.
+struct WarmUpFails(FakeModel);
+
+impl crate::model::CausalLm for WarmUpFails {
+    fn info(&self) -> &crate::model::ModelInfo {
+        self.0.info()
+    }
+
+    fn new_cache(&self) -> crate::model::KvCache {
+        self.0.new_cache()
+    }
+
+    fn forward(&self, _batch: &mut [crate::model::SeqInput<'_>]) -> anyhow::Result<Vec<Vec<f32>>> {
+        anyhow::bail!("injected warm-up failure")
+    }
+}
+
+#[test]
+fn a_failed_warm_up_reads_as_stopped_not_warming_up_forever() {
+    // Before the health states, a failed warm-up left readiness 503 and liveness 200 forever:
+    // the pod was never restarted. Now the engine reads as stopped, which fails liveness.
+    let metrics = Arc::new(Metrics::new("fake", "test").unwrap());
+    let engine = spawn(
+        Box::new(WarmUpFails(FakeModel::new(64))),
+        Arc::new(FakeTokenizer),
+        metrics,
+        config(1, 1),
+    )
+    .unwrap();
+    wait_for_state(&engine, |s| s == super::health::EngineState::Stopped);
+    assert!(engine.state().is_dead());
+    assert!(!engine.is_ready());
+    assert_eq!(
+        engine.submit(request("hello", 3, greedy())).unwrap_err(),
+        SubmitError::Stopped
+    );
+}
