@@ -10,6 +10,7 @@ pub mod ops;
 pub mod privacy;
 pub mod rollout;
 pub mod spec;
+pub mod spec_error;
 pub mod status;
 pub mod syntax;
 pub mod validate;
