@@ -6,17 +6,13 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
+#[path = "common/scripted.rs"]
+mod scripted;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{client, post_chat, sse_data};
-use deepseek_engine::engine::{self, Detokenizer, EngineConfig, StreamDecoder};
-use deepseek_engine::metrics::Metrics;
-use deepseek_engine::model::{CausalLm, KvCache, ModelInfo, SeqInput};
-use deepseek_engine::scheduler::SchedulerConfig;
-use deepseek_protocol::validate::{Limits, PromptBuilder, PromptMessage, ReasoningFormat};
-use deepseek_server::{self as api, AppState};
+use deepseek_protocol::validate::ReasoningFormat;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -27,123 +23,9 @@ const SCRIPT: &[&str] = &[
 ];
 const REASONING: &str = "Let me think.\n";
 const CONTENT: &str = "The answer is 4.";
-const EOS: u32 = 0;
-/// The one prompt token; token i (1..=SCRIPT.len()) prints SCRIPT[i - 1].
-const PROMPT: u32 = SCRIPT.len() as u32 + 1;
-
-/// Greedy decoding walks PROMPT -> 1 -> 2 -> ... -> SCRIPT.len() -> EOS.
-struct ScriptedModel(ModelInfo);
-
-impl CausalLm for ScriptedModel {
-    fn info(&self) -> &ModelInfo {
-        &self.0
-    }
-
-    fn new_cache(&self) -> KvCache {
-        KvCache::default()
-    }
-
-    fn forward(&self, batch: &mut [SeqInput<'_>]) -> anyhow::Result<Vec<Vec<f32>>> {
-        Ok(batch
-            .iter()
-            .map(|s| {
-                let last = *s.tokens.last().unwrap_or(&EOS);
-                let next = match last {
-                    PROMPT => 1,
-                    t if (t as usize) < SCRIPT.len() => t + 1,
-                    _ => EOS,
-                };
-                let mut logits = vec![0.0; self.0.vocab_size];
-                logits[next as usize] = 10.0;
-                logits
-            })
-            .collect())
-    }
-}
-
-struct ScriptedText {
-    reasoning: Option<ReasoningFormat>,
-}
-
-struct PieceStream;
-
-impl StreamDecoder for PieceStream {
-    fn push(&mut self, token: u32) -> Option<String> {
-        SCRIPT
-            .get((token as usize).checked_sub(1)?)
-            .map(|s| s.to_string())
-    }
-}
-
-impl Detokenizer for ScriptedText {
-    fn stream(&self) -> Box<dyn StreamDecoder> {
-        Box::new(PieceStream)
-    }
-}
-
-impl PromptBuilder for ScriptedText {
-    fn prompt_tokens(&self, _: &[PromptMessage]) -> Result<Vec<u32>, String> {
-        Ok(vec![PROMPT])
-    }
-
-    fn reasoning(&self) -> Option<ReasoningFormat> {
-        self.reasoning
-    }
-}
 
 async fn server(reasoning: Option<ReasoningFormat>) -> String {
-    let info = ModelInfo {
-        architecture: "scripted".into(),
-        vocab_size: SCRIPT.len() + 2,
-        context_length: 256,
-        eos_token_ids: vec![EOS],
-        bos_token_id: None,
-        kv_bytes_per_token: 16,
-    };
-    let metrics = Arc::new(Metrics::new("scripted", "r1").unwrap());
-    let config = EngineConfig {
-        scheduler: SchedulerConfig {
-            max_batch_size: 4,
-            max_step_tokens: 64,
-            kv_capacity_tokens: 4096,
-        },
-        max_queue: 16,
-        step_timeout: std::time::Duration::from_secs(120),
-        fault: None,
-    };
-    let text = Arc::new(ScriptedText { reasoning });
-    let engine = engine::spawn(
-        Box::new(ScriptedModel(info)),
-        text.clone(),
-        metrics.clone(),
-        config,
-    )
-    .unwrap();
-    while !engine.is_ready() {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let state = Arc::new(AppState {
-        engine,
-        prompt: text,
-        limits: Limits {
-            served_model_name: "scripted".into(),
-            context_length: 256,
-            max_stop_strings: 4,
-        },
-        revision: "r1".into(),
-        created: 0,
-        metrics,
-        max_body_bytes: 64 * 1024,
-        degrade: deepseek_server::degrade::Degradation::new(Default::default()),
-        origins: Default::default(),
-        privacy: Default::default(),
-        bounds: Default::default(),
-        live: Default::default(),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
-    format!("http://{addr}")
+    scripted::scripted_server(SCRIPT, reasoning).await.0
 }
 
 const R1: Option<ReasoningFormat> = Some(ReasoningFormat::Think {
